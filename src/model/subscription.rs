@@ -1,0 +1,205 @@
+//! The one subscription model behind every management dialect (DESIGN §3).
+//!
+//! The native API, Sitecore audit, Contensis and DatoCMS views all read and write this type; a
+//! subscription created through one is the same record seen through another. Values here are
+//! already validated (the API layers parse → validate → build this), so the runtime never
+//! re-checks them. Options mean "the user did not set it, use the daemon default", never "must be
+//! Some by now".
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::filter::Filter;
+use super::ids::SubscriptionId;
+use super::secret::Secret;
+
+/// Which management API created the subscription. Renderers and policies use it for dialect
+/// defaults; every dialect can still list and edit it where it can express it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Dialect {
+    #[default]
+    Native,
+    SitecoreAudit,
+    Contensis,
+    DatoCms,
+}
+
+/// The tenant a subscription belongs to: Sitecore `space`, Contensis `projectId`, DatoCMS site.
+/// `None` for native subscriptions that are not scoped. Admin tokens can be limited to scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tenant {
+    pub kind: TenantKind,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TenantKind {
+    Space,
+    Project,
+    Site,
+}
+
+/// HTTP method of the outbound request (Contensis lets a subscription choose it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum HttpMethod {
+    Get,
+    #[default]
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl HttpMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HttpMethod::Get => "GET",
+            HttpMethod::Post => "POST",
+            HttpMethod::Put => "PUT",
+            HttpMethod::Patch => "PATCH",
+            HttpMethod::Delete => "DELETE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "GET" => HttpMethod::Get,
+            "POST" => HttpMethod::Post,
+            "PUT" => HttpMethod::Put,
+            "PATCH" => HttpMethod::Patch,
+            "DELETE" => HttpMethod::Delete,
+            _ => return None,
+        })
+    }
+
+    pub fn to_http(self) -> http::Method {
+        match self {
+            HttpMethod::Get => http::Method::GET,
+            HttpMethod::Post => http::Method::POST,
+            HttpMethod::Put => http::Method::PUT,
+            HttpMethod::Patch => http::Method::PATCH,
+            HttpMethod::Delete => http::Method::DELETE,
+        }
+    }
+}
+
+/// The default body a subscription receives when it has no template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum Format {
+    /// The event as a structured-mode CloudEvent (a CloudEvent input passes through unchanged).
+    #[default]
+    CloudEvents,
+    /// The bytes Herald received for this event.
+    Raw,
+    /// The Sitecore webhook event handler shape, `WebhookItemId`/`WebhookItemName` set to this
+    /// subscription's id and name.
+    Sitecore,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::CloudEvents => "cloudevents",
+            Format::Raw => "raw",
+            Format::Sitecore => "sitecore",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "cloudevents" => Format::CloudEvents,
+            "raw" => Format::Raw,
+            "sitecore" => Format::Sitecore,
+            _ => return None,
+        })
+    }
+}
+
+/// One extra request header. `value` may be write-only (`secret`): stored, sent, never returned.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderSpec {
+    /// A valid HTTP header name, as the user spelled it.
+    pub name: String,
+    pub value: Secret,
+    pub secret: bool,
+}
+
+impl std::fmt::Debug for HeaderSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("HeaderSpec");
+        d.field("name", &self.name);
+        if self.secret {
+            d.field("value", &self.value);
+        } else {
+            d.field("value", &self.value.expose());
+        }
+        d.field("secret", &self.secret).finish()
+    }
+}
+
+/// How Herald authenticates to the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TargetAuth {
+    /// `Authorization: Basic base64(username:password)`.
+    Basic { username: String, password: Secret },
+    /// `Authorization: Bearer <token>`.
+    Bearer { token: Secret },
+    /// Any header carrying a key: `X-Api-Key: …`, Sitecore audit's `X-Secret: …`.
+    Header { name: String, value: Secret },
+}
+
+/// When to try again after a failed attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// The delay before each retry; its length is the number of retries. Empty: no retries.
+    pub schedule: Vec<Duration>,
+    /// Relative jitter applied to each delay (0.2 = ±20%).
+    pub jitter: f64,
+}
+
+/// Who changed it and when; `version_no` is Contensis's optimistic-concurrency counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Version {
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub modified_by: String,
+    pub modified_at_ms: i64,
+    pub version_no: u64,
+}
+
+/// A subscription.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Subscription {
+    pub id: SubscriptionId,
+    pub dialect: Dialect,
+    pub tenant: Option<Tenant>,
+    pub name: String,
+    pub description: Option<String>,
+    /// Disabled subscriptions match nothing; deliveries already queued still go out.
+    pub enabled: bool,
+    /// Target URL (absolute http/https).
+    pub url: String,
+    pub method: HttpMethod,
+    /// Any filter matching selects the event; no filters selects every event.
+    pub filters: Vec<Filter>,
+    pub headers: Vec<HeaderSpec>,
+    pub auth: Option<TargetAuth>,
+    /// Standard Webhooks secret (`whsec_<base64>`); when set, every request is signed.
+    pub signing_secret: Option<Secret>,
+    pub format: Format,
+    /// `None`: the daemon's `[delivery] retry_schedule`.
+    pub retry: Option<RetryPolicy>,
+    /// `None`: the daemon's `[delivery] timeout`.
+    pub timeout: Option<Duration>,
+    /// Why the subscription was disabled by Herald itself (a `410 Gone`), if it was.
+    pub disabled_reason: Option<String>,
+    pub version: Version,
+}
+
+impl Subscription {
+    /// Whether this subscription wants `event` (enabled and a filter matches).
+    pub fn wants(&self, event: &super::event::Event, event_type_lc: &str) -> bool {
+        self.enabled && super::filter::any_matches(&self.filters, event, event_type_lc)
+    }
+}
