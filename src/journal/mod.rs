@@ -1,1 +1,210 @@
-//! (being written)
+//! The storage interface: everything Herald must not lose goes through [`Journal`].
+//!
+//! Where it sits: ingest routes an event, then [`Journal::append`]s it together with the
+//! deliveries it created and answers `202` only when the returned [`Ack`] resolves (DESIGN §4:
+//! ack means durable). The dispatcher reports every attempt as a [`Transition`] and reads
+//! backlogs back with [`Journal::scan_queue`]; the API reads the delivery log and dead letters.
+//!
+//! The pipeline only sees this trait. Today it has one backend, `embedded` (an LSM store in
+//! the data directory, group-committed on a dedicated writer thread); a clustered backend can
+//! implement the same calls without the stages changing shape.
+//!
+//! Writes are asynchronous messages to a single writer, so their order is the order they were
+//! sent in; reads are synchronous and may touch the disk, so async callers run scans on the
+//! blocking pool.
+
+pub mod codec;
+// The embedded backend lands with the journal work (issue 3); its files are in embedded/.
+// pub mod embedded;
+
+use std::sync::Arc;
+
+use crate::model::{
+    AttemptRecord, Delivery, DeliveryId, DeliveryRecord, DeliveryStatus, Event, Subscription,
+    SubscriptionId,
+};
+
+/// Resolves when the write is durable (per `[storage] fsync`) or failed.
+pub type Ack<T> = tokio::sync::oneshot::Receiver<Result<T, JournalError>>;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JournalError {
+    /// Free space under `[storage] min_free_bytes`: writes are refused before the disk fills.
+    #[error("storage is full: {free_bytes} bytes free under {path}, below the {min_free_bytes}-byte minimum")]
+    DiskFull {
+        path: String,
+        free_bytes: u64,
+        min_free_bytes: u64,
+    },
+    /// The store failed a write (I/O error). Herald keeps delivering what it holds in memory.
+    #[error("storage write failed: {0}")]
+    Io(String),
+    /// A stored record could not be decoded (corruption, or a newer format).
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(String),
+    /// The writer thread has stopped (shutdown).
+    #[error("storage is shut down")]
+    Closed,
+}
+
+impl JournalError {
+    /// The bounded label for `herald_journal_errors_total{kind}`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            JournalError::DiskFull { .. } => "full",
+            JournalError::Io(_) => "io",
+            JournalError::Corrupt(_) => "corrupt",
+            JournalError::Closed => "closed",
+        }
+    }
+}
+
+/// One event to make durable, with the deliveries routing created for it.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event: Arc<Event>,
+    pub deliveries: Vec<Delivery>,
+}
+
+/// What became of one appended event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendStatus {
+    /// Stored with its deliveries.
+    Accepted,
+    /// `(source, id)` was accepted within the dedup window: nothing was stored.
+    Duplicate { original_seq: u64 },
+}
+
+/// What happens to a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadOp {
+    None,
+    /// The delivery became a dead letter.
+    Insert,
+    /// The dead letter was replayed (it is queued again).
+    Remove,
+}
+
+/// One state change of a delivery, written as it is: the outcome stage decides, the journal
+/// stores (`crate::outcome` builds these).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The delivery's new log entry (overwrites the old one).
+    pub record: DeliveryRecord,
+    /// The attempt that caused the change, appended to the attempt log.
+    pub attempt: Option<AttemptRecord>,
+    /// The queue entry to remove (as it was queued: its due time is part of the key).
+    pub dequeue: Option<Delivery>,
+    /// The queue entry to add (a retry, a replay).
+    pub enqueue: Option<Delivery>,
+    pub dead: DeadOp,
+}
+
+/// Position in a subscription's queue: `(due time, delivery id)`. The queue of one
+/// subscription is read in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueuePos {
+    pub due_at_ms: i64,
+    pub id: DeliveryId,
+}
+
+impl QueuePos {
+    pub fn of(d: &Delivery) -> Self {
+        QueuePos {
+            due_at_ms: d.due_at_ms,
+            id: d.id,
+        }
+    }
+}
+
+/// Filters for the delivery log, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryQuery {
+    pub subscription: Option<SubscriptionId>,
+    pub status: Option<DeliveryStatus>,
+    /// Only deliveries with an id below this (paging cursor).
+    pub before: Option<DeliveryId>,
+    /// Created at or after / before, ms.
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub limit: usize,
+}
+
+/// What the store held at start-up, for the in-memory state and gauges.
+#[derive(Debug, Clone, Default)]
+pub struct Recovered {
+    pub subscriptions: Vec<Subscription>,
+    /// Subscriptions with queued deliveries, with how many.
+    pub queued: Vec<(SubscriptionId, u64)>,
+    /// Queued deliveries that have failed at least once.
+    pub retrying: u64,
+    pub dead_letters: u64,
+    /// Highest event sequence and delivery id stored (seed for the id generator).
+    pub max_id: u64,
+}
+
+/// Durability state, for `/readyz` and `herald_journal_healthy`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    Failing(String),
+}
+
+/// The storage interface.
+pub trait Journal: Send + Sync + 'static {
+    /// Makes events and their deliveries durable, deduplicating on `(source, id)`. The result
+    /// has one status per event, in order. Nothing is half-stored: on error, none of the batch.
+    fn append(&self, events: Vec<NewEvent>) -> Ack<Vec<AppendStatus>>;
+
+    /// Records a delivery's state change. Not awaited: if Herald dies before it is on disk, the
+    /// delivery is simply attempted again (at-least-once).
+    fn record(&self, transition: Transition);
+
+    /// Stores (creates or replaces) a subscription.
+    fn save_subscription(&self, sub: &Subscription) -> Ack<()>;
+
+    /// Removes a subscription (its queued deliveries become dead letters via `record`).
+    fn delete_subscription(&self, id: SubscriptionId) -> Ack<()>;
+
+    /// Resolves once everything sent before it is durable (tests, shutdown).
+    fn flush(&self) -> Ack<()>;
+
+    /// Everything needed to rebuild memory at start-up.
+    fn recover(&self) -> Result<Recovered, JournalError>;
+
+    /// Up to `limit` queued deliveries of `sub` after `after` (exclusive), in queue order.
+    fn scan_queue(
+        &self,
+        sub: SubscriptionId,
+        after: Option<QueuePos>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, JournalError>;
+
+    fn event(&self, seq: u64) -> Result<Option<Event>, JournalError>;
+
+    /// Events received in `[since_ms, until_ms)`, after sequence `after_seq`, oldest first.
+    fn events_between(
+        &self,
+        since_ms: i64,
+        until_ms: i64,
+        after_seq: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Event>, JournalError>;
+
+    fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, JournalError>;
+
+    fn attempts(&self, id: DeliveryId) -> Result<Vec<AttemptRecord>, JournalError>;
+
+    fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<DeliveryRecord>, JournalError>;
+
+    /// The queued form of a delivery (to retry it now), if it is queued.
+    fn queued(&self, record: &DeliveryRecord) -> Result<Option<Delivery>, JournalError>;
+
+    /// Dead letters, newest first, filtered like `deliveries` (status is ignored).
+    fn dead_letters(&self, query: &DeliveryQuery) -> Result<Vec<Delivery>, JournalError>;
+
+    fn health(&self) -> Health;
+
+    /// Stops the writer after everything queued is written.
+    fn close(&self);
+}

@@ -17,6 +17,9 @@ pub struct Delivery {
     pub event_seq: u64,
     /// Attempts already made (0 for a fresh delivery).
     pub attempts: u32,
+    /// Attempts made before the current retry cycle began. A replay or a manual retry starts a
+    /// new cycle, so the retry schedule restarts while attempt numbers keep counting up.
+    pub cycle_start: u32,
     /// When the next attempt may start, ms since the epoch.
     pub due_at_ms: i64,
     pub created_at_ms: i64,

@@ -1,0 +1,393 @@
+//! Keys and record encodings of the journal. Pure functions, round-trip tested.
+//!
+//! Keys are big-endian so that byte order is numeric order: events sort by sequence (which is
+//! time), a subscription's queue sorts by due time then delivery id, the delivery log by id
+//! (time). Hot records (events, queued deliveries) use a hand-written binary layout, fixed
+//! fields first, because they are written and read once per delivery; delivery log records use
+//! postcard behind a version byte; subscriptions are JSON so new optional fields can be added
+//! without a migration (they are written rarely and read once at start-up).
+
+use bytes::Bytes;
+
+use super::{JournalError, QueuePos};
+use crate::model::{
+    AttemptRecord, Delivery, DeliveryId, DeliveryRecord, Event, InputKind, Subscription,
+    SubscriptionId,
+};
+
+const EVENT_V1: u8 = 1;
+const RECORD_V1: u8 = 1;
+
+fn corrupt(what: &str) -> JournalError {
+    JournalError::Corrupt(what.to_string())
+}
+
+// ---- keys ---------------------------------------------------------------------------------
+
+pub fn u64_key(v: u64) -> [u8; 8] {
+    v.to_be_bytes()
+}
+
+pub fn read_u64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+/// `queue` key: subscription (16) + due ms (8) + delivery id (8).
+pub fn queue_key(sub: SubscriptionId, pos: QueuePos) -> [u8; 32] {
+    let mut k = [0u8; 32];
+    k[..16].copy_from_slice(sub.as_bytes());
+    k[16..24].copy_from_slice(&(pos.due_at_ms.max(0) as u64).to_be_bytes());
+    k[24..].copy_from_slice(&pos.id.0.to_be_bytes());
+    k
+}
+
+pub fn parse_queue_key(k: &[u8]) -> Option<(SubscriptionId, QueuePos)> {
+    if k.len() != 32 {
+        return None;
+    }
+    let sub = SubscriptionId::from_bytes(k[..16].try_into().ok()?);
+    let due = read_u64(&k[16..24])? as i64;
+    let id = read_u64(&k[24..32])?;
+    Some((
+        sub,
+        QueuePos {
+            due_at_ms: due,
+            id: DeliveryId(id),
+        },
+    ))
+}
+
+/// `by_sub` key: subscription (16) + delivery id (8).
+pub fn by_sub_key(sub: SubscriptionId, id: DeliveryId) -> [u8; 24] {
+    let mut k = [0u8; 24];
+    k[..16].copy_from_slice(sub.as_bytes());
+    k[16..].copy_from_slice(&id.0.to_be_bytes());
+    k
+}
+
+/// `attempts` key: delivery id (8) + attempt number (4).
+pub fn attempt_key(id: DeliveryId, attempt: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&id.0.to_be_bytes());
+    k[8..].copy_from_slice(&attempt.to_be_bytes());
+    k
+}
+
+/// `dedup` key: source, a NUL, id.
+pub fn dedup_key(source: &str, id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(source.len() + 1 + id.len());
+    k.extend_from_slice(source.as_bytes());
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `dedup` value: event seq + accepted-at ms.
+pub fn dedup_value(seq: u64, accepted_at_ms: i64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&seq.to_be_bytes());
+    v[8..].copy_from_slice(&accepted_at_ms.to_be_bytes());
+    v
+}
+
+pub fn parse_dedup_value(v: &[u8]) -> Option<(u64, i64)> {
+    Some((read_u64(v)?, read_u64(v.get(8..)?)? as i64))
+}
+
+// ---- deliveries (queue and dead-letter values) ----------------------------------------------
+
+pub const DELIVERY_LEN: usize = 60;
+
+pub fn encode_delivery(d: &Delivery) -> [u8; DELIVERY_LEN] {
+    let mut b = [0u8; DELIVERY_LEN];
+    b[..8].copy_from_slice(&d.id.0.to_be_bytes());
+    b[8..24].copy_from_slice(d.subscription.as_bytes());
+    b[24..32].copy_from_slice(&d.event_seq.to_be_bytes());
+    b[32..36].copy_from_slice(&d.attempts.to_be_bytes());
+    b[36..40].copy_from_slice(&d.cycle_start.to_be_bytes());
+    b[40..48].copy_from_slice(&d.due_at_ms.to_be_bytes());
+    b[48..56].copy_from_slice(&d.created_at_ms.to_be_bytes());
+    // 56..60 reserved (flags) — zero.
+    b
+}
+
+pub fn decode_delivery(b: &[u8]) -> Result<Delivery, JournalError> {
+    if b.len() != DELIVERY_LEN {
+        return Err(corrupt("delivery record has the wrong length"));
+    }
+    let u32_at = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap_or_default());
+    let u64_at = |i: usize| u64::from_be_bytes(b[i..i + 8].try_into().unwrap_or_default());
+    Ok(Delivery {
+        id: DeliveryId(u64_at(0)),
+        subscription: SubscriptionId::from_bytes(b[8..24].try_into().unwrap_or_default()),
+        event_seq: u64_at(24),
+        attempts: u32_at(32),
+        cycle_start: u32_at(36),
+        due_at_ms: u64_at(40) as i64,
+        created_at_ms: u64_at(48) as i64,
+    })
+}
+
+// ---- events ---------------------------------------------------------------------------------
+
+fn put_str(buf: &mut Vec<u8>, s: &str) {
+    buf.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    buf.extend_from_slice(s.as_bytes());
+}
+
+/// Encodes an event: version, kind, received-at, then length-prefixed strings, the attributes,
+/// and the payload bytes last (so decoding can slice it without a copy).
+pub fn encode_event(e: &Event) -> Vec<u8> {
+    let attr_len: usize = e.attributes.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
+    let mut buf = Vec::with_capacity(
+        32 + e.id.len()
+            + e.source.len()
+            + e.event_type.len()
+            + e.time.as_deref().map_or(0, str::len)
+            + attr_len
+            + e.payload.len(),
+    );
+    buf.push(EVENT_V1);
+    buf.push(e.kind as u8);
+    buf.extend_from_slice(&e.received_at_ms.to_be_bytes());
+    put_str(&mut buf, &e.id);
+    put_str(&mut buf, &e.source);
+    put_str(&mut buf, &e.event_type);
+    match &e.time {
+        Some(t) => {
+            buf.push(1);
+            put_str(&mut buf, t);
+        }
+        None => buf.push(0),
+    }
+    buf.extend_from_slice(&(e.attributes.len() as u32).to_be_bytes());
+    for (n, v) in &e.attributes {
+        put_str(&mut buf, n);
+        put_str(&mut buf, v);
+    }
+    buf.extend_from_slice(&e.payload);
+    buf
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], JournalError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.b.len())
+            .ok_or_else(|| corrupt("event record is truncated"))?;
+        let s = &self.b[self.pos..end];
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> Result<u8, JournalError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, JournalError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
+    }
+
+    fn str(&mut self) -> Result<Box<str>, JournalError> {
+        let n = self.u32()? as usize;
+        std::str::from_utf8(self.take(n)?)
+            .map(Into::into)
+            .map_err(|_| corrupt("event record has invalid UTF-8"))
+    }
+}
+
+/// Decodes an event stored under `seq`. `raw` is the stored value; the payload is a zero-copy
+/// slice of it.
+pub fn decode_event(seq: u64, raw: Bytes) -> Result<Event, JournalError> {
+    let mut r = Reader { b: &raw, pos: 0 };
+    if r.u8()? != EVENT_V1 {
+        return Err(corrupt("unknown event record version"));
+    }
+    let kind = InputKind::from_u8(r.u8()?).ok_or_else(|| corrupt("unknown input kind"))?;
+    let received_at_ms = i64::from_be_bytes(r.take(8)?.try_into().unwrap_or_default());
+    let id = r.str()?;
+    let source = r.str()?;
+    let event_type = r.str()?;
+    let time = match r.u8()? {
+        0 => None,
+        _ => Some(r.str()?),
+    };
+    let n = r.u32()? as usize;
+    let mut attributes = crate::model::Attributes::new();
+    for _ in 0..n {
+        let name = r.str()?;
+        let value = r.str()?;
+        attributes.push((name, value));
+    }
+    let payload_start = r.pos;
+    Ok(Event {
+        seq,
+        id,
+        source,
+        kind,
+        event_type,
+        time,
+        received_at_ms,
+        attributes,
+        payload: raw.slice(payload_start..),
+    })
+}
+
+// ---- delivery log ---------------------------------------------------------------------------
+
+pub fn encode_record(r: &DeliveryRecord) -> Vec<u8> {
+    let mut buf = vec![RECORD_V1];
+    // Serializing plain data into a Vec cannot fail.
+    postcard::to_io(r, &mut buf).expect("postcard encodes a DeliveryRecord");
+    buf
+}
+
+pub fn decode_record(b: &[u8]) -> Result<DeliveryRecord, JournalError> {
+    match b.split_first() {
+        Some((&RECORD_V1, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| corrupt(&format!("delivery record: {e}")))
+        }
+        _ => Err(corrupt("unknown delivery record version")),
+    }
+}
+
+pub fn encode_attempt(a: &AttemptRecord) -> Vec<u8> {
+    let mut buf = vec![RECORD_V1];
+    postcard::to_io(a, &mut buf).expect("postcard encodes an AttemptRecord");
+    buf
+}
+
+pub fn decode_attempt(b: &[u8]) -> Result<AttemptRecord, JournalError> {
+    match b.split_first() {
+        Some((&RECORD_V1, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| corrupt(&format!("attempt record: {e}")))
+        }
+        _ => Err(corrupt("unknown attempt record version")),
+    }
+}
+
+// ---- subscriptions --------------------------------------------------------------------------
+
+pub fn encode_subscription(s: &Subscription) -> Vec<u8> {
+    serde_json::to_vec(s).expect("a Subscription always serializes")
+}
+
+pub fn decode_subscription(b: &[u8]) -> Result<Subscription, JournalError> {
+    serde_json::from_slice(b).map_err(|e| corrupt(&format!("subscription: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AttemptClass, DeliveryStatus};
+
+    fn event() -> Event {
+        Event {
+            seq: 42,
+            id: "evt-1".into(),
+            source: "sitecore".into(),
+            kind: InputKind::Sitecore,
+            event_type: "item:saved".into(),
+            time: Some("2026-11-22T10:00:00Z".into()),
+            received_at_ms: 1_700_000_000_123,
+            attributes: [("language".into(), "en".into()), ("entityid".into(), "x".into())]
+                .into_iter()
+                .collect(),
+            payload: Bytes::from_static(br#"{"EventName":"item:saved"}"#),
+        }
+    }
+
+    #[test]
+    fn event_roundtrip() {
+        let e = event();
+        let raw = Bytes::from(encode_event(&e));
+        assert_eq!(decode_event(42, raw).unwrap(), e);
+        let mut no_time = e.clone();
+        no_time.time = None;
+        no_time.attributes.clear();
+        let raw = Bytes::from(encode_event(&no_time));
+        assert_eq!(decode_event(42, raw).unwrap(), no_time);
+    }
+
+    #[test]
+    fn truncated_event_is_corrupt_not_a_panic() {
+        let raw = encode_event(&event());
+        for cut in [0, 1, 5, 12, 20] {
+            let r = decode_event(1, Bytes::copy_from_slice(&raw[..cut]));
+            assert!(matches!(r, Err(JournalError::Corrupt(_))), "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn delivery_roundtrip_and_queue_key_order() {
+        let d = Delivery {
+            id: DeliveryId(7),
+            subscription: SubscriptionId::generate(),
+            event_seq: 9,
+            attempts: 3,
+            cycle_start: 1,
+            due_at_ms: 1_700_000_000_000,
+            created_at_ms: 1_600_000_000_000,
+        };
+        assert_eq!(decode_delivery(&encode_delivery(&d)).unwrap(), d);
+        let a = queue_key(
+            d.subscription,
+            QueuePos {
+                due_at_ms: 5,
+                id: DeliveryId(100),
+            },
+        );
+        let b = queue_key(
+            d.subscription,
+            QueuePos {
+                due_at_ms: 6,
+                id: DeliveryId(1),
+            },
+        );
+        assert!(a < b, "due time sorts before id");
+        assert_eq!(
+            parse_queue_key(&a),
+            Some((
+                d.subscription,
+                QueuePos {
+                    due_at_ms: 5,
+                    id: DeliveryId(100)
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn record_roundtrip() {
+        let r = DeliveryRecord {
+            id: DeliveryId(1),
+            subscription: SubscriptionId::generate(),
+            event_seq: 2,
+            event_id: "e".into(),
+            event_type: "t".into(),
+            status: DeliveryStatus::Retrying,
+            attempts: 1,
+            created_at_ms: 3,
+            next_attempt_at_ms: Some(4),
+            last_attempt: Some(AttemptRecord {
+                attempt: 1,
+                started_at_ms: 3,
+                duration_us: 10,
+                class: AttemptClass::ServerError,
+                status_code: Some(500),
+                error: None,
+                response_body: Some("oops".into()),
+            }),
+        };
+        assert_eq!(decode_record(&encode_record(&r)).unwrap(), r);
+        let a = r.last_attempt.clone().unwrap();
+        assert_eq!(decode_attempt(&encode_attempt(&a)).unwrap(), a);
+        assert!(decode_record(&[9, 9]).is_err());
+    }
+}
