@@ -1,0 +1,3 @@
+//! Herald's own management API (`/v1/...`).
+
+pub mod body;
