@@ -1,0 +1,670 @@
+//! The dispatcher: per-endpoint queues, concurrency limits and retry timers, in bounded memory.
+//!
+//! Every subscription with work is an *endpoint* with its own queue, its own semaphore
+//! (`[delivery] max_in_flight_per_endpoint`) and its own driver task, so a slow or dead target
+//! only ever holds its own deliveries (DESIGN §4 isolation). Endpoints exist only while they have
+//! work; an idle one is dropped, so a million quiet subscriptions cost nothing here.
+//!
+//! The journal's queue is the truth; memory holds a window of it. Each endpoint keeps at most
+//! `[storage] memory_window` deliveries (ready, waiting for a retry, or in flight). Past that it
+//! is *spilled*: new work stays on disk only, and when the window drains below half the driver
+//! reads the next slice back from the journal (`scan_queue`, in due-time order). A backlog of
+//! millions to a dead endpoint therefore lives on disk, and start-up only marks endpoints
+//! spilled instead of loading their queues.
+//!
+//! Re-reading must never resurrect a delivery that just finished but whose journal write is
+//! still in the writer's channel. A refill therefore (1) notes which deliveries are in memory
+//! and starts recording completions, (2) waits for a journal barrier, so every earlier write is
+//! visible, (3) scans, and (4) skips what memory holds or what completed meanwhile; if it had to
+//! skip such a completion it stays spilled and looks again later, so nothing is stranded.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dashmap::DashMap;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+use super::client::{Attempt, Client, SendLimits};
+use crate::config::DeliveryConfig;
+use crate::journal::{Journal, JournalError};
+use crate::model::{
+    AttemptClass, AttemptRecord, Delivery, DeliveryId, DeliveryRecord, DeliveryStatus, Event,
+    SubscriptionId, now_ms,
+};
+use crate::outcome::{self, AttemptSummary, DeadReason, EventRef, Next};
+use crate::render::AttemptCtx;
+use crate::route::store::Subscriptions;
+use crate::telemetry::metrics as m;
+
+/// What the dispatcher needs from the configuration.
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub delivery: DeliveryConfig,
+    /// Deliveries held in memory per endpoint.
+    pub memory_window: usize,
+}
+
+/// One delivery in memory: its queued form (whose due time is part of its journal key, so it is
+/// never changed in place) and when to run it.
+#[derive(Debug, Clone)]
+struct Item {
+    delivery: Delivery,
+    run_at_ms: i64,
+    /// The event, when it is still in memory from ingest; loaded from the journal otherwise.
+    event: Option<Arc<Event>>,
+}
+
+#[derive(Default)]
+struct State {
+    ready: VecDeque<Item>,
+    /// Waiting for their time, by (run at, id).
+    delayed: BTreeMap<(i64, DeliveryId), Item>,
+    inflight: HashSet<DeliveryId>,
+    /// There are queued deliveries on disk that are not in memory.
+    spilled: bool,
+    /// Bumped whenever something is spilled, so a refill knows whether it saw everything.
+    spill_gen: u64,
+    /// While a refill runs: deliveries that finished or were re-queued meanwhile.
+    refilling: Option<HashSet<DeliveryId>>,
+    /// A driver task is running for this endpoint.
+    running: bool,
+    /// Dropped from the endpoint map; a new endpoint must be made.
+    retired: bool,
+}
+
+impl State {
+    fn held(&self) -> usize {
+        self.ready.len() + self.delayed.len() + self.inflight.len()
+    }
+
+    fn holds(&self, id: DeliveryId) -> bool {
+        self.inflight.contains(&id)
+            || self.ready.iter().any(|i| i.delivery.id == id)
+            || self.delayed.values().any(|i| i.delivery.id == id)
+    }
+
+    fn push(&mut self, item: Item, now: i64) {
+        if item.run_at_ms <= now {
+            self.ready.push_back(item);
+        } else {
+            self.delayed
+                .insert((item.run_at_ms, item.delivery.id), item);
+        }
+    }
+
+    fn spill(&mut self) {
+        self.spilled = true;
+        self.spill_gen += 1;
+    }
+
+    /// Moves what has come due from `delayed` to `ready`.
+    fn promote(&mut self, now: i64) {
+        while let Some(entry) = self.delayed.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let item = entry.remove();
+            self.ready.push_back(item);
+        }
+    }
+}
+
+struct Endpoint {
+    id: SubscriptionId,
+    state: Mutex<State>,
+    wake: Notify,
+    permits: Arc<Semaphore>,
+}
+
+impl Endpoint {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the queues half-changed in a way that
+        // loses durable data (the journal is the truth), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct Inner {
+    cfg: DispatchConfig,
+    journal: Arc<dyn Journal>,
+    client: Client,
+    subs: Arc<Subscriptions>,
+    endpoints: DashMap<SubscriptionId, Arc<Endpoint>>,
+    stopping: AtomicBool,
+    inflight: AtomicUsize,
+    idle: Notify,
+}
+
+/// Handle to the dispatcher; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+/// What a manual retry did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryNow {
+    /// Queued to run now.
+    Queued,
+    /// An attempt is running right now; nothing changed.
+    InFlight,
+}
+
+impl Dispatcher {
+    pub fn new(
+        cfg: DispatchConfig,
+        journal: Arc<dyn Journal>,
+        client: Client,
+        subs: Arc<Subscriptions>,
+    ) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                cfg,
+                journal,
+                client,
+                subs,
+                endpoints: DashMap::new(),
+                stopping: AtomicBool::new(false),
+                inflight: AtomicUsize::new(0),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// Hands over deliveries that the journal has just made durable.
+    pub fn enqueue(&self, event: &Arc<Event>, deliveries: &[Delivery]) {
+        metrics::gauge!(m::PENDING_DELIVERIES).increment(deliveries.len() as f64);
+        for d in deliveries {
+            self.push(
+                d.subscription,
+                Item {
+                    delivery: *d,
+                    run_at_ms: d.due_at_ms,
+                    event: Some(event.clone()),
+                },
+            );
+        }
+    }
+
+    /// Start-up: these subscriptions have deliveries queued on disk.
+    pub fn resume(&self, queued: &[(SubscriptionId, u64)]) {
+        for (sub, _) in queued {
+            self.with_endpoint(*sub, |st| st.spill());
+        }
+    }
+
+    /// Runs a delivery again now: a dead letter or a delivered delivery starts a new retry cycle;
+    /// a queued one is moved up to now.
+    pub async fn retry_now(&self, record: &DeliveryRecord) -> Result<RetryNow, JournalError> {
+        let now = now_ms();
+        let sub = record.subscription;
+        let ev = EventRef {
+            id: &record.event_id,
+            event_type: &record.event_type,
+        };
+        let ep = self.endpoint(sub);
+        {
+            let mut st = ep.lock();
+            if st.inflight.contains(&record.id) {
+                return Ok(RetryNow::InFlight);
+            }
+            // In memory: run it now, keeping its queued form (its journal key) unchanged.
+            if let Some(pos) = st.ready.iter().position(|i| i.delivery.id == record.id) {
+                let item = st.ready.remove(pos).expect("position is in range");
+                st.ready.push_front(item);
+                drop(st);
+                ep.wake.notify_one();
+                return Ok(RetryNow::Queued);
+            }
+            let key = st
+                .delayed
+                .iter()
+                .find(|(_, i)| i.delivery.id == record.id)
+                .map(|(k, _)| *k);
+            if let Some(key) = key {
+                let mut item = st.delayed.remove(&key).expect("key was just found");
+                item.run_at_ms = now;
+                st.ready.push_front(item);
+                drop(st);
+                ep.wake.notify_one();
+                return Ok(RetryNow::Queued);
+            }
+        }
+        // Not in memory: re-key it in the journal (a new cycle, due now).
+        let journal = self.inner.journal.clone();
+        let r = record.clone();
+        let queued = tokio::task::spawn_blocking(move || journal.queued(&r))
+            .await
+            .map_err(|_| JournalError::Closed)??;
+        let base = Delivery {
+            id: record.id,
+            subscription: sub,
+            event_seq: record.event_seq,
+            attempts: record.attempts,
+            cycle_start: 0,
+            due_at_ms: record.next_attempt_at_ms.unwrap_or(now),
+            created_at_ms: record.created_at_ms,
+        };
+        let was_dead = record.status == DeliveryStatus::Dead;
+        let (next, t) = outcome::requeued(
+            &base,
+            queued.as_ref(),
+            was_dead,
+            ev,
+            record.last_attempt.clone(),
+            now,
+        );
+        self.inner.journal.record(t);
+        if queued.is_none() {
+            metrics::gauge!(m::PENDING_DELIVERIES).increment(1.0);
+            if next.attempts > 0 {
+                metrics::gauge!(m::RETRY_QUEUE_DEPTH).increment(1.0);
+            }
+        }
+        if was_dead {
+            metrics::gauge!(m::DEAD_LETTERS).decrement(1.0);
+        }
+        {
+            let mut st = ep.lock();
+            if let Some(r) = st.refilling.as_mut() {
+                r.insert(next.id);
+            }
+        }
+        self.push(
+            sub,
+            Item {
+                delivery: next,
+                run_at_ms: now,
+                event: None,
+            },
+        );
+        Ok(RetryNow::Queued)
+    }
+
+    /// Stops starting attempts and waits up to `deadline` for the ones in flight. Returns how
+    /// many were still running when it gave up (they stay queued in the journal).
+    pub async fn drain(&self, deadline: Duration) -> usize {
+        self.inner.stopping.store(true, Ordering::SeqCst);
+        for ep in self.inner.endpoints.iter() {
+            ep.wake.notify_one();
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let notified = self.inner.idle.notified();
+            let n = self.inner.inflight.load(Ordering::SeqCst);
+            if n == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(until, notified).await.is_err() {
+                return self.inner.inflight.load(Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Attempts in flight right now.
+    pub fn inflight(&self) -> usize {
+        self.inner.inflight.load(Ordering::SeqCst)
+    }
+
+    fn endpoint(&self, sub: SubscriptionId) -> Arc<Endpoint> {
+        self.inner
+            .endpoints
+            .entry(sub)
+            .or_insert_with(|| {
+                Arc::new(Endpoint {
+                    id: sub,
+                    state: Mutex::new(State::default()),
+                    wake: Notify::new(),
+                    permits: Arc::new(Semaphore::new(
+                        self.inner.cfg.delivery.max_in_flight_per_endpoint,
+                    )),
+                })
+            })
+            .clone()
+    }
+
+    /// Runs `f` on a live endpoint's state and makes sure its driver runs.
+    fn with_endpoint(&self, sub: SubscriptionId, f: impl FnOnce(&mut State)) {
+        loop {
+            let ep = self.endpoint(sub);
+            let mut st = ep.lock();
+            if st.retired {
+                // Lost a race with the endpoint going idle; it has left the map by now.
+                drop(st);
+                self.inner
+                    .endpoints
+                    .remove_if(&sub, |_, e| Arc::ptr_eq(e, &ep));
+                continue;
+            }
+            f(&mut st);
+            let start = !st.running;
+            st.running = true;
+            drop(st);
+            if start {
+                tokio::spawn(drive(self.inner.clone(), ep));
+            } else {
+                ep.wake.notify_one();
+            }
+            return;
+        }
+    }
+
+    fn push(&self, sub: SubscriptionId, item: Item) {
+        let window = self.inner.cfg.memory_window;
+        let now = now_ms();
+        self.with_endpoint(sub, |st| {
+            if st.spilled || st.held() >= window {
+                st.spill();
+            } else {
+                st.push(item, now);
+            }
+        });
+    }
+}
+
+/// One endpoint's driver: starts attempts while there is work and capacity, sleeps until the
+/// next retry is due, refills from disk when spilled, and exits when the endpoint is idle.
+async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
+    let window = inner.cfg.memory_window;
+    loop {
+        if inner.stopping.load(Ordering::SeqCst) {
+            ep.lock().running = false;
+            return;
+        }
+        let permit = match ep.permits.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let now = now_ms();
+        let notified = ep.wake.notified();
+        tokio::pin!(notified);
+        // Register interest before looking, so a push between the look and the wait wakes us.
+        notified.as_mut().enable();
+        let mut st = ep.lock();
+        st.promote(now);
+        if let Some(item) = st.ready.pop_front() {
+            st.inflight.insert(item.delivery.id);
+            drop(st);
+            inner.inflight.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(attempt(inner.clone(), ep.clone(), item, permit));
+            continue;
+        }
+        drop(permit);
+        if st.spilled && st.held() <= window / 2 && st.refilling.is_none() {
+            drop(st);
+            if let Err(e) = refill(&inner, &ep).await {
+                tracing::warn!(subscription = %ep.id, error = %e, "could not read the queue back from the journal; will try again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            continue;
+        }
+        if let Some((&(due, _), _)) = st.delayed.first_key_value() {
+            drop(st);
+            let wait = Duration::from_millis((due - now).max(1) as u64);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = notified => {}
+            }
+            continue;
+        }
+        if !st.inflight.is_empty() || st.spilled {
+            // Wait for an attempt to finish (it may schedule a retry) or for new work.
+            drop(st);
+            notified.await;
+            continue;
+        }
+        // Idle: leave the map so a million quiet subscriptions hold nothing here.
+        st.running = false;
+        st.retired = true;
+        drop(st);
+        inner.endpoints.remove_if(&ep.id, |_, e| Arc::ptr_eq(e, &ep));
+        return;
+    }
+}
+
+/// Reads the next slice of a spilled endpoint's queue back from the journal.
+async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalError> {
+    let window = inner.cfg.memory_window;
+    let gen_at_start = {
+        let mut st = ep.lock();
+        st.refilling = Some(HashSet::new());
+        st.spill_gen
+    };
+    let result = async {
+        inner
+            .journal
+            .barrier()
+            .await
+            .map_err(|_| JournalError::Closed)??;
+        let journal = inner.journal.clone();
+        let sub = ep.id;
+        tokio::task::spawn_blocking(move || journal.scan_queue(sub, None, window))
+            .await
+            .map_err(|_| JournalError::Closed)?
+    }
+    .await;
+    let mut st = ep.lock();
+    let finished = st.refilling.take().unwrap_or_default();
+    let rows = result?;
+    let now = now_ms();
+    let mut skipped_finished = false;
+    let complete = rows.len() < window;
+    for d in rows {
+        if finished.contains(&d.id) {
+            skipped_finished = true;
+            continue;
+        }
+        if st.holds(d.id) {
+            continue;
+        }
+        if st.held() >= window {
+            break;
+        }
+        st.push(
+            Item {
+                delivery: d,
+                run_at_ms: d.due_at_ms,
+                event: None,
+            },
+            now,
+        );
+    }
+    if complete && !skipped_finished && st.spill_gen == gen_at_start {
+        st.spilled = false;
+    }
+    Ok(())
+}
+
+/// Loads an item's event: from memory when ingest handed it over, else from the journal.
+async fn load_event(inner: &Inner, item: &Item) -> Result<Option<Arc<Event>>, JournalError> {
+    if let Some(e) = &item.event {
+        return Ok(Some(e.clone()));
+    }
+    let journal = inner.journal.clone();
+    let seq = item.delivery.event_seq;
+    tokio::task::spawn_blocking(move || journal.event(seq))
+        .await
+        .map_err(|_| JournalError::Closed)?
+        .map(|e| e.map(Arc::new))
+}
+
+/// A short, printable start of a response body for the delivery log.
+fn body_excerpt(body: &Option<Bytes>) -> Option<String> {
+    body.as_ref()
+        .filter(|b| !b.is_empty())
+        .map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned())
+}
+
+/// One attempt of one delivery, then its outcome.
+async fn attempt(inner: Arc<Inner>, ep: Arc<Endpoint>, item: Item, permit: OwnedSemaphorePermit) {
+    let d = item.delivery;
+    let next = run_attempt(&inner, &item).await;
+    drop(permit);
+    inner.inflight.fetch_sub(1, Ordering::SeqCst);
+    inner.idle.notify_waiters();
+    let window = inner.cfg.memory_window;
+    {
+        let mut st = ep.lock();
+        st.inflight.remove(&d.id);
+        if let Some(r) = st.refilling.as_mut() {
+            r.insert(d.id);
+        }
+        if let Some(Next::Retry(retry)) = &next {
+            if st.spilled || st.held() >= window {
+                st.spill();
+            } else {
+                st.push(
+                    Item {
+                        delivery: *retry,
+                        run_at_ms: retry.due_at_ms,
+                        event: item.event.clone(),
+                    },
+                    now_ms(),
+                );
+            }
+        }
+    }
+    ep.wake.notify_one();
+}
+
+/// Renders, sends and records one attempt; returns what became of the delivery (`None` when the
+/// journal could not be read and the delivery stays queued as it was).
+async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
+    let d = item.delivery;
+    let event = match load_event(inner, item).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(delivery = %d.id, error = %e, "cannot load the event; the delivery stays queued");
+            return None;
+        }
+    };
+    let target = inner.subs.get(&d.subscription);
+    let (Some(event), Some(target)) = (event, target) else {
+        // The subscription was deleted (or the event is gone): nothing to send to.
+        let (id, ty) = ("", "");
+        let t = outcome::abandoned(&d, EventRef { id, event_type: ty });
+        inner.journal.record(t);
+        finished(&d, &Next::Dead(DeadReason::Exhausted));
+        return Some(Next::Dead(DeadReason::Exhausted));
+    };
+    let ev = EventRef {
+        id: &event.id,
+        event_type: &event.event_type,
+    };
+    let number = d.attempts + 1;
+    let started_at_ms = now_ms();
+    let started = Instant::now();
+    let ctx = AttemptCtx {
+        delivery: d.id,
+        attempt: number,
+        timestamp_s: started_at_ms / 1000,
+    };
+    let sub = &target.sub;
+    let cfg = &inner.cfg.delivery;
+    let result: Attempt = match target.plan.render(&event, &ctx) {
+        Ok(req) => {
+            metrics::gauge!(m::INFLIGHT_DELIVERIES).increment(1.0);
+            let limits = SendLimits {
+                timeout: sub.timeout.unwrap_or(cfg.timeout),
+                connect_timeout: cfg.connect_timeout,
+                max_response_body: cfg.max_response_body_bytes,
+            };
+            let a = inner.client.send(req, &limits).await;
+            metrics::gauge!(m::INFLIGHT_DELIVERIES).decrement(1.0);
+            a
+        }
+        Err(e) => Attempt {
+            class: AttemptClass::Refused,
+            status: None,
+            retry_after: None,
+            duration: started.elapsed(),
+            error: Some(format!("cannot render the request: {e}")),
+            response_body: None,
+        },
+    };
+    metrics::counter!(m::DELIVERY_ATTEMPTS, "class" => result.class.as_str()).increment(1);
+    metrics::histogram!(m::DELIVERY_DURATION).record(result.duration.as_secs_f64());
+    let summary = AttemptSummary {
+        class: result.class,
+        status: result.status,
+        retry_after: result.retry_after,
+    };
+    let record = AttemptRecord {
+        attempt: number,
+        started_at_ms,
+        duration_us: result.duration.as_micros() as u64,
+        class: result.class,
+        status_code: result.status,
+        error: result.error.clone(),
+        response_body: if result.class == AttemptClass::Success {
+            None
+        } else {
+            body_excerpt(&result.response_body)
+        },
+    };
+    let policy = sub.retry.as_ref().unwrap_or(&cfg.retry);
+    let (next, t) = outcome::after_attempt(
+        &d,
+        ev,
+        record,
+        &summary,
+        policy,
+        fastrand::f64(),
+        now_ms(),
+    );
+    inner.journal.record(t);
+    match &next {
+        Next::Delivered => {
+            tracing::debug!(delivery = %d.id, subscription = %d.subscription, attempt = number, "delivered");
+        }
+        Next::Retry(r) => {
+            tracing::debug!(delivery = %d.id, subscription = %d.subscription, attempt = number, class = result.class.as_str(), status = ?result.status, due_in_ms = r.due_at_ms - now_ms(), "attempt failed; retry scheduled");
+        }
+        Next::Dead(reason) => {
+            tracing::info!(delivery = %d.id, subscription = %d.subscription, attempts = number, reason = reason.as_str(), "delivery is a dead letter");
+            if *reason == DeadReason::Gone {
+                let subs = inner.subs.clone();
+                let id = d.subscription;
+                tokio::spawn(async move {
+                    match subs.disable(&id, DeadReason::Gone.as_str()).await {
+                        Ok(()) => {
+                            metrics::counter!(m::SUBSCRIPTIONS_AUTO_DISABLED).increment(1);
+                            tracing::warn!(subscription = %id, "target answered 410 Gone; subscription disabled");
+                        }
+                        Err(e) => tracing::warn!(subscription = %id, error = %e, "could not disable the subscription after 410 Gone"),
+                    }
+                });
+            }
+        }
+    }
+    finished(&d, &next);
+    Some(next)
+}
+
+/// Gauges and counters for a delivery leaving (or staying in) the queue.
+fn finished(d: &Delivery, next: &Next) {
+    let was_retrying = d.attempts > 0;
+    match next {
+        Next::Retry(_) => {
+            if !was_retrying {
+                metrics::gauge!(m::RETRY_QUEUE_DEPTH).increment(1.0);
+            }
+        }
+        Next::Delivered | Next::Dead(_) => {
+            metrics::gauge!(m::PENDING_DELIVERIES).decrement(1.0);
+            if was_retrying {
+                metrics::gauge!(m::RETRY_QUEUE_DEPTH).decrement(1.0);
+            }
+            let outcome = if matches!(next, Next::Delivered) {
+                "delivered"
+            } else {
+                metrics::gauge!(m::DEAD_LETTERS).increment(1.0);
+                "dead"
+            };
+            metrics::counter!(m::DELIVERIES, "outcome" => outcome).increment(1);
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The subscription store: the durable copy in the journal, the compiled render plan beside
+//! each subscription, and the topic index that routes on them — kept in step.
+//!
+//! Every change goes journal first, index second: a subscription is visible to routing only once
+//! it is durable, so an event is never matched against something a crash would forget. Changes
+//! are serialized by one async mutex (they are rare); reads (routing, `get`) never take it.
+//! Compiling the plan here means a subscription the renderer cannot use is refused when it is
+//! saved, never discovered at delivery time.
+
+use std::sync::Arc;
+
+use crate::journal::{Journal, JournalError};
+use crate::model::{Event, Subscription, SubscriptionId, now_ms};
+use crate::render::{Plan, RenderDefaults, RenderError};
+use crate::route::TopicIndex;
+use crate::telemetry::metrics as m;
+
+/// A subscription with what delivery needs precomputed.
+#[derive(Debug)]
+pub struct Target {
+    pub sub: Subscription,
+    pub plan: Plan,
+}
+
+impl AsRef<Subscription> for Target {
+    fn as_ref(&self) -> &Subscription {
+        &self.sub
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The subscription cannot be rendered (bad URL, header, secret).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("subscription not found")]
+    NotFound,
+}
+
+/// Why an update did not happen: the store failed, or the caller's change refused it (a
+/// validation error, a version conflict), carrying the caller's own error type.
+#[derive(Debug)]
+pub enum UpdateError<E> {
+    Store(StoreError),
+    Refused(E),
+}
+
+impl<E> From<StoreError> for UpdateError<E> {
+    fn from(e: StoreError) -> Self {
+        UpdateError::Store(e)
+    }
+}
+
+pub struct Subscriptions {
+    index: TopicIndex<Target>,
+    journal: Arc<dyn Journal>,
+    defaults: RenderDefaults,
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl Subscriptions {
+    /// Builds the store from what the journal recovered. A stored subscription that no longer
+    /// compiles (say, a newer validation rule) is kept but disabled, with the reason, so it is
+    /// visible and fixable through the API instead of silently dropped.
+    pub fn load(
+        journal: Arc<dyn Journal>,
+        stored: Vec<Subscription>,
+        defaults: RenderDefaults,
+    ) -> Subscriptions {
+        let index = TopicIndex::new();
+        for mut sub in stored {
+            let plan = match Plan::compile(&sub, &defaults) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(subscription = %sub.id, error = %e, "stored subscription does not compile; disabled");
+                    sub.enabled = false;
+                    sub.disabled_reason = Some(format!("does not compile: {e}"));
+                    let mut fallback = sub.clone();
+                    fallback.headers.clear();
+                    fallback.auth = None;
+                    fallback.signing_secret = None;
+                    match Plan::compile(&fallback, &defaults) {
+                        Ok(p) => p,
+                        Err(_) => continue,
+                    }
+                }
+            };
+            index.upsert(Arc::new(Target { sub, plan }));
+        }
+        let store = Subscriptions {
+            index,
+            journal,
+            defaults,
+            writes: tokio::sync::Mutex::new(()),
+        };
+        store.update_gauge();
+        store
+    }
+
+    fn update_gauge(&self) {
+        metrics::gauge!(m::SUBSCRIPTIONS).set(self.index.len() as f64);
+    }
+
+    pub fn get(&self, id: &SubscriptionId) -> Option<Arc<Target>> {
+        self.index.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Subscriptions in id order after `after`, at most `limit`, that satisfy `keep`.
+    pub fn list(
+        &self,
+        after: Option<SubscriptionId>,
+        limit: usize,
+        keep: impl Fn(&Target) -> bool,
+    ) -> Vec<Arc<Target>> {
+        self.index.list(after, limit, keep)
+    }
+
+    /// The enabled subscriptions matching `event`, appended to `out`.
+    pub fn route(&self, event: &Event, out: &mut Vec<Arc<Target>>) {
+        self.index.route(event, out)
+    }
+
+    /// Checks that `sub` compiles, without storing it.
+    pub fn compile(&self, sub: &Subscription) -> Result<Plan, RenderError> {
+        Plan::compile(sub, &self.defaults)
+    }
+
+    /// Stores a new subscription.
+    pub async fn create(&self, sub: Subscription) -> Result<Arc<Target>, StoreError> {
+        let plan = self.compile(&sub)?;
+        let _guard = self.writes.lock().await;
+        self.save(Target { sub, plan }).await
+    }
+
+    /// Changes a stored subscription with `change`, which sees the current value and may refuse
+    /// with its own error. Bumps the version and the modification stamp.
+    pub async fn update<E>(
+        &self,
+        id: &SubscriptionId,
+        modified_by: &str,
+        change: impl FnOnce(&mut Subscription) -> Result<(), E>,
+    ) -> Result<Arc<Target>, UpdateError<E>> {
+        let _guard = self.writes.lock().await;
+        let current = self.index.get(id).ok_or(StoreError::NotFound)?;
+        let mut sub = current.sub.clone();
+        change(&mut sub).map_err(UpdateError::Refused)?;
+        sub.id = current.sub.id;
+        sub.version.version_no = current.sub.version.version_no + 1;
+        sub.version.modified_at_ms = now_ms();
+        sub.version.modified_by = modified_by.to_string();
+        let plan = self.compile(&sub).map_err(StoreError::from)?;
+        Ok(self.save(Target { sub, plan }).await?)
+    }
+
+    async fn save(&self, target: Target) -> Result<Arc<Target>, StoreError> {
+        self.journal
+            .save_subscription(&target.sub)
+            .await
+            .map_err(|_| JournalError::Closed)??;
+        let target = Arc::new(target);
+        self.index.upsert(target.clone());
+        self.update_gauge();
+        Ok(target)
+    }
+
+    /// Removes a subscription; returns what was removed.
+    pub async fn delete(&self, id: &SubscriptionId) -> Result<Arc<Target>, StoreError> {
+        let _guard = self.writes.lock().await;
+        let current = self.index.get(id).ok_or(StoreError::NotFound)?;
+        self.journal
+            .delete_subscription(*id)
+            .await
+            .map_err(|_| JournalError::Closed)??;
+        self.index.remove(id);
+        self.update_gauge();
+        Ok(current)
+    }
+
+    /// Herald's own disabling of a subscription (a `410 Gone`).
+    pub async fn disable(&self, id: &SubscriptionId, reason: &str) -> Result<(), StoreError> {
+        let result = self
+            .update(id, "herald", |sub| {
+                sub.enabled = false;
+                sub.disabled_reason = Some(reason.to_string());
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(UpdateError::Store(e)) => Err(e),
+            Err(UpdateError::Refused(never)) => match never {},
+        }
+    }
+}
