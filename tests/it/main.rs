@@ -1,0 +1,9 @@
+//! Integration tests: the real `herald` binary over real sockets, with a capture receiver.
+//! One file per flow; helpers in `support`.
+
+mod support;
+
+mod delivery;
+mod ingest;
+mod operations;
+mod subscriptions;
