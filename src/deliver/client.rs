@@ -71,6 +71,7 @@ impl SendLimits {
 /// What one attempt ended with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
+    /// The metric label and what `outcome` decides on.
     pub class: AttemptClass,
     /// The response status, when a response head arrived (also for a body that then timed out
     /// or broke, whose class is `Timeout` or `Io`).
@@ -91,14 +92,17 @@ pub struct Attempt {
 /// Why the client could not be built: the TLS trust set-up.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// An extra CA file (named by its `ca_files` path) is not PEM.
     #[error("{file}: not valid PEM: {source}")]
     Pem {
         file: String,
         #[source]
         source: rustls::pki_types::pem::Error,
     },
+    /// An extra CA file has PEM sections, but no `CERTIFICATE` among them.
     #[error("{file}: holds no certificate")]
     NoCertificate { file: String },
+    /// A certificate (0-based within its file) that rustls cannot use as a root.
     #[error("{file}: certificate {index} is not a usable trust anchor: {source}")]
     Certificate {
         file: String,
@@ -106,6 +110,7 @@ pub enum ClientError {
         #[source]
         source: rustls::Error,
     },
+    /// rustls refused the configuration itself.
     #[error("TLS set-up failed: {0}")]
     Tls(#[source] rustls::Error),
 }

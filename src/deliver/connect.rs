@@ -45,29 +45,34 @@ pub enum ConnectError {
     /// The URI has no usable host or a scheme other than `http`/`https`.
     #[error("bad target URL: {0}")]
     BadTarget(&'static str),
+    /// DNS failed.
     #[error("cannot resolve {host}: {source}")]
     Resolve {
         host: Box<str>,
         #[source]
         source: io::Error,
     },
+    /// DNS answered with no address.
     #[error("{host} resolved to no address")]
     NoAddress { host: Box<str> },
     /// Every address the target resolved to was refused by the SSRF guard.
     #[error("{0}")]
     Refused(RefusedTarget),
+    /// Every allowed address failed to connect; the last failure is kept.
     #[error("connect to {addr} failed: {source}")]
     Tcp {
         addr: SocketAddr,
         #[source]
         source: io::Error,
     },
+    /// Certificate, protocol or handshake I/O failure.
     #[error("TLS handshake with {host} failed: {source}")]
     Tls {
         host: Box<str>,
         #[source]
         source: io::Error,
     },
+    /// DNS + TCP + TLS took longer than the connect timeout.
     #[error("connect timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
 }

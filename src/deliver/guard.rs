@@ -72,7 +72,9 @@ impl Reserved {
 /// An address the guard refused, and why. Its `Display` reads "10.0.0.5 is a private address".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
+    /// The address as resolved (an IPv6 form stays in its IPv6 spelling).
     pub addr: IpAddr,
+    /// For an IPv6 form of an IPv4 address, the class of that IPv4 address.
     pub kind: Reserved,
 }
 

@@ -485,7 +485,8 @@ async fn response_bodies_are_capped() {
     assert_eq!((a.class, a.response_body), (AttemptClass::Success, None));
 }
 
-#[tokio::test]
+// The daemon's runtime shape: pool hand-back happens on another worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_reuses_one_connection() {
     let server = start(Reply::Status(200, vec![], "fine"), None).await;
     let client = loopback_client();
@@ -528,7 +529,8 @@ async fn broken_responses_are_io() {
     }
 }
 
-#[tokio::test]
+// The daemon's runtime shape: pool hand-back happens on another worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_negotiates_h2_when_offered() {
     let cert = TestCert::new();
     let server = start(ok(), Some((&cert, &[b"h2", b"http/1.1"]))).await;
@@ -586,6 +588,10 @@ fn bad_extra_roots_are_reported() {
     cfg.ca_files = vec!["/etc/herald/ca.pem".into()];
     let err = Client::new(&cfg).err().expect("no certificate in it");
     assert_eq!(err.to_string(), "/etc/herald/ca.pem: holds no certificate");
+
+    // A good CA builds, and building needs no runtime (this test has none).
+    let cert = TestCert::new();
+    assert!(Client::new(&config(&[], Some(&cert))).is_ok());
 }
 
 /// A listener whose accept queue is full: further SYNs are dropped, so a connect hangs until
