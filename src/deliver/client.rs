@@ -5,53 +5,40 @@
 //! "dead". Every outcome is a value, never an `Err`: a 500, a timeout or a refused address are
 //! ordinary results of delivering webhooks (STYLE "Errors are typed per stage").
 //!
-//! It is hyper-util's legacy pooled client (keep-alive, HTTP/2 by ALPN over https, HTTP/1.1
-//! otherwise) over `super::connect`'s guarded connector. PERF-NOTES: that pool has no per-host
-//! cap and may dial more connections than requests in flight, so the dispatcher must bound
-//! concurrency per endpoint itself; this client only keeps the pool's idle settings from config.
-//!
-//! A connect timeout lives in the connector, which the pool calls without knowing the request,
-//! so each distinct connect timeout gets its own pool (DatoCMS subscriptions want 2 s, the
-//! default is 10 s). Those pools are few and bounded ([`MAX_POOLS`]); past the bound a request
-//! shares the pool with the nearest shorter timeout.
-//!
-//! Redirects are never followed (the legacy client does not follow them), the response body is
-//! read up to a cap and no further, and one timer bounds the whole attempt.
+//! It sends over `super::pool` (keep-alive, HTTP/2 by ALPN over https, HTTP/1.1 otherwise), which
+//! dials through `super::connect` (SSRF guard, connect timeout, TLS). The pool does not cap
+//! connections per host: the dispatcher bounds attempts in flight per endpoint (PERF-NOTES).
+//! Redirects are never followed, the response body is read up to a cap and no further, and one
+//! timer bounds the whole attempt. A request that an idle connection fails before writing it
+//! (the server closed it meanwhile) is retried once on another, as nothing was sent.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
+use http::Uri;
+use http::header::HOST;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsConnector;
 
-use super::connect::{self, ConnectError, ConnectorShared, GuardedConnector};
+use super::connect::{self, ConnectError, ConnectorShared};
+use super::pool::{OriginKey, Pool, Sender};
 use super::retry_after::parse_retry_after;
 use crate::config::DeliveryConfig;
 use crate::model::AttemptClass;
 use crate::render::Request;
-
-/// Distinct connect timeouts that get a pool of their own (the default's included). A handful
-/// covers every dialect; the bound keeps a subscription API that accepts arbitrary values from
-/// growing pools without limit.
-pub const MAX_POOLS: usize = 8;
-
-type Pool = legacy::Client<GuardedConnector, Full<Bytes>>;
 
 /// The per-attempt limits, usually the subscription's values over the `[delivery]` defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SendLimits {
     /// The whole attempt: connect, send, response head and the capped body.
     pub timeout: Duration,
-    /// DNS + TCP + TLS for a new connection (a pooled one skips it).
+    /// DNS + TCP + TLS (+ the HTTP/2 preface) for a new connection; a pooled one skips it.
     pub connect_timeout: Duration,
     /// Response body bytes kept; reading stops there.
     pub max_response_body: usize,
@@ -119,56 +106,32 @@ pub enum ClientError {
 /// connections to a host are pooled across subscriptions.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    shared: Arc<ConnectorShared>,
-    /// Kept to build pools for other connect timeouts with the same settings.
-    builder: legacy::Builder,
-    default_connect_timeout: Duration,
-    default_pool: Pool,
-    /// Pools for other connect timeouts, read lock-free on every send that asks for one.
-    others: ArcSwap<Vec<(Duration, Pool)>>,
-    /// Serialises adding a pool, so two first uses of a timeout do not build two pools.
-    adding: Mutex<()>,
+    pool: Arc<Pool>,
 }
 
 impl Client {
     /// Builds the client: TLS trust (webpki roots plus `extra_roots_pem`), the SSRF allow list and
-    /// the pool settings. Needs no runtime; the first `send` must run inside a tokio runtime.
+    /// the pool settings. Needs no runtime; `send` must run inside a tokio runtime, and the pool's
+    /// idle sweeper runs on the runtime of the first `send`.
     pub fn new(cfg: &DeliveryConfig) -> Result<Client, ClientError> {
         let tls = tls_config(cfg)?;
-        let shared = Arc::new(ConnectorShared {
+        let connector = ConnectorShared {
             tls: TlsConnector::from(Arc::new(tls)),
             allow: cfg.allow_networks.clone(),
-        });
-        let mut builder = legacy::Client::builder(TokioExecutor::new());
-        builder
-            .pool_idle_timeout(cfg.pool_idle_timeout)
-            .pool_max_idle_per_host(cfg.pool_max_idle_per_origin)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new());
-        let default_pool = builder.build(GuardedConnector {
-            shared: Arc::clone(&shared),
-            connect_timeout: cfg.connect_timeout,
-        });
+        };
         Ok(Client {
-            inner: Arc::new(Inner {
-                shared,
-                builder,
-                default_connect_timeout: cfg.connect_timeout,
-                default_pool,
-                others: ArcSwap::from_pointee(Vec::new()),
-                adding: Mutex::new(()),
-            }),
+            pool: Arc::new(Pool::new(
+                connector,
+                cfg.pool_idle_timeout,
+                cfg.pool_max_idle_per_origin,
+            )),
         })
     }
 
     /// One attempt. Never fails: every outcome, a refused address included, is an [`Attempt`].
     pub async fn send(&self, req: Request, limits: &SendLimits) -> Attempt {
         let started = Instant::now();
-        // One timer for the whole attempt, shared by the head and the body.
+        // One timer for the whole attempt: connect, request, response head and body.
         let deadline = tokio::time::sleep_until(started + limits.timeout);
         tokio::pin!(deadline);
         let mut attempt = self.exchange(req, limits, deadline).await;
@@ -180,31 +143,82 @@ impl Client {
         &self,
         req: Request,
         limits: &SendLimits,
-        mut deadline: std::pin::Pin<&mut tokio::time::Sleep>,
+        mut deadline: std::pin::Pin<&mut Sleep>,
     ) -> Attempt {
-        // The pool would reject these too, but only with an error kind it does not expose.
-        if let Err(e) = connect::target(&req.uri) {
-            return Attempt::failed(AttemptClass::Refused, e.to_string());
-        }
+        let timed_out = |what: &str| {
+            Attempt::failed(
+                AttemptClass::Timeout,
+                format!(
+                    "{what} within {}",
+                    humantime::format_duration(limits.timeout)
+                ),
+            )
+        };
+        let key = match connect::target(&req.uri) {
+            Ok((https, _, _)) => match req.uri.authority() {
+                Some(authority) => OriginKey {
+                    https,
+                    authority: authority.clone(),
+                },
+                None => return Attempt::failed(AttemptClass::Refused, "bad target URL".into()),
+            },
+            Err(e) => return Attempt::failed(AttemptClass::Refused, e.to_string()),
+        };
+        let uri = req.uri;
         let mut http_req = http::Request::new(Full::new(req.body));
         *http_req.method_mut() = req.method;
-        *http_req.uri_mut() = req.uri;
         *http_req.headers_mut() = req.headers;
-        let response = self.pool_request(limits.connect_timeout, http_req);
 
-        let response = tokio::select! {
-            biased;
-            r = response => r,
-            () = &mut deadline => {
-                return Attempt::failed(
-                    AttemptClass::Timeout,
-                    format!("no response within {}", humantime::format_duration(limits.timeout)),
-                );
+        // At most one retry, and only for a request an idle connection gave back unsent.
+        let mut retried = false;
+        let (response, sender, host) = loop {
+            let checkout = tokio::select! {
+                biased;
+                c = self.pool.checkout(&key, &uri, limits.connect_timeout) => c,
+                () = &mut deadline => return timed_out("no connection"),
+            };
+            let checkout = match checkout {
+                Ok(c) => c,
+                Err(e) => return connect_failure(&e),
+            };
+            let (sent, sender) = match checkout.sender {
+                Sender::H1(mut tx) => {
+                    // HTTP/1.1 wants origin-form and a Host header; HTTP/2 takes the absolute
+                    // URI and sends the authority as `:authority`.
+                    *http_req.uri_mut() = origin_form(&uri);
+                    http_req
+                        .headers_mut()
+                        .entry(HOST)
+                        .or_insert_with(|| checkout.host.clone());
+                    let sent = tokio::select! {
+                        biased;
+                        r = tx.try_send_request(http_req) => r,
+                        () = &mut deadline => return timed_out("no response"),
+                    };
+                    (sent, Some(tx))
+                }
+                Sender::H2(mut tx) => {
+                    *http_req.uri_mut() = uri.clone();
+                    let sent = tokio::select! {
+                        biased;
+                        r = tx.try_send_request(http_req) => r,
+                        () = &mut deadline => return timed_out("no response"),
+                    };
+                    (sent, None)
+                }
+            };
+            match sent {
+                Ok(response) => break (response, sender, checkout.host),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if checkout.reused && !retried => {
+                        retried = true;
+                        http_req = unsent;
+                    }
+                    _ => {
+                        return Attempt::failed(AttemptClass::Io, error_chain(e.error()));
+                    }
+                },
             }
-        };
-        let response = match response {
-            Ok(r) => r,
-            Err(e) => return classify_error(&e),
         };
 
         let status = response.status().as_u16();
@@ -227,7 +241,12 @@ impl Client {
         // stream): a body past the cap is never read, whatever its size.
         drop(body);
         let (class, error) = match read {
-            Some(Ok(())) => (AttemptClass::from_status(status), None),
+            Some(Ok(ended)) => {
+                if let (true, Some(tx)) = (ended, sender) {
+                    self.pool.put_back(&key, host, tx);
+                }
+                (AttemptClass::from_status(status), None)
+            }
             Some(Err(e)) => (
                 AttemptClass::Io,
                 Some(format!("reading the response body: {}", error_chain(&e))),
@@ -250,76 +269,10 @@ impl Client {
         }
     }
 
-    /// Starts the request on the pool for `connect_timeout`, creating that pool on first use.
-    fn pool_request(
-        &self,
-        connect_timeout: Duration,
-        req: http::Request<Full<Bytes>>,
-    ) -> legacy::ResponseFuture {
-        let inner = &*self.inner;
-        if connect_timeout == inner.default_connect_timeout {
-            return inner.default_pool.request(req);
-        }
-        let others = inner.others.load();
-        if let Some((_, pool)) = others.iter().find(|(t, _)| *t == connect_timeout) {
-            return pool.request(req);
-        }
-        drop(others);
-        inner.pool_for_new_timeout(connect_timeout).request(req)
-    }
-
     #[cfg(test)]
-    pub(super) fn pool_count(&self) -> usize {
-        1 + self.inner.others.load().len()
+    pub(super) fn idle_counts(&self) -> (usize, usize) {
+        self.pool.idle_counts()
     }
-}
-
-impl Inner {
-    /// The slow path of `pool_request`: add a pool for `connect_timeout`, or, past [`MAX_POOLS`],
-    /// pick the nearest existing one.
-    fn pool_for_new_timeout(&self, connect_timeout: Duration) -> Pool {
-        // A poisoned lock only means another thread panicked while adding; the list it guards
-        // lives in the ArcSwap and is always whole.
-        let _adding = self.adding.lock().unwrap_or_else(|e| e.into_inner());
-        let others = self.others.load_full();
-        if let Some((_, pool)) = others.iter().find(|(t, _)| *t == connect_timeout) {
-            return pool.clone();
-        }
-        if others.len() + 1 >= MAX_POOLS {
-            let timeouts =
-                std::iter::once(self.default_connect_timeout).chain(others.iter().map(|(t, _)| *t));
-            return match nearest_timeout(timeouts, connect_timeout) {
-                0 => self.default_pool.clone(),
-                i => others[i - 1].1.clone(),
-            };
-        }
-        let pool = self.builder.build(GuardedConnector {
-            shared: Arc::clone(&self.shared),
-            connect_timeout,
-        });
-        let mut grown = Vec::with_capacity(others.len() + 1);
-        grown.extend(others.iter().cloned());
-        grown.push((connect_timeout, pool.clone()));
-        self.others.store(Arc::new(grown));
-        pool
-    }
-}
-
-/// Which of `timeouts` stands in for `want` when it has no pool of its own: the longest one not
-/// above `want` (never wait longer than asked), or the shortest if all are above. Returns the
-/// index; `timeouts` is non-empty in use (index 0 otherwise).
-fn nearest_timeout(timeouts: impl Iterator<Item = Duration>, want: Duration) -> usize {
-    let mut below: Option<(usize, Duration)> = None;
-    let mut shortest: Option<(usize, Duration)> = None;
-    for (i, t) in timeouts.enumerate() {
-        if t <= want && below.is_none_or(|(_, b)| t > b) {
-            below = Some((i, t));
-        }
-        if shortest.is_none_or(|(_, s)| t < s) {
-            shortest = Some((i, t));
-        }
-    }
-    below.or(shortest).map_or(0, |(i, _)| i)
 }
 
 impl Attempt {
@@ -335,38 +288,30 @@ impl Attempt {
     }
 }
 
-/// A pool error → its class, found by type: the connector's own error says `Refused` or
-/// `Connect`; anything else failed after a connection existed (`Io`).
-fn classify_error(e: &legacy::Error) -> Attempt {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(err) = source {
-        if let Some(ce) = err.downcast_ref::<ConnectError>() {
-            let class = match ce {
-                ConnectError::Refused(_) | ConnectError::BadTarget(_) => AttemptClass::Refused,
-                _ => AttemptClass::Connect,
-            };
-            return Attempt::failed(class, ce.to_string());
-        }
-        source = err.source();
-    }
-    let class = if e.is_connect() {
-        AttemptClass::Connect
-    } else {
-        AttemptClass::Io
+/// A connection that could not be had: refused by the guard (or a bad URL), or a failed connect.
+fn connect_failure(e: &ConnectError) -> Attempt {
+    let class = match e {
+        ConnectError::Refused(_) | ConnectError::BadTarget(_) => AttemptClass::Refused,
+        _ => AttemptClass::Connect,
     };
-    Attempt::failed(class, error_chain(e))
+    Attempt::failed(class, e.to_string())
 }
 
-/// An error's causes joined with ": ", without the pool's own uninformative top line ("client
-/// error (SendRequest)") when it has a cause. A few levels at most.
+/// `/path?query` of an absolute URI, sharing its bytes.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(pq) => Uri::from(pq.clone()),
+        None => Uri::from_static("/"),
+    }
+}
+
+/// An error and its causes joined with ": ", a few levels at most.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = String::new();
-    let mut next = e.source().or(Some(e));
-    for _ in 0..4 {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    for _ in 0..3 {
         let Some(err) = next else { break };
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
+        text.push_str(": ");
         text.push_str(&err.to_string());
         next = err.source();
     }
@@ -417,22 +362,23 @@ impl CappedBody {
     }
 }
 
-/// Reads frames until the body ends or the cap is reached with more still to come.
+/// Reads frames until the body ends (`true`) or the cap is reached with more still to come
+/// (`false`).
 async fn read_capped(
     body: &mut Incoming,
     cap: usize,
     kept: &mut CappedBody,
-) -> Result<(), hyper::Error> {
+) -> Result<bool, hyper::Error> {
     while let Some(frame) = body.frame().await {
         // Trailers carry nothing a delivery needs.
         let Ok(data) = frame?.into_data() else {
             continue;
         };
         if kept.push(data, cap) && !hyper::body::Body::is_end_stream(body) {
-            break;
+            return Ok(false);
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// rustls with ring only: webpki's roots plus the configured extra CAs, ALPN `h2` then
@@ -475,23 +421,6 @@ fn tls_config(cfg: &DeliveryConfig) -> Result<rustls::ClientConfig, ClientError>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn picks_a_stand_in_timeout() {
-        let secs = Duration::from_secs;
-        let table: &[(&[u64], u64, usize)] = &[
-            (&[10, 2, 5], 3, 1),
-            (&[10, 2, 5], 7, 2),
-            (&[10, 2, 5], 60, 0),
-            (&[10, 2, 5], 1, 1),
-            (&[10], 1, 0),
-            (&[], 1, 0),
-        ];
-        for (have, want, pick) in table {
-            let got = nearest_timeout(have.iter().map(|s| secs(*s)), secs(*want));
-            assert_eq!(got, *pick, "{have:?} for {want}");
-        }
-    }
 
     #[test]
     fn caps_the_body() {

@@ -1,28 +1,23 @@
-//! The connector under the pooled client: resolve → guard → TCP → TLS, within a connect timeout.
+//! Opening one delivery connection: resolve → guard → TCP → TLS, within a connect timeout.
 //!
-//! hyper's pool calls this only when it has no idle connection for an origin, so everything here
-//! is per *connection*, not per delivery. It exists instead of hyper-util's `HttpConnector` plus
-//! hyper-rustls because the SSRF guard must sit between resolving and dialing: the name is
-//! resolved once, every address goes through [`guard::check`](super::guard::check), and only the
-//! addresses that passed are dialed (DNS rebinding cannot swap in a private address between a
-//! check and a second lookup, because there is no second lookup). The connect timeout covers DNS,
-//! TCP and TLS together; it is split across a target's addresses, like hyper's own connector does,
-//! so one black-holed address cannot eat the whole budget. Every socket gets `TCP_NODELAY`, and
-//! TLS (rustls, ring) offers `h2` and `http/1.1` by ALPN; the pool uses HTTP/2 where the server
-//! picked it.
+//! `super::pool` calls this only when it has no idle connection for an origin, so everything here
+//! is per *connection*, not per delivery. The SSRF guard sits between resolving and dialing: the
+//! name is resolved once, every address goes through [`guard::check`](super::guard::check), and
+//! only the addresses that passed are dialed (DNS rebinding cannot swap in a private address
+//! between a check and a second lookup, because there is no second lookup). The connect timeout
+//! covers DNS, TCP and TLS together; it is split across a target's addresses, like hyper's own
+//! connector does, so one black-holed address cannot eat the whole budget. Every socket gets
+//! `TCP_NODELAY`, and TLS (rustls, ring) offers `h2` and `http/1.1` by ALPN; the pool speaks
+//! HTTP/2 where the server picked it.
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use ipnet::IpNet;
 use rustls::pki_types::ServerName;
 use smallvec::SmallVec;
@@ -37,9 +32,8 @@ use super::guard::{self, Refusal};
 /// records must not turn one connect into hundreds of dials.
 const MAX_ADDRESSES: usize = 8;
 
-/// Why a connection could not be made. The pool wraps it; `super::client` finds it again by type
-/// (never by message) to tell `Refused` from `Connect`. Messages name the host, never the path or
-/// query, which can carry credentials.
+/// Why a connection could not be made; `super::client` tells `Refused` from `Connect` by variant.
+/// Messages name the host, never the path or query, which can carry credentials.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The URI has no usable host or a scheme other than `http`/`https`.
@@ -72,6 +66,13 @@ pub enum ConnectError {
         #[source]
         source: io::Error,
     },
+    /// The HTTP/2 connection preface failed after TLS had negotiated `h2`.
+    #[error("HTTP/2 handshake with {host} failed: {source}")]
+    Handshake {
+        host: Box<str>,
+        #[source]
+        source: hyper::Error,
+    },
     /// DNS + TCP + TLS took longer than the connect timeout.
     #[error("connect timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
@@ -101,41 +102,22 @@ impl fmt::Display for RefusedTarget {
     }
 }
 
-/// What every connector of one [`Client`](super::Client) shares, whatever its connect timeout.
+/// What every connection of one [`Client`](super::Client) is opened with.
 pub(super) struct ConnectorShared {
     pub tls: TlsConnector,
     pub allow: Vec<IpNet>,
 }
 
-/// A `tower::Service<Uri>` the legacy pooled client dials through. Cheap to clone (the pool
-/// clones it per connection).
-#[derive(Clone)]
-pub(super) struct GuardedConnector {
-    pub shared: Arc<ConnectorShared>,
-    pub connect_timeout: Duration,
-}
-
-type ConnectFuture = Pin<Box<dyn Future<Output = Result<TokioIo<Stream>, ConnectError>> + Send>>;
-
-impl tower_service::Service<Uri> for GuardedConnector {
-    type Response = TokioIo<Stream>;
-    type Error = ConnectError;
-    type Future = ConnectFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, dst: Uri) -> ConnectFuture {
-        let shared = Arc::clone(&self.shared);
-        let timeout = self.connect_timeout;
-        Box::pin(async move {
-            let deadline = Instant::now() + timeout;
-            match tokio::time::timeout_at(deadline, connect(&shared, &dst, deadline)).await {
-                Ok(result) => result.map(TokioIo::new),
-                Err(_) => Err(ConnectError::Timeout(timeout)),
-            }
-        })
+/// Opens a connection to `dst` within `timeout` (DNS, TCP and TLS together).
+pub(super) async fn connect(
+    shared: &ConnectorShared,
+    dst: &Uri,
+    timeout: Duration,
+) -> Result<Stream, ConnectError> {
+    let deadline = Instant::now() + timeout;
+    match tokio::time::timeout_at(deadline, connect_by(shared, dst, deadline)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout(timeout)),
     }
 }
 
@@ -159,7 +141,7 @@ pub(super) fn target(uri: &Uri) -> Result<(bool, &str, u16), ConnectError> {
     Ok((tls, host, port))
 }
 
-async fn connect(
+async fn connect_by(
     shared: &ConnectorShared,
     dst: &Uri,
     deadline: Instant,
@@ -266,14 +248,12 @@ pub(super) enum Stream {
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-impl Connection for Stream {
-    fn connected(&self) -> Connected {
+impl Stream {
+    /// Whether TLS negotiated HTTP/2 by ALPN (plain HTTP is always HTTP/1.1).
+    pub(super) fn is_h2(&self) -> bool {
         match self {
-            Stream::Plain(_) => Connected::new(),
-            Stream::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
-                Connected::new().negotiated_h2()
-            }
-            Stream::Tls(_) => Connected::new(),
+            Stream::Plain(_) => false,
+            Stream::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
         }
     }
 }

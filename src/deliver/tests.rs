@@ -496,6 +496,7 @@ async fn keep_alive_reuses_one_connection() {
     }
     assert_eq!(server.seen.lock().unwrap().len(), 5);
     assert_eq!(server.accepted(), 1);
+    assert_eq!(client.idle_counts(), (1, 0));
 }
 
 /// Serves every connection with raw bytes after reading the request head, then closes.
@@ -544,6 +545,7 @@ async fn https_negotiates_h2_when_offered() {
     }
     assert_eq!(server.versions(), vec![Version::HTTP_2; 3]);
     assert_eq!(server.accepted(), 1);
+    assert_eq!(client.idle_counts(), (0, 1));
     let seen = server.seen.lock().unwrap();
     assert_eq!(&seen[0].body[..], br#"{"hello":"world"}"#);
 }
@@ -561,6 +563,7 @@ async fn https_uses_http1_when_h2_is_not_offered() {
     }
     assert_eq!(server.versions(), vec![Version::HTTP_11; 3]);
     assert_eq!(server.accepted(), 1);
+    assert_eq!(client.idle_counts(), (1, 0));
 }
 
 #[tokio::test]
@@ -616,34 +619,119 @@ async fn start_black_hole() -> (SocketAddr, Vec<TcpStream>, tokio::net::TcpListe
 async fn connect_timeout_is_per_request() {
     let (addr, _fill, _listener) = start_black_hole().await;
     let client = loopback_client();
-    let limits = SendLimits {
-        timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_millis(250),
-        max_response_body: 1000,
-    };
-    let a = client.send(post(&format!("http://{addr}/")), &limits).await;
-    assert_eq!((a.class, a.status), (AttemptClass::Connect, None), "{a:?}");
-    assert_eq!(a.error.as_deref(), Some("connect timed out after 250ms"));
-    assert!(a.duration < Duration::from_secs(5), "{:?}", a.duration);
-    assert_eq!(client.pool_count(), 2);
-
-    // The same timeout again reuses that pool.
-    let a = client.send(post(&format!("http://{addr}/")), &limits).await;
-    assert_eq!(a.class, AttemptClass::Connect, "{a:?}");
-    assert_eq!(client.pool_count(), 2);
+    for ms in [250, 400] {
+        let limits = SendLimits {
+            timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_millis(ms),
+            max_response_body: 1000,
+        };
+        let a = client.send(post(&format!("http://{addr}/")), &limits).await;
+        assert_eq!((a.class, a.status), (AttemptClass::Connect, None), "{a:?}");
+        assert_eq!(a.error.unwrap(), format!("connect timed out after {ms}ms"));
+        assert!(a.duration >= Duration::from_millis(ms), "{:?}", a.duration);
+        assert!(a.duration < Duration::from_secs(5), "{:?}", a.duration);
+    }
 }
 
 #[tokio::test]
-async fn pools_per_connect_timeout_are_bounded() {
+async fn the_total_timeout_bounds_a_slow_connect() {
+    let (addr, _fill, _listener) = start_black_hole().await;
+    let client = loopback_client();
+    let limits = SendLimits {
+        timeout: Duration::from_millis(250),
+        connect_timeout: Duration::from_secs(5),
+        max_response_body: 1000,
+    };
+    let a = client.send(post(&format!("http://{addr}/")), &limits).await;
+    assert_eq!((a.class, a.status), (AttemptClass::Timeout, None), "{a:?}");
+    assert_eq!(a.error.as_deref(), Some("no connection within 250ms"));
+}
+
+#[tokio::test]
+async fn connect_timeouts_share_connections() {
     let server = start(ok(), None).await;
     let client = loopback_client();
-    for ms in 1..=3 * MAX_POOLS as u64 {
+    for ms in [2000, 3000, 2000, 7000] {
         let limits = SendLimits {
-            connect_timeout: Duration::from_millis(1000 + ms),
+            connect_timeout: Duration::from_millis(ms),
             ..limits()
         };
         let a = client.send(post(&server.url("http", "/")), &limits).await;
         assert_eq!(a.class, AttemptClass::Success, "{a:?}");
     }
-    assert_eq!(client.pool_count(), MAX_POOLS);
+    assert_eq!(server.accepted(), 1);
+}
+
+#[tokio::test]
+async fn no_idle_connections_without_a_pool() {
+    let server = start(ok(), None).await;
+    let mut cfg = config(&["127.0.0.0/8"], None);
+    cfg.pool_max_idle_per_origin = 0;
+    let client = Client::new(&cfg).unwrap();
+    for _ in 0..3 {
+        let a = client.send(post(&server.url("http", "/")), &limits()).await;
+        assert_eq!(a.class, AttemptClass::Success, "{a:?}");
+    }
+    assert_eq!(server.accepted(), 3);
+    assert_eq!(client.idle_counts(), (0, 0));
+}
+
+/// Waits for `cond` with a deadline, polling: for state that changes on a timer inside the
+/// code under test.
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_expire() {
+    let server = start(ok(), None).await;
+    let mut cfg = config(&["127.0.0.0/8"], None);
+    cfg.pool_idle_timeout = Duration::from_millis(200);
+    let client = Client::new(&cfg).unwrap();
+    let a = client.send(post(&server.url("http", "/")), &limits()).await;
+    assert_eq!(a.class, AttemptClass::Success, "{a:?}");
+    assert_eq!(client.idle_counts(), (1, 0));
+    wait_for("the idle connection to be swept", || {
+        client.idle_counts() == (0, 0)
+    })
+    .await;
+    let a = client.send(post(&server.url("http", "/")), &limits()).await;
+    assert_eq!(a.class, AttemptClass::Success, "{a:?}");
+    assert_eq!(server.accepted(), 2);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_is_not_reused() {
+    // Answers one request per connection with a keep-alive response, then closes it: the
+    // client sees either a closed idle connection or a request refused unsent, and must dial
+    // again either way.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await;
+        }
+    });
+    let client = loopback_client();
+    for _ in 0..3 {
+        let a = client
+            .send(post(&format!("http://{addr}/")), &limits())
+            .await;
+        assert_eq!(a.class, AttemptClass::Success, "{a:?}");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
