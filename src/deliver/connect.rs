@@ -2,7 +2,7 @@
 //!
 //! `super::pool` calls this only when it has no idle connection for an origin, so everything here
 //! is per *connection*, not per delivery. The SSRF guard sits between resolving and dialing: the
-//! name is resolved once, every address goes through [`guard::check`](super::guard::check), and
+//! name is resolved once, every address goes through [`guard::check`], and
 //! only the addresses that passed are dialed (DNS rebinding cannot swap in a private address
 //! between a check and a second lookup, because there is no second lookup). The connect timeout
 //! covers DNS, TCP and TLS together; it is split across a target's addresses, like hyper's own

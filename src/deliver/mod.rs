@@ -14,7 +14,6 @@ mod pool;
 mod retry_after;
 
 pub use client::{Attempt, Client, ClientError, SendLimits};
-pub use pool::MAX_H2_PER_ORIGIN;
 pub use retry_after::parse_retry_after;
 
 #[cfg(test)]
