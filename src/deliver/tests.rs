@@ -735,3 +735,28 @@ async fn a_connection_the_server_closed_is_not_reused() {
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
+
+// PERF-NOTES saw the legacy pool open more connections than requests in flight; this one must
+// not: 8 tasks sending back to back need at most 8 connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_never_exceed_requests_in_flight() {
+    let server = start(ok(), None).await;
+    let client = loopback_client();
+    let url = server.url("http", "/");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..100 {
+                let a = client.send(post(&url), &limits()).await;
+                assert_eq!(a.class, AttemptClass::Success, "{a:?}");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(server.seen.lock().unwrap().len(), 800);
+    assert!(server.accepted() <= 8, "{} connections", server.accepted());
+    assert!(client.idle_counts().0 <= 8);
+}
