@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::api::App;
 use crate::config::Config;
 use crate::decode;
-use crate::deliver::client::Client;
+use crate::deliver::Client;
 use crate::deliver::dispatch::{DispatchConfig, Dispatcher};
 use crate::ingest::accept::Ingest;
 use crate::ingest::server::{self, Listeners};

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use super::client::{Attempt, Client, SendLimits};
+use super::{Attempt, Client, SendLimits};
 use crate::config::DeliveryConfig;
 use crate::journal::{Journal, JournalError};
 use crate::model::{

@@ -5,10 +5,12 @@
 //! fails, it reports. Under it `pool` keeps idle connections per origin, `connect` resolves,
 //! applies the SSRF [`guard`] to every resolved address and dials only what passed, and
 //! `retry_after` reads the wait a `429`/`503` asks for.
-//! Per-endpoint concurrency is not enforced here: the dispatcher bounds it (PERF-NOTES).
+//! Per-endpoint concurrency is not enforced by the client: `dispatch` (the per-endpoint queues,
+//! semaphores and retry timers) bounds it (PERF-NOTES).
 
 mod client;
 mod connect;
+pub mod dispatch;
 pub mod guard;
 mod pool;
 mod retry_after;
