@@ -91,21 +91,29 @@ pub enum DecodeError {
     #[error("the batch is empty: send at least one event")]
     EmptyBatch,
     /// The body's framing is broken (found by the scanner before any parsing).
-    #[error("body is not valid JSON at byte {offset}: {what}")]
-    Syntax { offset: usize, what: &'static str },
+    #[error("body is not valid JSON at byte {offset}: {what}{at}")]
+    Syntax {
+        offset: usize,
+        what: &'static str,
+        at: ItemAt,
+    },
     /// simd-json refused an item. `offset` is a byte position in the whole body, if known.
-    #[error("body is not valid JSON{}: {what}{}", at_byte(*.offset), in_item(*.item))]
+    #[error("body is not valid JSON{}: {what}{at}", at_byte(*.offset))]
     Json {
         offset: Option<usize>,
-        what: &'static str,
-        /// The batch item it is in (`None` for a single-value body).
-        item: Option<usize>,
+        what: String,
+        at: ItemAt,
+        /// Boxed: it is large, and errors travel by value through the hot path's `Result`s.
         #[source]
-        source: simd_json::Error,
+        source: Box<simd_json::Error>,
     },
     /// Nesting deeper than [`Limits::max_json_depth`].
-    #[error("nesting deeper than {limit} levels (at byte {offset})")]
-    TooDeep { limit: usize, offset: usize },
+    #[error("nesting deeper than {limit} levels (at byte {offset}){at}")]
+    TooDeep {
+        limit: usize,
+        offset: usize,
+        at: ItemAt,
+    },
     /// More items than [`Limits::max_batch_items`] (`413`).
     #[error("the batch has more than {limit} items")]
     TooManyItems { limit: usize },
@@ -126,8 +134,24 @@ fn at_byte(offset: Option<usize>) -> String {
     offset.map_or_else(String::new, |o| format!(" at byte {o}"))
 }
 
-fn in_item(item: Option<usize>) -> String {
-    item.map_or_else(String::new, |i| format!(" (item {i})"))
+/// Which batch item (and NDJSON line) a malformed-JSON error is in; empty for a single body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemAt {
+    /// Index of the item in the batch, from 0.
+    pub item: Option<usize>,
+    /// 1-based line of the body, for NDJSON.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for ItemAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.item, self.line) {
+            (Some(i), Some(l)) => write!(f, " (item {i}, line {l})"),
+            (Some(i), None) => write!(f, " (item {i})"),
+            (None, Some(l)) => write!(f, " (line {l})"),
+            (None, None) => Ok(()),
+        }
+    }
 }
 
 /// Shows the first few item errors of a batch (all of them are in [`DecodeError::items`]).
@@ -271,6 +295,9 @@ fn check_cms_content_type(
     }
 }
 
+/// The UTF-8 byte order mark.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// One request's decoding state.
 struct Ctx<'a> {
     body: &'a Bytes,
@@ -281,41 +308,45 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn run(&self, shape: Shape, p: &mut Parser) -> Result<Vec<Event>, DecodeError> {
-        let bytes: &[u8] = self.body;
-        let content = scan::trim(bytes);
+        // RFC 8259 §8.1 lets a parser ignore a leading byte order mark, and .NET senders
+        // (Sitecore, Contensis) may write one. Payloads start after it.
+        let skip = if self.body.starts_with(BOM) {
+            BOM.len()
+        } else {
+            0
+        };
+        let text = &self.body[skip..];
+        let content = scan::trim(text);
         if content.is_empty() {
             return Err(DecodeError::Empty);
         }
-        let first = bytes[content.start];
+        let first = text[content.start];
         let mut ranges = Vec::new();
-        match shape {
-            Shape::Lines => {
-                scan::split_lines(bytes, self.limits.max_batch_items, &mut ranges)
-                    .map_err(|e| self.scan_error(e, 0))?;
-                self.batch(&ranges, true, p)
-            }
-            Shape::ObjectOrArray | Shape::Array if first == b'[' => {
-                scan::split_array(
-                    bytes,
-                    self.limits.max_json_depth,
-                    self.limits.max_batch_items,
-                    &mut ranges,
-                )
-                .map_err(|e| self.scan_error(e, 0))?;
-                self.batch(&ranges, false, p)
-            }
+        let split = match shape {
+            Shape::Lines => scan::split_lines(text, self.limits.max_batch_items, &mut ranges),
+            Shape::ObjectOrArray | Shape::Array if first == b'[' => scan::split_array(
+                text,
+                self.limits.max_json_depth,
+                self.limits.max_batch_items,
+                &mut ranges,
+            ),
             _ => {
-                let single = self.single(content, shape, p)?;
-                Ok(vec![single])
+                let r = skip + content.start..skip + content.end;
+                return Ok(vec![self.single(r, shape, p)?]);
             }
+        };
+        split.map_err(|e| self.scan_error(e, skip, ItemAt::default()))?;
+        for r in &mut ranges {
+            *r = r.start + skip..r.end + skip;
         }
+        self.batch(&ranges, shape == Shape::Lines, p)
     }
 
     /// Decodes a body that holds one value.
     fn single(&self, r: Range<usize>, shape: Shape, p: &mut Parser) -> Result<Event, DecodeError> {
         let json = &self.body[r.clone()];
-        scan::check_depth(json, self.limits.max_json_depth)
-            .map_err(|e| self.scan_error(e, r.start))?;
+        scan::check_value(json, self.limits.max_json_depth)
+            .map_err(|e| self.scan_error(e, r.start, ItemAt::default()))?;
         let payload = self.body.slice(r.clone());
         let outcome = p
             .parse(json, self.limits.max_json_depth, |v| match v.as_object() {
@@ -327,7 +358,7 @@ impl Ctx<'_> {
                 Some(obj) => (self.item)(obj, payload, self.received_at_ms),
                 None => Err(not_an_object(v, shape)),
             })
-            .map_err(|e| self.json_error(e, r.start, None))?;
+            .map_err(|e| self.json_error(e, r.start, ItemAt::default()))?;
         outcome.map_err(DecodeError::Invalid)
     }
 
@@ -343,12 +374,18 @@ impl Ctx<'_> {
         }
         let mut events = Vec::with_capacity(ranges.len());
         let mut bad = Vec::new();
+        let mut line_counter = scan::LineCounter::default();
         for (index, r) in ranges.iter().enumerate() {
             let json = &self.body[r.clone()];
+            // Only computed for errors; NDJSON items are named by line as well.
+            let mut at = || ItemAt {
+                item: Some(index),
+                line: lines.then(|| line_counter.line_at(self.body, r.start)),
+            };
             if lines {
-                // Array elements were depth-checked while splitting; lines were not.
-                scan::check_depth(json, self.limits.max_json_depth)
-                    .map_err(|e| self.scan_error(e, r.start))?;
+                // Array elements were checked while splitting; lines were not.
+                scan::check_value(json, self.limits.max_json_depth)
+                    .map_err(|e| self.scan_error(e, r.start, at()))?;
             }
             let payload = self.body.slice(r.clone());
             let outcome = p
@@ -356,15 +393,14 @@ impl Ctx<'_> {
                     Some(obj) => (self.item)(obj, payload, self.received_at_ms),
                     None => Err(not_an_object(v, Shape::Array)),
                 })
-                .map_err(|e| self.json_error(e, r.start, Some(index)))?;
+                .map_err(|e| self.json_error(e, r.start, at()))?;
             match outcome {
                 Ok(ev) if bad.is_empty() => events.push(ev),
                 Ok(_) => {}
                 Err(reason) => {
-                    let reason = if lines {
-                        format!("line {}: {reason}", scan::line_of(self.body, r.start))
-                    } else {
-                        reason
+                    let reason = match at().line {
+                        Some(line) => format!("line {line}: {reason}"),
+                        None => reason,
                     };
                     bad.push(ItemError { index, reason });
                 }
@@ -381,15 +417,17 @@ impl Ctx<'_> {
     }
 
     /// A scanner error in the slice that starts at body offset `base`.
-    fn scan_error(&self, e: ScanError, base: usize) -> DecodeError {
+    fn scan_error(&self, e: ScanError, base: usize, at: ItemAt) -> DecodeError {
         match e {
             ScanError::Syntax { offset, what } => DecodeError::Syntax {
                 offset: base + offset,
                 what,
+                at,
             },
             ScanError::TooDeep { offset } => DecodeError::TooDeep {
                 limit: self.limits.max_json_depth,
                 offset: base + offset,
+                at,
             },
             ScanError::TooMany => DecodeError::TooManyItems {
                 limit: self.limits.max_batch_items,
@@ -398,21 +436,34 @@ impl Ctx<'_> {
     }
 
     /// A simd-json error in the item that starts at body offset `base`.
-    fn json_error(&self, e: simd_json::Error, base: usize, item: Option<usize>) -> DecodeError {
+    fn json_error(&self, e: simd_json::Error, base: usize, at: ItemAt) -> DecodeError {
         if *e.error() == ErrorType::DepthLimitExceeded {
             // The scanner checks depth first, so this is only a backstop.
             return DecodeError::TooDeep {
                 limit: self.limits.max_json_depth,
                 offset: base + e.index(),
+                at,
             };
         }
-        // Errors from simd-json's first stage (UTF-8, string framing) carry no position.
-        let offset = (e.index() > 0 || e.character().is_some()).then(|| base + e.index());
+        let kind = e.error();
+        // simd-json's positions are byte offsets into the item, except for errors found
+        // while scanning strings (escapes, UTF-8, control characters), which carry none.
+        let positioned = !matches!(
+            kind,
+            ErrorType::InvalidEscape
+                | ErrorType::InvalidUnicodeEscape
+                | ErrorType::InvalidUnicodeCodepoint
+                | ErrorType::InvalidUtf8
+        ) && (e.index() > 0 || e.character().is_some());
+        let what = match (describe(kind), e.character()) {
+            ("syntax error", Some(c)) if c.is_ascii_graphic() => format!("unexpected `{c}`"),
+            (what, _) => what.to_string(),
+        };
         DecodeError::Json {
-            offset,
-            what: describe(e.error()),
-            item,
-            source: e,
+            offset: positioned.then(|| base + e.index()),
+            what,
+            at,
+            source: Box::new(e),
         }
     }
 }
@@ -719,6 +770,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_leading_byte_order_mark_is_ignored() {
+        let with_bom = |s: &str| Bytes::from(format!("\u{feff}{s}"));
+        let body = with_bom(&ce("x"));
+        let evs = decode_ok(InputKind::CloudEvent, None, &body);
+        assert_eq!(evs[0].payload, ce("x").as_bytes());
+        let body = with_bom(&format!("[{},{}]", ce("a"), ce("b")));
+        let evs = decode_ok(InputKind::CloudEvent, None, &body);
+        assert_eq!(evs[1].payload, ce("b").as_bytes());
+        // Offsets in messages still count the BOM's bytes.
+        let err = decode(InputKind::CloudEvent, None, &with_bom("[1,]"), &limits(), 0)
+            .expect_err("trailing comma");
+        assert!(err.to_string().contains("at byte 6"), "{err}");
+    }
+
+    #[test]
     fn single_body_payload_excludes_surrounding_whitespace() {
         let body = Bytes::from(format!("\n  {}  \r\n", ce("x")));
         let evs = decode_ok(InputKind::CloudEvent, None, &body);
@@ -746,276 +812,56 @@ pub(crate) mod tests {
             )
         };
         let many = |n: usize| format!("[{}]", vec![ce("x"); n].join(","));
+        let nd = Some("application/x-ndjson");
+        #[rustfmt::skip]
         let cases: Vec<Case> = vec![
             // Empty bodies, for every input.
             (CloudEvent, None, "".into(), 400, "invalid", "body is empty"),
-            (
-                CloudEvent,
-                Some("application/x-ndjson"),
-                " \n ".into(),
-                400,
-                "invalid",
-                "body is empty",
-            ),
-            (
-                Sitecore,
-                None,
-                "\r\n".into(),
-                400,
-                "invalid",
-                "body is empty",
-            ),
-            (
-                SitecoreAudit,
-                None,
-                "".into(),
-                400,
-                "invalid",
-                "body is empty",
-            ),
+            (CloudEvent, nd, " \n ".into(), 400, "invalid", "body is empty"),
+            (Sitecore, None, "\r\n".into(), 400, "invalid", "body is empty"),
+            (SitecoreAudit, None, "".into(), 400, "invalid", "body is empty"),
             (Contensis, None, "".into(), 400, "invalid", "body is empty"),
             (DatoCms, None, "".into(), 400, "invalid", "body is empty"),
             // Empty batches.
-            (
-                CloudEvent,
-                None,
-                "[ ]".into(),
-                400,
-                "invalid",
-                "batch is empty",
-            ),
-            (
-                SitecoreAudit,
-                None,
-                "[]".into(),
-                400,
-                "invalid",
-                "batch is empty",
-            ),
-            // Not JSON.
-            (
-                CloudEvent,
-                None,
-                "hello".into(),
-                400,
-                "malformed",
-                "not valid JSON at byte 0",
-            ),
-            (
-                CloudEvent,
-                None,
-                r#"{"id":"1",}"#.into(),
-                400,
-                "malformed",
-                "not valid JSON at byte",
-            ),
-            (
-                CloudEvent,
-                None,
-                r#"{"id":"1""#.into(),
-                400,
-                "malformed",
-                "not valid JSON",
-            ),
-            (
-                CloudEvent,
-                None,
-                r#"{"id":"1} "#.into(),
-                400,
-                "malformed",
-                "at byte 6: unterminated string",
-            ),
-            (
-                CloudEvent,
-                None,
-                format!("{} x", ce("1")),
-                400,
-                "malformed",
-                "not valid JSON",
-            ),
-            (
-                CloudEvent,
-                None,
-                format!("[{},]", ce("1")),
-                400,
-                "malformed",
-                "trailing comma",
-            ),
-            (
-                CloudEvent,
-                None,
-                format!("[{}", ce("1")),
-                400,
-                "malformed",
-                "not closed",
-            ),
-            (
-                CloudEvent,
-                None,
-                format!("[{},{{\"a\" 1}}]", ce("1")),
-                400,
-                "malformed",
-                "(item 1)",
-            ),
-            (
-                CloudEvent,
-                Some("application/x-ndjson"),
-                format!("{}\n{{oops", ce("1")),
-                400,
-                "malformed",
-                "(item 1)",
-            ),
-            (
-                Sitecore,
-                None,
-                "{\"EventName\":\"item:added\"".into(),
-                400,
-                "malformed",
-                "not valid JSON",
-            ),
-            (
-                DatoCms,
-                None,
-                "\u{feff}{}".into(),
-                400,
-                "malformed",
-                "not valid JSON",
-            ),
+            (CloudEvent, None, "[ ]".into(), 400, "invalid", "batch is empty"),
+            (SitecoreAudit, None, "[]".into(), 400, "invalid", "batch is empty"),
+            // Not JSON, with the byte where it goes wrong.
+            (CloudEvent, None, "hello".into(), 400, "malformed", "at byte 0: unexpected `h`"),
+            (CloudEvent, None, r#"{"id":"1",}"#.into(), 400, "malformed", "at byte 10: expected a string key"),
+            (CloudEvent, None, r#"{"id":"1""#.into(), 400, "malformed", "at byte 9: unexpected end of input"),
+            (CloudEvent, None, r#"{"id":"1} "#.into(), 400, "malformed", "at byte 6: unterminated string"),
+            (CloudEvent, None, r#"{"a":01}"#.into(), 400, "malformed", "at byte 6: invalid number"),
+            (CloudEvent, None, r#"{"a":"\x"}"#.into(), 400, "malformed", "not valid JSON: invalid escape"),
+            (CloudEvent, None, format!("{} x", ce("1")), 400, "malformed", "unexpected data after the JSON value"),
+            (CloudEvent, None, format!("[{},]", ce("1")), 400, "malformed", "trailing comma"),
+            (CloudEvent, None, format!("[{}", ce("1")), 400, "malformed", "not closed"),
+            (CloudEvent, None, format!("[{},{{\"a\" 1}}]", ce("1")), 400, "malformed", "expected ':' after an object key (item 1)"),
+            (CloudEvent, nd, format!("{}\n{{oops", ce("1")), 400, "malformed", "is not closed (item 1, line 2)"),
+            (CloudEvent, nd, format!("{}\n\n{{\"a\" 1}}", ce("1")), 400, "malformed", "after an object key (item 1, line 3)"),
+            (Sitecore, None, "{\"EventName\":\"item:added\"".into(), 400, "malformed", "not valid JSON"),
             // Too deep: the event object is level 1; a batch array is not a level.
-            (
-                CloudEvent,
-                None,
-                deep_ce(65),
-                400,
-                "malformed",
-                "nesting deeper than 64 levels",
-            ),
-            (
-                CloudEvent,
-                None,
-                format!("[{}]", deep_ce(65)),
-                400,
-                "malformed",
-                "nesting deeper than 64",
-            ),
-            (
-                CloudEvent,
-                Some("application/x-ndjson"),
-                format!("{}\n{}", ce("1"), deep_ce(65)),
-                400,
-                "malformed",
-                "nesting deeper than 64",
-            ),
-            (
-                Contensis,
-                None,
-                format!("{{\"a\":{}}}", deep(64)),
-                400,
-                "malformed",
-                "nesting deeper than 64",
-            ),
+            (CloudEvent, None, deep_ce(65), 400, "malformed", "nesting deeper than 64 levels"),
+            (CloudEvent, None, format!("[{}]", deep_ce(65)), 400, "malformed", "nesting deeper than 64"),
+            (CloudEvent, nd, format!("{}\n{}", ce("1"), deep_ce(65)), 400, "malformed", "nesting deeper than 64"),
+            (Contensis, None, format!("{{\"a\":{}}}", deep(64)), 400, "malformed", "nesting deeper than 64"),
             // Too many items.
-            (
-                CloudEvent,
-                None,
-                many(101),
-                413,
-                "too_large",
-                "more than 100 items",
-            ),
-            (
-                CloudEvent,
-                Some("application/x-ndjson"),
-                vec![ce("x"); 101].join("\n"),
-                413,
-                "too_large",
-                "more than 100 items",
-            ),
-            (
-                SitecoreAudit,
-                None,
-                format!("[{}]", vec![r#"{"action":"a"}"#; 101].join(",")),
-                413,
-                "too_large",
-                "more than 100",
-            ),
+            (CloudEvent, None, many(101), 413, "too_large", "more than 100 items"),
+            (CloudEvent, nd, vec![ce("x"); 101].join("\n"), 413, "too_large", "more than 100 items"),
+            (SitecoreAudit, None, format!("[{}]", vec![r#"{"action":"a"}"#; 101].join(",")), 413, "too_large", "more than 100"),
             // Valid JSON, wrong shape.
-            (
-                CloudEvent,
-                None,
-                r#""event""#.into(),
-                400,
-                "invalid",
-                "expected a JSON object (one event) or an array",
-            ),
-            (
-                CloudEvent,
-                Some("application/cloudevents+json"),
-                format!("[{}]", ce("1")),
-                400,
-                "invalid",
-                "got an array",
-            ),
-            (
-                CloudEvent,
-                Some("application/cloudevents-batch+json"),
-                ce("1"),
-                400,
-                "invalid",
-                "must be a JSON array of events, got an object",
-            ),
-            (
-                Contensis,
-                None,
-                "[]".into(),
-                400,
-                "invalid",
-                "expected one JSON object, got an array",
-            ),
-            (
-                DatoCms,
-                None,
-                "42".into(),
-                400,
-                "invalid",
-                "expected a JSON object",
-            ),
+            (CloudEvent, None, r#""event""#.into(), 400, "invalid", "expected a JSON object (one event) or an array"),
+            (CloudEvent, Some("application/cloudevents+json"), format!("[{}]", ce("1")), 400, "invalid", "got an array"),
+            (CloudEvent, Some("application/cloudevents-batch+json"), ce("1"), 400, "invalid", "must be a JSON array of events, got an object"),
+            (Contensis, None, "[]".into(), 400, "invalid", "expected one JSON object, got an array"),
+            (DatoCms, None, "42".into(), 400, "invalid", "expected a JSON object"),
             // Content types.
-            (
-                CloudEvent,
-                Some("text/plain"),
-                ce("1"),
-                415,
-                "content_type",
-                "unsupported content type `text/plain`",
-            ),
-            (
-                Contensis,
-                Some("text/plain; charset=utf-8"),
-                "{}".into(),
-                415,
-                "content_type",
-                "application/json",
-            ),
-            (
-                DatoCms,
-                Some("application/x-www-form-urlencoded"),
-                "{}".into(),
-                415,
-                "content_type",
-                "application/json",
-            ),
-            (
-                SitecoreAudit,
-                Some("text/xml"),
-                "{}".into(),
-                415,
-                "content_type",
-                "application/json",
-            ),
+            (CloudEvent, Some("text/plain"), ce("1"), 415, "content_type", "unsupported content type `text/plain`"),
+            (Contensis, Some("text/plain; charset=utf-8"), "{}".into(), 415, "content_type", "application/json"),
+            (DatoCms, Some("application/x-www-form-urlencoded"), "{}".into(), 415, "content_type", "application/json"),
+            (SitecoreAudit, Some("text/xml"), "{}".into(), 415, "content_type", "application/json"),
         ];
         for (kind, ct, body, status, reason, text) in cases {
-            let what = format!("{kind:?} {ct:?} {:.60}", body);
+            let what = format!("{kind:?} {ct:?} {body:.60}");
             let err = decode(kind, ct, &Bytes::from(body), &limits(), 0).expect_err(&what);
             assert_eq!(
                 (err.status(), err.reason()),
@@ -1148,7 +994,11 @@ pub(crate) mod tests {
         match err {
             DecodeError::Json {
                 offset: Some(o),
-                item: Some(1),
+                at:
+                    ItemAt {
+                        item: Some(1),
+                        line: None,
+                    },
                 ..
             } => assert_eq!(o, at, "{err}"),
             other => panic!("{other:?}"),

@@ -84,9 +84,11 @@ fn skip_string(bytes: &[u8], open: usize) -> Result<usize, ScanError> {
     })
 }
 
-/// Checks that the one JSON value in `bytes` nests no deeper than `max_depth` (the outermost
-/// object or array is level 1). Mismatched brackets are left for the parser to report.
-pub(crate) fn check_depth(bytes: &[u8], max_depth: usize) -> Result<(), ScanError> {
+/// Checks the one JSON value in `bytes` before it is parsed: it nests no deeper than
+/// `max_depth` (the outermost object or array is level 1), its brackets are all closed, and
+/// nothing follows it. Those are the errors simd-json reports without a useful position;
+/// mismatched brackets and everything else are left to it.
+pub(crate) fn check_value(bytes: &[u8], max_depth: usize) -> Result<(), ScanError> {
     let mut depth = 0usize;
     let mut i = 0;
     while i < bytes.len() {
@@ -101,10 +103,28 @@ pub(crate) fn check_depth(bytes: &[u8], max_depth: usize) -> Result<(), ScanErro
                     return Err(ScanError::TooDeep { offset: i });
                 }
             }
-            CLOSE => depth = depth.saturating_sub(1),
+            CLOSE => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    let rest = i + 1 + trim(&bytes[i + 1..]).start;
+                    if rest < bytes.len() {
+                        return Err(ScanError::Syntax {
+                            offset: rest,
+                            what: "unexpected data after the JSON value",
+                        });
+                    }
+                    return Ok(());
+                }
+            }
             _ => {}
         }
         i += 1;
+    }
+    if depth > 0 {
+        return Err(ScanError::Syntax {
+            offset: bytes.len(),
+            what: "unexpected end of input: an object or array is not closed",
+        });
     }
     Ok(())
 }
@@ -244,9 +264,24 @@ pub(crate) fn split_lines(
     Ok(())
 }
 
-/// 1-based line number of byte `offset` in `bytes` (for messages about NDJSON items).
-pub(crate) fn line_of(bytes: &[u8], offset: usize) -> usize {
-    memchr::memchr_iter(b'\n', &bytes[..offset.min(bytes.len())]).count() + 1
+/// 1-based line numbers of increasing byte offsets (for messages about NDJSON items), counted
+/// incrementally so that naming every bad line of a batch stays linear in the body size.
+#[derive(Debug, Default)]
+pub(crate) struct LineCounter {
+    pos: usize,
+    newlines: usize,
+}
+
+impl LineCounter {
+    /// The line of byte `offset`; offsets must not decrease between calls.
+    pub(crate) fn line_at(&mut self, bytes: &[u8], offset: usize) -> usize {
+        let offset = offset.min(bytes.len());
+        if offset > self.pos {
+            self.newlines += memchr::memchr_iter(b'\n', &bytes[self.pos..offset]).count();
+            self.pos = offset;
+        }
+        self.newlines + 1
+    }
 }
 
 #[cfg(test)]
@@ -337,13 +372,34 @@ mod tests {
         out.clear();
         assert_eq!(split_array(br#"["[[[[[[["]"#, 1, 10, &mut out), Ok(()));
 
-        assert_eq!(check_depth(b"{\"a\":[1]}", 2), Ok(()));
+        assert_eq!(check_value(b"{\"a\":[1]}", 2), Ok(()));
         assert_eq!(
-            check_depth(b"{\"a\":[{}]}", 2),
+            check_value(b"{\"a\":[{}]}", 2),
             Err(ScanError::TooDeep { offset: 6 })
         );
-        assert_eq!(check_depth(br#"{"a":"{{{{{{"}"#, 1), Ok(()));
-        assert_eq!(check_depth(b"[][][]", 1), Ok(()));
+        assert_eq!(check_value(br#"{"a":"{{{{{{"}"#, 1), Ok(()));
+    }
+
+    #[test]
+    fn single_values_are_closed_and_alone() {
+        let syntax = |offset, what| Err(ScanError::Syntax { offset, what });
+        let end = "unexpected end of input: an object or array is not closed";
+        let after = "unexpected data after the JSON value";
+        let cases = [
+            ("{}", Ok(())),
+            (" {\"a\":[1,{}]} \n", Ok(())),
+            ("42", Ok(())),
+            ("\"x\"", Ok(())),
+            ("{\"a\":1", syntax(6, end)),
+            ("[[]", syntax(3, end)),
+            ("{\"a\":1} x", syntax(8, after)),
+            ("{}}", syntax(2, after)),
+            ("[][]", syntax(2, after)),
+            ("{\"a\":\"}", syntax(5, "unterminated string")),
+        ];
+        for (s, want) in cases {
+            assert_eq!(check_value(s.as_bytes(), 64), want, "{s:?}");
+        }
     }
 
     #[test]
@@ -373,8 +429,10 @@ mod tests {
         split_lines(body.as_bytes(), 10, &mut out).unwrap();
         let got: Vec<&str> = out.iter().map(|r| &body[r.clone()]).collect();
         assert_eq!(got, ["{\"a\":1}", "{\"b\":2}", "{\"c\":3}"]);
-        assert_eq!(line_of(body.as_bytes(), out[1].start), 4);
-        assert_eq!(line_of(body.as_bytes(), out[2].start), 5);
+        let mut lines = LineCounter::default();
+        assert_eq!(lines.line_at(body.as_bytes(), out[0].start), 1);
+        assert_eq!(lines.line_at(body.as_bytes(), out[1].start), 4);
+        assert_eq!(lines.line_at(body.as_bytes(), out[2].start), 5);
         out.clear();
         split_lines(b"\n \n", 10, &mut out).unwrap();
         assert!(out.is_empty());
