@@ -4,16 +4,19 @@
 //! whole body as `Bytes` with its content type; [`decode`] picks the input format from the
 //! route's [`InputKind`], checks the content type, frames the body into items, parses each item
 //! with simd-json and maps it to an `Event`. Nothing is accepted until the whole body decoded:
-//! a batch is atomic, and its error lists every bad item.
+//! a batch is atomic, and its error lists every bad item. Every error says, for the person who
+//! sent the body, what is wrong and where; [`DecodeError::status`] and [`DecodeError::reason`]
+//! give ingest the HTTP status and the metric label.
 //!
 //! How it is built, and why:
 //! - Each event's `payload` is a zero-copy slice of the body (the item's exact bytes), because
 //!   `raw` delivery and CloudEvents pass-through send those bytes as they came. simd-json cannot
-//!   say where a value sits and rewrites its input, so [`scan`] finds item boundaries (and
+//!   say where a value sits and rewrites its input, so `scan` finds item boundaries (and
 //!   enforces the depth limit) in one cheap pass, and simd-json parses each item from a reused
-//!   scratch copy.
+//!   scratch copy. Items are lightly pre-checked there too (closed brackets, nothing trailing),
+//!   because simd-json's positions for those errors are not useful to a person.
 //! - simd-json fills a flat tape (one `Vec` of nodes, reused across items and requests, see
-//!   [`Parser`]); the format decoders read fields through borrowed views of it. No value tree
+//!   `Parser`); the format decoders read fields through borrowed views of it. No value tree
 //!   is built; the only allocations per event are its own strings and attributes.
 //! - One file per input format ([`cloudevent`], [`sitecore`], [`sitecore_audit`], [`datocms`],
 //!   [`contensis`]); each maps one parsed JSON object to an `Event` or a reason for a person.
@@ -536,9 +539,11 @@ pub(crate) struct Parser {
     max_depth: usize,
 }
 
-/// Scratch memory above this is given back after a request, so one huge body does not pin
-/// memory on every worker thread for good.
+/// Scratch memory above these is given back after a request, so that one huge body does not
+/// pin memory on every worker thread for good. The tape bound matters on its own: a dense item
+/// (`[1,1,1,…]`) needs ~24 bytes of tape per input byte.
 const KEEP_SCRATCH_BYTES: usize = 1 << 20;
+const KEEP_TAPE_NODES: usize = 1 << 16;
 
 impl Parser {
     fn new(max_depth: usize) -> Self {
@@ -582,9 +587,11 @@ impl Parser {
         out
     }
 
-    /// Drops buffers that grew past [`KEEP_SCRATCH_BYTES`].
+    /// Drops buffers that grew past [`KEEP_SCRATCH_BYTES`] or [`KEEP_TAPE_NODES`] (simd-json's
+    /// own buffers grow with them and go too).
     fn trim(&mut self) {
-        if self.scratch.capacity() > KEEP_SCRATCH_BYTES {
+        if self.scratch.capacity() > KEEP_SCRATCH_BYTES || self.tape.0.capacity() > KEEP_TAPE_NODES
+        {
             *self = Parser::new(self.max_depth);
         }
     }
@@ -898,6 +905,22 @@ pub(crate) mod tests {
             ..l
         };
         assert!(decode(InputKind::CloudEvent, None, &body(30), &l2, 0).is_ok());
+    }
+
+    #[test]
+    fn a_huge_body_does_not_pin_parser_memory() {
+        let big = format!(
+            r#"{{"specversion":"1.0","id":"1","source":"/s","type":"t","data":[{}1]}}"#,
+            "1,".repeat(300_000)
+        );
+        let body = Bytes::from(big);
+        assert_eq!(decode_ok(InputKind::CloudEvent, None, &body).len(), 1);
+        PARSER.with(|cell| {
+            let slot = cell.borrow();
+            let p = slot.as_ref().expect("this thread's parser");
+            assert!(p.scratch.capacity() <= KEEP_SCRATCH_BYTES);
+            assert!(p.tape.0.capacity() <= KEEP_TAPE_NODES);
+        });
     }
 
     #[test]
