@@ -11,10 +11,11 @@
 //! How it is built, and why:
 //! - Each event's `payload` is a zero-copy slice of the body (the item's exact bytes), because
 //!   `raw` delivery and CloudEvents pass-through send those bytes as they came. simd-json cannot
-//!   say where a value sits and rewrites its input, so `scan` finds item boundaries (and
-//!   enforces the depth limit) in one cheap pass, and simd-json parses each item from a reused
-//!   scratch copy. Items are lightly pre-checked there too (closed brackets, nothing trailing),
-//!   because simd-json's positions for those errors are not useful to a person.
+//!   say where a value sits and rewrites its input, so `scan` finds a batch's item boundaries
+//!   (and enforces the depth limit) in one cheap pass, and simd-json parses each item from a
+//!   reused scratch copy. A single body or NDJSON line goes straight to simd-json, which
+//!   enforces the same depth limit; only when it fails does the scanner look again, because it
+//!   can say where a body is too deep, unclosed or followed by junk, and simd-json cannot.
 //! - simd-json fills a flat tape (one `Vec` of nodes, reused across items and requests, see
 //!   `Parser`); the format decoders read fields through borrowed views of it. No value tree
 //!   is built; the only allocations per event are its own strings and attributes.
@@ -348,8 +349,6 @@ impl Ctx<'_> {
     /// Decodes a body that holds one value.
     fn single(&self, r: Range<usize>, shape: Shape, p: &mut Parser) -> Result<Event, DecodeError> {
         let json = &self.body[r.clone()];
-        scan::check_value(json, self.limits.max_json_depth)
-            .map_err(|e| self.scan_error(e, r.start, ItemAt::default()))?;
         let payload = self.body.slice(r.clone());
         let outcome = p
             .parse(json, self.limits.max_json_depth, |v| match v.as_object() {
@@ -361,7 +360,7 @@ impl Ctx<'_> {
                 Some(obj) => (self.item)(obj, payload, self.received_at_ms),
                 None => Err(not_an_object(v, shape)),
             })
-            .map_err(|e| self.json_error(e, r.start, ItemAt::default()))?;
+            .map_err(|e| self.parse_error(e, json, r.start, ItemAt::default()))?;
         outcome.map_err(DecodeError::Invalid)
     }
 
@@ -385,18 +384,13 @@ impl Ctx<'_> {
                 item: Some(index),
                 line: lines.then(|| line_counter.line_at(self.body, r.start)),
             };
-            if lines {
-                // Array elements were checked while splitting; lines were not.
-                scan::check_value(json, self.limits.max_json_depth)
-                    .map_err(|e| self.scan_error(e, r.start, at()))?;
-            }
             let payload = self.body.slice(r.clone());
             let outcome = p
                 .parse(json, self.limits.max_json_depth, |v| match v.as_object() {
                     Some(obj) => (self.item)(obj, payload, self.received_at_ms),
                     None => Err(not_an_object(v, Shape::Array)),
                 })
-                .map_err(|e| self.json_error(e, r.start, at()))?;
+                .map_err(|e| self.parse_error(e, json, r.start, at()))?;
             match outcome {
                 Ok(ev) if bad.is_empty() => events.push(ev),
                 Ok(_) => {}
@@ -438,10 +432,27 @@ impl Ctx<'_> {
         }
     }
 
+    /// The error for an item (`json`, at body offset `base`) that simd-json refused. simd-json
+    /// enforces the depth limit itself, so items are not pre-scanned on the happy path; only now
+    /// does the scanner look, because for depth, unclosed brackets and trailing data it can say
+    /// where, and simd-json cannot.
+    fn parse_error(
+        &self,
+        e: simd_json::Error,
+        json: &[u8],
+        base: usize,
+        at: ItemAt,
+    ) -> DecodeError {
+        match scan::check_value(json, self.limits.max_json_depth) {
+            Err(se) => self.scan_error(se, base, at),
+            Ok(()) => self.json_error(e, base, at),
+        }
+    }
+
     /// A simd-json error in the item that starts at body offset `base`.
     fn json_error(&self, e: simd_json::Error, base: usize, at: ItemAt) -> DecodeError {
         if *e.error() == ErrorType::DepthLimitExceeded {
-            // The scanner checks depth first, so this is only a backstop.
+            // The scanner reports depth first (with a position), so this is only a backstop.
             return DecodeError::TooDeep {
                 limit: self.limits.max_json_depth,
                 offset: base + e.index(),
@@ -535,7 +546,7 @@ pub(crate) struct Parser {
     buffers: Buffers,
     /// Always empty between calls; `'static` only because it holds nothing.
     tape: Tape<'static>,
-    /// The depth limit `buffers` was built with.
+    /// The depth limit `buffers` was built with (`Buffers` cannot change it afterwards).
     max_depth: usize,
 }
 
@@ -563,12 +574,11 @@ impl Parser {
         max_depth: usize,
         f: impl FnOnce(Value<'_, '_>) -> R,
     ) -> Result<R, simd_json::Error> {
-        // simd-json's own depth check is a backstop behind the scanner's: one more level than
-        // the limit so that the scanner, with its clearer message, always speaks first.
-        let simd_depth = max_depth.saturating_add(1);
-        if self.max_depth != simd_depth {
-            self.buffers = Buffers::with_max_depth(0, simd_depth);
-            self.max_depth = simd_depth;
+        // simd-json refuses the `max_depth + 1`-th nested container, the same rule as the
+        // scanner's (tested in `depth_limit_is_inclusive`).
+        if self.max_depth != max_depth {
+            self.buffers = Buffers::with_max_depth(0, max_depth);
+            self.max_depth = max_depth;
         }
         let Parser {
             scratch,

@@ -70,6 +70,16 @@ pub(crate) fn trim(bytes: &[u8]) -> Range<usize> {
 #[inline]
 fn skip_string(bytes: &[u8], open: usize) -> Result<usize, ScanError> {
     let mut i = open + 1;
+    // Most strings (keys, ids, short values) end within a few bytes: look at those directly
+    // before paying for memchr's set-up.
+    let near = (i + 24).min(bytes.len());
+    while i < near {
+        match bytes[i] {
+            b'"' => return Ok(i + 1),
+            b'\\' => i += 2,
+            _ => i += 1,
+        }
+    }
     while i < bytes.len() {
         match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
             Some(k) if bytes[i + k] == b'"' => return Ok(i + k + 1),
@@ -331,6 +341,21 @@ mod tests {
         ];
         for (s, want) in cases {
             assert_eq!(split(s).as_deref(), Ok(*want), "{s:?}");
+        }
+    }
+
+    /// Escapes at every position around the short-string fast path's end (24 bytes).
+    #[test]
+    fn escapes_anywhere_in_long_and_short_strings() {
+        for n in 0..40 {
+            for esc in [r#"\""#, r#"\\"#, r#"\u005d"#] {
+                let s = format!(r#""{}{esc}]""#, "x".repeat(n));
+                let body = format!("[{s}, {s}]");
+                assert_eq!(split(&body), Ok(vec![s.as_str(), s.as_str()]), "{body}");
+                assert_eq!(check_value(s.as_bytes(), 1), Ok(()), "{s}");
+                let open = format!(r#""{}{esc}"#, "x".repeat(n));
+                assert!(check_value(open.as_bytes(), 1).is_err(), "{open}");
+            }
         }
     }
 
