@@ -25,11 +25,11 @@ pub(super) const WIDTH: usize = 1 << BITS;
 /// the one filter the entry stands for. They pack beside the pointer: an entry is 16 bytes.
 pub(super) struct Slot<T> {
     pub item: Arc<T>,
-    /// Index into `Subscription::filters`, or [`super::WHOLE`] to verify every filter.
+    /// Index into `Subscription::filters`, or [`super::keys::WHOLE`] to verify every filter.
     pub filter: u16,
-    /// Index into the filter's `types`, or [`super::NO_TYPE`] for the `*` key.
+    /// Index into the filter's `types`, or [`super::keys::NO_TYPE`] for the `*` key.
     pub ty: u16,
-    /// Index into the filter's `attributes`, or [`super::NO_COND`] for the no-attribute key.
+    /// Index into the filter's `attributes`, or [`super::keys::NO_COND`] for the no-attribute key.
     pub cond: u8,
     /// Index into that attribute condition's `values`.
     pub val: u16,
