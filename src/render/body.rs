@@ -211,3 +211,176 @@ fn sitecore(event: &Event, item_id: &[u8], item_name: &[u8]) -> Result<Bytes, Sc
     out.push(b'}');
     Ok(Bytes::from(out))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures::{CLOUDEVENT, SITECORE_ITEM_ADDED, SUB_ID, event, subscription};
+
+    fn plan(format: Format) -> BodyPlan {
+        BodyPlan::compile(&subscription(format))
+    }
+
+    fn render(format: Format, e: &Event) -> String {
+        let body = plan(format).render(e).expect("renders");
+        let text = String::from_utf8(body.to_vec()).expect("utf-8");
+        // Whatever the shape, the result is one valid JSON document.
+        serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
+        text
+    }
+
+    const ITEM_ID: &str = r#""95398c44-f232-41a8-b947-8aefec4ce6eb""#;
+    const ITEM_NAME: &str = r#""Sample \"Webhook\" Handler""#;
+
+    #[test]
+    fn pass_through_shapes_are_the_same_bytes_without_a_copy() {
+        let cases = [
+            (
+                Format::CloudEvents,
+                event(InputKind::CloudEvent, "entry.published", CLOUDEVENT),
+            ),
+            (
+                Format::Raw,
+                event(InputKind::CloudEvent, "entry.published", CLOUDEVENT),
+            ),
+            (
+                Format::Raw,
+                event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED),
+            ),
+            (
+                Format::Raw,
+                event(InputKind::DatoCms, "item.update", r#"{"a" : 1}"#),
+            ),
+        ];
+        for (format, e) in cases {
+            let body = plan(format).render(&e).expect("renders");
+            assert_eq!(body, e.payload, "{format:?} {:?}", e.kind);
+            assert_eq!(body.as_ptr(), e.payload.as_ptr(), "{format:?} copied");
+        }
+    }
+
+    #[test]
+    fn cloudevents_wraps_other_inputs() {
+        let mut full = event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED);
+        full.time = Some("2024-05-01T10:00:00.123Z".into());
+        full.attributes = [
+            ("language", "en"),
+            ("contenttype", "0133f52d-271f-4217-b1cd-04342e3457eb"),
+            ("templatename", "sample item"),
+            ("Bad-Name", "x"),     // not a CloudEvents name
+            ("language", "de"),    // repeated: first value wins
+            ("id", "spoof"),       // the envelope's own attribute
+            ("data", "spoof"),     // likewise
+            ("subject", "x\"y\n"), // the CloudEvents subject, escaped
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.into(), v.into()))
+        .collect();
+        let full_want = format!(
+            "{}{}{}{}}}",
+            r#"{"specversion":"1.0","id":"evt-1","source":"sitecore","type":"item:added","#,
+            r#""time":"2024-05-01T10:00:00.123Z","datacontenttype":"application/json","#,
+            r#""language":"en","contenttype":"0133f52d-271f-4217-b1cd-04342e3457eb","templatename":"sample item","subject":"x\"y\n","data":"#,
+            SITECORE_ITEM_ADDED
+        );
+
+        let mut odd = event(InputKind::Contensis, "entry.published", "  ");
+        odd.id = "a\"b\\c".into();
+        odd.source = "contensis".into();
+        odd.time = Some("yesterday".into()); // not RFC 3339: left out
+        let odd_want = r#"{"specversion":"1.0","id":"a\"b\\c","source":"contensis","type":"entry.published","datacontenttype":"application/json","data":null}"#;
+
+        let dato = event(InputKind::DatoCms, "item.update", "[1,2]\n");
+        let dato_want = "{\"specversion\":\"1.0\",\"id\":\"evt-1\",\"source\":\"datocms\",\"type\":\"item.update\",\"datacontenttype\":\"application/json\",\"data\":[1,2]\n}";
+
+        for (e, want) in [
+            (full, full_want.as_str()),
+            (odd, odd_want),
+            (dato, dato_want),
+        ] {
+            assert_eq!(render(Format::CloudEvents, &e), want);
+        }
+    }
+
+    #[test]
+    fn sitecore_shape() {
+        let sitecore_want = SITECORE_ITEM_ADDED
+            .replace(r#""00000000-1111-2222-3333-444444444444""#, ITEM_ID)
+            .replace(r#""Sample Webhook Event Handler""#, ITEM_NAME);
+        let cases = [
+            // A Sitecore body: the two members replaced, every other byte (newlines too) kept.
+            (
+                event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED),
+                sitecore_want,
+            ),
+            // Members absent: appended.
+            (
+                event(
+                    InputKind::Sitecore,
+                    "publish:end",
+                    "{\"EventName\":\"publish:end\",\"PublisherOptions\":{\"Mode\":\"Smart\"}}\n",
+                ),
+                format!(
+                    "{{\"EventName\":\"publish:end\",\"PublisherOptions\":{{\"Mode\":\"Smart\"}},\"WebhookItemId\":{ITEM_ID},\"WebhookItemName\":{ITEM_NAME}}}\n"
+                ),
+            ),
+            // A CloudEvent whose data is an object: that object, with EventName first.
+            (
+                event(InputKind::CloudEvent, "entry.published", CLOUDEVENT),
+                format!(
+                    r#"{{"EventName":"entry.published","entryId": "e1", "title": "Caf\u00e9 \"Ole\"", "WebhookItemId": {ITEM_ID},"WebhookItemName":{ITEM_NAME}}}"#
+                ),
+            ),
+            // A CloudEvent whose data is not an object: wrapped whole.
+            (
+                event(
+                    InputKind::CloudEvent,
+                    "x.y",
+                    r#"{"specversion":"1.0","data":[1]}"#,
+                ),
+                format!(
+                    r#"{{"EventName":"x.y","Data":{{"specversion":"1.0","data":[1]}},"WebhookItemId":{ITEM_ID},"WebhookItemName":{ITEM_NAME}}}"#
+                ),
+            ),
+            // Any other input: wrapped.
+            (
+                event(InputKind::Contensis, "entry.\"published\"", r#"{"a":1}"#),
+                format!(
+                    r#"{{"EventName":"entry.\"published\"","Data":{{"a":1}},"WebhookItemId":{ITEM_ID},"WebhookItemName":{ITEM_NAME}}}"#
+                ),
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(render(Format::Sitecore, &e), want, "{:?}", e.kind);
+        }
+        assert!(ITEM_ID.contains(SUB_ID));
+    }
+
+    #[test]
+    fn sitecore_refuses_payloads_it_cannot_reshape() {
+        let cases = [
+            event(InputKind::Sitecore, "item:added", "[1,2]"),
+            event(InputKind::Sitecore, "item:added", r#"{"EventName":"#),
+            event(InputKind::CloudEvent, "x", r#"{"data":{"a":}"#),
+        ];
+        for e in cases {
+            assert!(
+                plan(Format::Sitecore).render(&e).is_err(),
+                "{:?}",
+                e.payload
+            );
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let cases = [
+            (Format::CloudEvents, CLOUDEVENTS_JSON),
+            (Format::Raw, APPLICATION_JSON),
+            (Format::Sitecore, APPLICATION_JSON),
+        ];
+        for (format, want) in cases {
+            assert_eq!(plan(format).content_type(), want, "{format:?}");
+        }
+    }
+}

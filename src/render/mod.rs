@@ -8,6 +8,8 @@
 //! Standard Webhooks signing and `json` the byte-level JSON writing and scanning they share.
 
 mod body;
+#[cfg(test)]
+mod fixtures;
 mod json;
 mod plan;
 mod sign;

@@ -263,7 +263,7 @@ impl Plan {
 
         let body = BodyPlan::compile(sub);
         let mut take = |name: &HeaderName, default: HeaderValue| {
-            let value = match tail.iter().position(|h| &h.name == name) {
+            let value = match tail.iter().position(|h| h.name == *name) {
                 Some(i) => tail.remove(i).value,
                 None => HeaderValuePlan::Fixed(default),
             };
@@ -354,9 +354,14 @@ fn field_name(name: &str) -> String {
 }
 
 fn compile_url(url: &str) -> Result<Target, FieldProblem> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e: http::uri::InvalidUri| FieldProblem::UrlSyntax(e.to_string().into()))?;
+    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+        // `example.com/hook` fails to parse at all; saying what is missing helps more.
+        if url.contains("://") {
+            FieldProblem::UrlSyntax(e.to_string().into())
+        } else {
+            FieldProblem::UrlNotAbsolute
+        }
+    })?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         Some(other) => return Err(FieldProblem::UrlScheme(other.into())),
@@ -435,4 +440,476 @@ fn compile_auth(auth: &TargetAuth) -> Result<HeaderPlan, FieldError> {
         name,
         value: HeaderValuePlan::Fixed(value),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Format, HttpMethod, InputKind, Secret};
+    use crate::render::fixtures::{SITECORE_ITEM_ADDED, event, subscription};
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn header(name: &str, value: &str, secret: bool) -> HeaderSpec {
+        HeaderSpec {
+            name: name.into(),
+            value: Secret::new(value),
+            secret,
+        }
+    }
+
+    fn ctx(attempt: u32, timestamp_s: i64) -> AttemptCtx {
+        AttemptCtx {
+            delivery: DeliveryId(7_123_456_789_012_345),
+            attempt,
+            timestamp_s,
+        }
+    }
+
+    fn compile(sub: &Subscription) -> Result<Plan, RenderError> {
+        Plan::compile(sub, &RenderDefaults::default())
+    }
+
+    /// The signature computed from the documented formula with `ring` directly.
+    fn expected_signature(secret: &str, id: &str, ts: &str, body: &[u8]) -> String {
+        let key = STANDARD
+            .decode(secret.strip_prefix("whsec_").expect("prefix"))
+            .expect("base64");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+        let mut signed = format!("{id}.{ts}.").into_bytes();
+        signed.extend_from_slice(body);
+        let tag = ring::hmac::sign(&key, &signed);
+        format!("v1,{}", STANDARD.encode(tag.as_ref()))
+    }
+
+    #[test]
+    fn every_header_present_in_order() {
+        let mut sub = subscription(Format::Sitecore);
+        sub.method = HttpMethod::Put;
+        sub.signing_secret = Some(Secret::new(SECRET));
+        sub.headers = vec![
+            header("X-Api-Key", "k-123", true),
+            header("X-Plain", "plain value", false),
+        ];
+        sub.auth = Some(TargetAuth::Bearer {
+            token: Secret::new("tok-456"),
+        });
+        let plan = compile(&sub).expect("compiles");
+        let e = event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED);
+        let req = plan.render(&e, &ctx(1, 1_714_557_600)).expect("renders");
+
+        assert_eq!(req.method, Method::PUT);
+        assert_eq!(req.uri, "https://hooks.example.com/in?key=abc");
+        let got: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect();
+        let sig = expected_signature(SECRET, "7123456789012345", "1714557600", &req.body);
+        let ua = concat!("Herald/", env!("CARGO_PKG_VERSION"));
+        let want = vec![
+            ("content-type", "application/json"),
+            ("user-agent", ua),
+            ("webhook-id", "7123456789012345"),
+            ("webhook-timestamp", "1714557600"),
+            ("webhook-signature", sig.as_str()),
+            ("x-api-key", "k-123"),
+            ("x-plain", "plain value"),
+            ("authorization", "Bearer tok-456"),
+        ];
+        assert_eq!(got, want);
+        // Secrets are marked sensitive (never HPACK-indexed, `Debug` shows `Sensitive`).
+        let sensitive: Vec<&str> = req
+            .headers
+            .iter()
+            .filter(|(_, v)| v.is_sensitive())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(sensitive, ["x-api-key", "authorization"]);
+    }
+
+    #[test]
+    fn signature_verifies_independently_and_follows_the_attempt() {
+        for format in [Format::CloudEvents, Format::Raw, Format::Sitecore] {
+            let mut sub = subscription(format);
+            sub.signing_secret = Some(Secret::new(SECRET));
+            let plan = compile(&sub).expect("compiles");
+            let e = event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED);
+            let first = plan.render(&e, &ctx(1, 1_700_000_000)).expect("renders");
+            let retry = plan.render(&e, &ctx(2, 1_700_000_060)).expect("renders");
+            for (req, ts) in [(&first, "1700000000"), (&retry, "1700000060")] {
+                assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
+                assert_eq!(req.headers[WEBHOOK_TIMESTAMP], ts);
+                let want = expected_signature(SECRET, "7123456789012345", ts, &req.body);
+                assert_eq!(req.headers[WEBHOOK_SIGNATURE], want.as_str(), "{format:?}");
+            }
+            assert_eq!(first.body, retry.body);
+            assert_ne!(
+                first.headers[WEBHOOK_SIGNATURE],
+                retry.headers[WEBHOOK_SIGNATURE]
+            );
+        }
+    }
+
+    #[test]
+    fn unsigned_plans_send_no_signature() {
+        let plan = compile(&subscription(Format::Raw)).expect("compiles");
+        let req = plan
+            .render(&event(InputKind::DatoCms, "item.update", "{}"), &ctx(1, 5))
+            .expect("renders");
+        assert!(!req.headers.contains_key(WEBHOOK_SIGNATURE));
+        assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
+        assert_eq!(req.headers[WEBHOOK_TIMESTAMP], "5");
+        assert_eq!(req.headers.len(), 4);
+    }
+
+    #[test]
+    fn auth_headers() {
+        let cases = [
+            (
+                // RFC 7617's example.
+                TargetAuth::Basic {
+                    username: "Aladdin".into(),
+                    password: Secret::new("open sesame"),
+                },
+                "authorization",
+                "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+            ),
+            (
+                TargetAuth::Basic {
+                    username: "".into(),
+                    password: Secret::new("pässwörd:x"),
+                },
+                "authorization",
+                "Basic OnDDpHNzd8O2cmQ6eA==",
+            ),
+            (
+                TargetAuth::Bearer {
+                    token: Secret::new("abc.def"),
+                },
+                "authorization",
+                "Bearer abc.def",
+            ),
+            (
+                TargetAuth::Header {
+                    name: "X-Secret".into(),
+                    value: Secret::new("s3"),
+                },
+                "x-secret",
+                "s3",
+            ),
+        ];
+        for (auth, name, value) in cases {
+            let mut sub = subscription(Format::Raw);
+            sub.auth = Some(auth);
+            let req = compile(&sub)
+                .expect("compiles")
+                .render(&event(InputKind::Sitecore, "a:b", "{}"), &ctx(1, 1))
+                .expect("renders");
+            assert_eq!(req.headers[name], value);
+            assert!(req.headers[name].is_sensitive());
+            assert_eq!(req.headers.len(), 5);
+        }
+    }
+
+    #[test]
+    fn subscription_headers_override_content_type_and_user_agent() {
+        let mut sub = subscription(Format::CloudEvents);
+        sub.headers = vec![
+            header("User-Agent", "Mine/1", false),
+            header("Content-Type", "application/json; charset=utf-8", false),
+        ];
+        let req = compile(&sub)
+            .expect("compiles")
+            .render(&event(InputKind::Sitecore, "a:b", "{}"), &ctx(1, 1))
+            .expect("renders");
+        let names: Vec<&str> = req.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "user-agent",
+                "webhook-id",
+                "webhook-timestamp"
+            ]
+        );
+        assert_eq!(
+            req.headers[header::CONTENT_TYPE],
+            "application/json; charset=utf-8"
+        );
+        assert_eq!(req.headers[header::USER_AGENT], "Mine/1");
+    }
+
+    #[test]
+    fn urls() {
+        let good = [
+            "https://hooks.example.com/in?key=abc",
+            "http://10.0.0.1:8080",
+            "HTTPS://Example.COM/a/b",
+            "http://[::1]:9000/x",
+        ];
+        for url in good {
+            let mut sub = subscription(Format::Raw);
+            sub.url = url.into();
+            assert!(compile(&sub).is_ok(), "{url}");
+        }
+        type Check = fn(&FieldProblem) -> bool;
+        let bad: [(&str, Check); 8] = [
+            ("", |p| *p == FieldProblem::UrlNotAbsolute),
+            ("/relative/path", |p| *p == FieldProblem::UrlNotAbsolute),
+            ("example.com/hook", |p| *p == FieldProblem::UrlNotAbsolute),
+            ("ftp://example.com/x", |p| {
+                *p == FieldProblem::UrlScheme("ftp".into())
+            }),
+            ("https://user:pw@example.com/", |p| {
+                *p == FieldProblem::UrlUserinfo
+            }),
+            ("https://exa mple.com/", |p| {
+                matches!(p, FieldProblem::UrlSyntax(_))
+            }),
+            ("https://example.com/a\nb", |p| {
+                matches!(p, FieldProblem::UrlSyntax(_))
+            }),
+            ("https:///nohost", |p| {
+                matches!(p, FieldProblem::UrlSyntax(_) | FieldProblem::UrlNotAbsolute)
+            }),
+        ];
+        for (url, is_expected) in bad {
+            let mut sub = subscription(Format::Raw);
+            sub.url = url.into();
+            let err = compile(&sub).expect_err(url);
+            let fields = err.field_errors();
+            assert_eq!(fields.len(), 1, "{url}: {err}");
+            assert_eq!(&*fields[0].field, "url", "{url}");
+            assert!(is_expected(&fields[0].problem), "{url}: {:?}", fields[0]);
+        }
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        type Edit = fn(&mut Subscription);
+        let cases: Vec<(Edit, &str, FieldProblem)> = vec![
+            (
+                |s| s.headers = vec![header("Host", "x", false)],
+                "headers.Host",
+                FieldProblem::ReservedHeader("host"),
+            ),
+            (
+                |s| s.headers = vec![header("Content-Length", "1", false)],
+                "headers.Content-Length",
+                FieldProblem::ReservedHeader("content-length"),
+            ),
+            (
+                |s| s.headers = vec![header("Transfer-Encoding", "chunked", false)],
+                "headers.Transfer-Encoding",
+                FieldProblem::ReservedHeader("transfer-encoding"),
+            ),
+            (
+                |s| s.headers = vec![header("Connection", "close", false)],
+                "headers.Connection",
+                FieldProblem::ReservedHeader("connection"),
+            ),
+            (
+                |s| s.headers = vec![header("Webhook-Id", "x", false)],
+                "headers.Webhook-Id",
+                FieldProblem::ReservedHeader("webhook-id"),
+            ),
+            (
+                |s| s.headers = vec![header("webhook-timestamp", "1", false)],
+                "headers.webhook-timestamp",
+                FieldProblem::ReservedHeader("webhook-timestamp"),
+            ),
+            (
+                |s| s.headers = vec![header("WEBHOOK-SIGNATURE", "v1,x", false)],
+                "headers.WEBHOOK-SIGNATURE",
+                FieldProblem::ReservedHeader("webhook-signature"),
+            ),
+            (
+                |s| s.headers = vec![header("X Key", "v", false)],
+                "headers.X Key",
+                FieldProblem::HeaderName,
+            ),
+            (
+                |s| s.headers = vec![header("", "v", false)],
+                "headers.",
+                FieldProblem::HeaderName,
+            ),
+            (
+                |s| s.headers = vec![header("X-Ünicode", "v", false)],
+                "headers.X-Ünicode",
+                FieldProblem::HeaderName,
+            ),
+            (
+                |s| s.headers = vec![header("X-Key", "a\r\nInjected: 1", true)],
+                "headers.X-Key",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| s.headers = vec![header("X-Key", "nul\0", false)],
+                "headers.X-Key",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| s.headers = vec![header("X-Key", "a", false), header("x-key", "b", false)],
+                "headers.x-key",
+                FieldProblem::DuplicateHeader,
+            ),
+            (
+                |s| {
+                    s.headers = vec![header("Authorization", "Token x", true)];
+                    s.auth = Some(TargetAuth::Bearer {
+                        token: Secret::new("t"),
+                    });
+                },
+                "headers.Authorization",
+                FieldProblem::ConflictsWithAuth,
+            ),
+            (
+                |s| {
+                    s.headers = vec![header("X-Secret", "a", true)];
+                    s.auth = Some(TargetAuth::Header {
+                        name: "x-secret".into(),
+                        value: Secret::new("b"),
+                    });
+                },
+                "headers.X-Secret",
+                FieldProblem::ConflictsWithAuth,
+            ),
+            (
+                |s| {
+                    s.auth = Some(TargetAuth::Basic {
+                        username: "a:b".into(),
+                        password: Secret::new("p"),
+                    })
+                },
+                "auth.username",
+                FieldProblem::UsernameColon,
+            ),
+            (
+                |s| {
+                    s.auth = Some(TargetAuth::Bearer {
+                        token: Secret::new("t\n"),
+                    })
+                },
+                "auth.token",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| {
+                    s.auth = Some(TargetAuth::Header {
+                        name: "Host".into(),
+                        value: Secret::new("v"),
+                    })
+                },
+                "auth.name",
+                FieldProblem::ReservedHeader("host"),
+            ),
+            (
+                |s| {
+                    s.auth = Some(TargetAuth::Header {
+                        name: "X-Key".into(),
+                        value: Secret::new("\u{7f}"),
+                    })
+                },
+                "auth.value",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| s.signing_secret = Some(Secret::new("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+                "signing_secret",
+                FieldProblem::Secret(SecretProblem::MissingPrefix),
+            ),
+            (
+                |s| s.signing_secret = Some(Secret::new("whsec_not base64!")),
+                "signing_secret",
+                FieldProblem::Secret(SecretProblem::NotBase64),
+            ),
+            (
+                |s| s.signing_secret = Some(Secret::new("whsec_c2hvcnQ=")),
+                "signing_secret",
+                FieldProblem::Secret(SecretProblem::KeyLength(5)),
+            ),
+        ];
+        for (edit, field, problem) in cases {
+            let mut sub = subscription(Format::Raw);
+            edit(&mut sub);
+            let err = compile(&sub).expect_err(field);
+            assert_eq!(
+                err.field_errors(),
+                [FieldError::new(field, problem)],
+                "{field}"
+            );
+            // The message names the field and never echoes a value.
+            let msg = err.to_string();
+            assert!(msg.contains(field), "{msg}");
+            for secret in ["Token x", "Injected", "c2hvcnQ", "MfKQ9r8G", "a:b"] {
+                assert!(!msg.contains(secret), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let mut sub = subscription(Format::Raw);
+        sub.url = "ftp://x".into();
+        sub.headers = vec![header("Host", "x", false), header("X-Ok", "ok", false)];
+        sub.signing_secret = Some(Secret::new("nope"));
+        let err = compile(&sub).expect_err("invalid");
+        let fields: Vec<&str> = err.field_errors().iter().map(|e| &*e.field).collect();
+        assert_eq!(fields, ["url", "signing_secret", "headers.Host"]);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let mut sub = subscription(Format::Sitecore);
+        sub.signing_secret = Some(Secret::new(SECRET));
+        sub.headers = vec![
+            header("X-Hidden", "hidden-value-1", true),
+            header("X-Shown", "shown-value", false),
+        ];
+        sub.auth = Some(TargetAuth::Basic {
+            username: "user".into(),
+            password: Secret::new("pass-word-2"),
+        });
+        let plan = compile(&sub).expect("compiles");
+        let debug = format!("{plan:?}");
+        let basic = STANDARD.encode("user:pass-word-2");
+        for secret in [
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "hidden-value-1",
+            "pass-word-2",
+            basic.as_str(),
+            "key=abc",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("shown-value"), "{debug}");
+        assert!(debug.contains("hooks.example.com/in?***"), "{debug}");
+
+        let mut bearer = subscription(Format::Raw);
+        bearer.auth = Some(TargetAuth::Bearer {
+            token: Secret::new("tok-3"),
+        });
+        let debug = format!("{:?}", compile(&bearer).expect("compiles"));
+        assert!(!debug.contains("tok-3"), "{debug}");
+    }
+
+    #[test]
+    fn payload_errors_name_the_format() {
+        let plan = compile(&subscription(Format::Sitecore)).expect("compiles");
+        let err = plan
+            .render(
+                &event(InputKind::Sitecore, "item:added", "not json"),
+                &ctx(1, 1),
+            )
+            .expect_err("not an object");
+        assert!(matches!(
+            err,
+            RenderError::Payload {
+                format: "sitecore",
+                ..
+            }
+        ));
+        assert!(err.field_errors().is_empty());
+    }
 }
