@@ -7,6 +7,10 @@
 //! Webhooks headers and the signature. A plan is immutable and `Sync`, so the route and deliver
 //! stages share one per subscription behind an `Arc`.
 //!
+//! The headers are compiled into a ready `HeaderMap` with empty placeholders for the
+//! per-attempt `webhook-*` values: rendering clones it (no hashing of the fixed names) and
+//! replaces the placeholders in place, and those three values share one small allocation.
+//!
 //! Headers go out in a fixed order: `content-type`, `user-agent`, `webhook-id`,
 //! `webhook-timestamp`, `webhook-signature`, the subscription's headers, then auth. A
 //! subscription header named `content-type` or `user-agent` replaces the default instead of
@@ -26,7 +30,7 @@ use crate::model::{DeliveryId, Event, HeaderSpec, Subscription, TargetAuth};
 use super::Request;
 use super::body::BodyPlan;
 use super::json::ScanError;
-use super::sign::{SecretProblem, Signer};
+use super::sign::{SIGNATURE_LEN, SecretProblem, Signer};
 
 pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -176,37 +180,14 @@ impl fmt::Debug for Target {
     }
 }
 
-/// One header a plan sends. Templated values become a second [`HeaderValuePlan`] variant.
-#[derive(Clone)]
-struct HeaderPlan {
-    name: HeaderName,
-    value: HeaderValuePlan,
-}
-
-#[derive(Clone)]
-enum HeaderValuePlan {
-    /// Built once; secret values are marked sensitive, so `Debug` (theirs and `http`'s) shows
-    /// `Sensitive` and HTTP/2 never puts them in the HPACK table.
-    Fixed(HeaderValue),
-}
-
-impl fmt::Debug for HeaderPlan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.value {
-            HeaderValuePlan::Fixed(v) if v.is_sensitive() => write!(f, "{}: ***", self.name),
-            HeaderValuePlan::Fixed(v) => write!(f, "{}: {v:?}", self.name),
-        }
-    }
-}
-
 /// A subscription compiled for rendering. See the module docs.
 pub struct Plan {
     method: Method,
     target: Target,
-    /// `content-type` and `user-agent`: the defaults or the subscription's overrides.
-    head: [HeaderPlan; 2],
-    /// The subscription's other headers, then auth.
-    tail: Box<[HeaderPlan]>,
+    /// Every header in send order, values final except the `webhook-*` placeholders. Secret
+    /// values are marked sensitive: `Debug` shows `Sensitive` and HTTP/2 never indexes them.
+    /// Templated header values will be a list beside it, filled in per render the same way.
+    headers: HeaderMap,
     signer: Option<Signer>,
     body: BodyPlan,
 }
@@ -216,8 +197,7 @@ impl fmt::Debug for Plan {
         f.debug_struct("Plan")
             .field("method", &self.method)
             .field("target", &self.target)
-            .field("head", &self.head)
-            .field("tail", &self.tail)
+            .field("headers", &self.headers)
             .field("signed", &self.signer.is_some())
             .field("body", &self.body)
             .finish()
@@ -245,44 +225,52 @@ impl Plan {
             .as_ref()
             .and_then(|a| compile_auth(a).map_err(|e| errors.push(e)).ok());
 
-        let mut tail: Vec<HeaderPlan> = Vec::with_capacity(sub.headers.len() + 1);
+        let mut tail: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(sub.headers.len() + 1);
         for spec in &sub.headers {
             match compile_header(spec) {
                 Err(e) => errors.push(e),
-                Ok(h) if tail.iter().any(|t| t.name == h.name) => errors.push(FieldError::new(
+                Ok(h) if tail.iter().any(|t| t.0 == h.0) => errors.push(FieldError::new(
                     field_name(&spec.name),
                     FieldProblem::DuplicateHeader,
                 )),
-                Ok(h) if auth.as_ref().is_some_and(|a| a.name == h.name) => errors.push(
-                    FieldError::new(field_name(&spec.name), FieldProblem::ConflictsWithAuth),
-                ),
+                Ok(h) if auth.as_ref().is_some_and(|a| a.0 == h.0) => errors.push(FieldError::new(
+                    field_name(&spec.name),
+                    FieldProblem::ConflictsWithAuth,
+                )),
                 Ok(h) => tail.push(h),
             }
         }
         tail.extend(auth);
 
         let body = BodyPlan::compile(sub);
-        let mut take = |name: &HeaderName, default: HeaderValue| {
-            let value = match tail.iter().position(|h| h.name == *name) {
-                Some(i) => tail.remove(i).value,
-                None => HeaderValuePlan::Fixed(default),
+        let mut take =
+            |name: HeaderName, default: HeaderValue| match tail.iter().position(|h| h.0 == name) {
+                Some(i) => tail.remove(i),
+                None => (name, default),
             };
-            HeaderPlan {
-                name: name.clone(),
-                value,
-            }
-        };
         let head = [
-            take(&header::CONTENT_TYPE, body.content_type()),
-            take(&header::USER_AGENT, defaults.user_agent.clone()),
+            take(header::CONTENT_TYPE, body.content_type()),
+            take(header::USER_AGENT, defaults.user_agent.clone()),
         ];
+        let placeholder = HeaderValue::from_static("");
+        let mut per_attempt = vec![WEBHOOK_ID, WEBHOOK_TIMESTAMP];
+        if signer.is_some() {
+            per_attempt.push(WEBHOOK_SIGNATURE);
+        }
+        let mut headers = HeaderMap::with_capacity(head.len() + per_attempt.len() + tail.len());
+        let all = head
+            .into_iter()
+            .chain(per_attempt.into_iter().map(|n| (n, placeholder.clone())))
+            .chain(tail);
+        for (name, value) in all {
+            headers.append(name, value);
+        }
 
         match target {
             Some(target) if errors.is_empty() => Ok(Plan {
                 method: sub.method.to_http(),
                 target,
-                head,
-                tail: tail.into_boxed_slice(),
+                headers,
                 signer,
                 body,
             }),
@@ -300,32 +288,40 @@ impl Plan {
                 source,
             })?;
 
-        let mut headers = HeaderMap::with_capacity(self.head.len() + self.tail.len() + 3);
-        for h in &self.head {
-            append(&mut headers, h);
-        }
-        let id = HeaderValue::from(ctx.delivery.0);
-        let timestamp = HeaderValue::from(ctx.timestamp_s);
-        let signature = match &self.signer {
-            None => None,
-            Some(signer) => {
-                let sig = signer.sign(id.as_bytes(), timestamp.as_bytes(), &body);
-                Some(
-                    HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&sig)).map_err(|_| {
-                        RenderError::HeaderValue {
-                            field: WEBHOOK_SIGNATURE.as_str().into(),
-                        }
-                    })?,
-                )
-            }
+        // `webhook-id`, `webhook-timestamp` and the signature, written into one buffer of the
+        // exact size and shared by the three header values.
+        let mut id = itoa::Buffer::new();
+        let id = id.format(ctx.delivery.0).as_bytes();
+        let mut timestamp = itoa::Buffer::new();
+        let timestamp = timestamp.format(ctx.timestamp_s).as_bytes();
+        let sig_len = if self.signer.is_some() {
+            SIGNATURE_LEN
+        } else {
+            0
         };
-        headers.append(WEBHOOK_ID, id);
-        headers.append(WEBHOOK_TIMESTAMP, timestamp);
-        if let Some(sig) = signature {
-            headers.append(WEBHOOK_SIGNATURE, sig);
+        let mut values = Vec::with_capacity(id.len() + timestamp.len() + sig_len);
+        values.extend_from_slice(id);
+        values.extend_from_slice(timestamp);
+        if let Some(signer) = &self.signer {
+            values.extend_from_slice(&signer.sign(id, timestamp, &body));
         }
-        for h in &self.tail {
-            append(&mut headers, h);
+        let values = Bytes::from(values);
+        let ts_end = id.len() + timestamp.len();
+
+        let mut headers = self.headers.clone();
+        let mut set = |name: HeaderName, range: std::ops::Range<usize>| {
+            let value = HeaderValue::from_maybe_shared(values.slice(range)).map_err(|_| {
+                RenderError::HeaderValue {
+                    field: name.as_str().into(),
+                }
+            })?;
+            headers.insert(name, value);
+            Ok::<_, RenderError>(())
+        };
+        set(WEBHOOK_ID, 0..id.len())?;
+        set(WEBHOOK_TIMESTAMP, id.len()..ts_end)?;
+        if self.signer.is_some() {
+            set(WEBHOOK_SIGNATURE, ts_end..ts_end + sig_len)?;
         }
 
         let uri = match &self.target {
@@ -337,14 +333,6 @@ impl Plan {
             headers,
             body,
         })
-    }
-}
-
-fn append(headers: &mut HeaderMap, h: &HeaderPlan) {
-    match &h.value {
-        HeaderValuePlan::Fixed(v) => {
-            headers.append(h.name.clone(), v.clone());
-        }
     }
 }
 
@@ -392,19 +380,16 @@ fn header_value(value: &str, sensitive: bool) -> Result<HeaderValue, FieldProble
     Ok(v)
 }
 
-fn compile_header(spec: &HeaderSpec) -> Result<HeaderPlan, FieldError> {
+fn compile_header(spec: &HeaderSpec) -> Result<(HeaderName, HeaderValue), FieldError> {
     let field = || field_name(&spec.name);
     let name = header_name(&spec.name).map_err(|p| FieldError::new(field(), p))?;
     let value =
         header_value(spec.value.expose(), spec.secret).map_err(|p| FieldError::new(field(), p))?;
-    Ok(HeaderPlan {
-        name,
-        value: HeaderValuePlan::Fixed(value),
-    })
+    Ok((name, value))
 }
 
 /// The auth header. Its value is always sensitive.
-fn compile_auth(auth: &TargetAuth) -> Result<HeaderPlan, FieldError> {
+fn compile_auth(auth: &TargetAuth) -> Result<(HeaderName, HeaderValue), FieldError> {
     let (name, value) = match auth {
         TargetAuth::Basic { username, password } => {
             if username.contains(':') {
@@ -436,10 +421,7 @@ fn compile_auth(auth: &TargetAuth) -> Result<HeaderPlan, FieldError> {
             (name, value)
         }
     };
-    Ok(HeaderPlan {
-        name,
-        value: HeaderValuePlan::Fixed(value),
-    })
+    Ok((name, value))
 }
 
 #[cfg(test)]
@@ -892,6 +874,12 @@ mod tests {
         });
         let debug = format!("{:?}", compile(&bearer).expect("compiles"));
         assert!(!debug.contains("tok-3"), "{debug}");
+    }
+
+    #[test]
+    fn plans_are_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Plan>();
     }
 
     #[test]
