@@ -3,6 +3,23 @@
 //! Sits between route and deliver. Everything that can be decided once per subscription (header
 //! values, auth header, signing key, body template) is compiled when the subscription is saved;
 //! per delivery only the body, the Standard Webhooks headers and the signature are produced.
+//!
+//! `plan` holds the compiled subscription and the render step, `body` the body shapes, `sign`
+//! Standard Webhooks signing and `json` the byte-level JSON writing and scanning they share.
+
+mod body;
+#[cfg(test)]
+mod fixtures;
+mod json;
+mod plan;
+mod sign;
+
+pub use json::ScanError;
+pub use plan::{
+    AttemptCtx, FieldError, FieldProblem, Plan, RESERVED_HEADERS, RenderDefaults, RenderError,
+    WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
+};
+pub use sign::SecretProblem;
 
 /// A fully rendered outbound request: what `crate::deliver` sends, byte for byte.
 #[derive(Debug, Clone)]

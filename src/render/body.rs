@@ -1,0 +1,386 @@
+//! Request bodies: which shape a subscription asked for ([`BodyPlan`], compiled once) and the
+//! per-delivery builders that turn an event into bytes.
+//!
+//! Every builder reuses the producer's bytes instead of re-serializing them: pass-through and
+//! `raw` bodies are `Bytes` clones (no copy at all), the CloudEvents envelope embeds the original
+//! payload verbatim as `data`, and the Sitecore shape splices three member values into the
+//! original body with [`super::json`]. Each built body is written into one buffer sized up front,
+//! so a delivery costs one allocation for its body.
+//!
+//! New body kinds (DatoCMS default body, Mustache or Contensis templates, Sitecore audit arrays)
+//! are new [`BodyPlan`] variants with their compiled form inside; `Plan::render` does not change.
+
+use bytes::Bytes;
+use http::HeaderValue;
+
+use crate::model::{Event, Format, InputKind, Subscription};
+
+use super::json::{self, Place, ScanError, SetMember, Value};
+
+/// `content-type` of a structured-mode CloudEvent.
+const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
+const APPLICATION_JSON: &str = "application/json";
+
+/// Attributes an event may carry are scanned up to this many when they become CloudEvents
+/// extensions (repeated names are skipped, which is a scan over those already written).
+const MAX_EXTENSIONS: usize = 64;
+
+/// Context attributes the CloudEvents envelope writes itself, or whose meaning an event attribute
+/// must not take over. `subject` is deliberately absent: an event's `subject` attribute is the
+/// CloudEvents `subject`.
+const CE_OWN_ATTRIBUTES: [&str; 8] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "data",
+];
+
+/// The body a subscription receives, decided when it is compiled.
+#[derive(Debug)]
+pub(crate) enum BodyPlan {
+    /// Structured-mode CloudEvent: a CloudEvent input as received, anything else wrapped.
+    CloudEvents,
+    /// The payload exactly as received.
+    Raw,
+    /// The Sitecore webhook event handler shape.
+    Sitecore {
+        /// `"<subscription id, hyphenated lower-case>"`, JSON-quoted once here.
+        item_id: Box<[u8]>,
+        /// The subscription's name, JSON-quoted once here.
+        item_name: Box<[u8]>,
+    },
+}
+
+impl BodyPlan {
+    pub(crate) fn compile(sub: &Subscription) -> BodyPlan {
+        match sub.format {
+            Format::CloudEvents => BodyPlan::CloudEvents,
+            Format::Raw => BodyPlan::Raw,
+            Format::Sitecore => BodyPlan::Sitecore {
+                item_id: json::quoted(&sub.id.to_string()),
+                item_name: json::quoted(&sub.name),
+            },
+        }
+    }
+
+    /// The `content-type` that goes with this body (a subscription header may override it).
+    pub(crate) fn content_type(&self) -> HeaderValue {
+        match self {
+            BodyPlan::CloudEvents => HeaderValue::from_static(CLOUDEVENTS_JSON),
+            BodyPlan::Raw | BodyPlan::Sitecore { .. } => HeaderValue::from_static(APPLICATION_JSON),
+        }
+    }
+
+    /// Stable name for error messages.
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            BodyPlan::CloudEvents => Format::CloudEvents.as_str(),
+            BodyPlan::Raw => Format::Raw.as_str(),
+            BodyPlan::Sitecore { .. } => Format::Sitecore.as_str(),
+        }
+    }
+
+    pub(crate) fn render(&self, event: &Event) -> Result<Bytes, ScanError> {
+        match self {
+            BodyPlan::Raw => Ok(event.payload.clone()),
+            BodyPlan::CloudEvents if event.kind == InputKind::CloudEvent => {
+                Ok(event.payload.clone())
+            }
+            BodyPlan::CloudEvents => Ok(cloudevent(event)),
+            BodyPlan::Sitecore { item_id, item_name } => sitecore(event, item_id, item_name),
+        }
+    }
+}
+
+/// The payload as a JSON value to embed: its bytes, or `null` for an empty payload so the
+/// envelope stays valid JSON.
+fn embeddable(payload: &[u8]) -> &[u8] {
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        b"null"
+    } else {
+        payload
+    }
+}
+
+/// A CloudEvents attribute name: lower-case ASCII letters and digits (CloudEvents 1.0 §2).
+fn is_extension_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && !CE_OWN_ATTRIBUTES.contains(&name)
+}
+
+/// Wraps a non-CloudEvent input in a structured-mode CloudEvent.
+fn cloudevent(event: &Event) -> Bytes {
+    let attrs = &event.attributes[..event.attributes.len().min(MAX_EXTENSIONS)];
+    let time = event
+        .time
+        .as_deref()
+        .filter(|t| t.parse::<jiff::Timestamp>().is_ok());
+    let data = embeddable(&event.payload);
+    let estimate = 128
+        + event.id.len()
+        + event.source.len()
+        + event.event_type.len()
+        + time.map_or(0, |t| t.len() + 10)
+        + attrs
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 6)
+            .sum::<usize>()
+        + data.len();
+    let mut out = Vec::with_capacity(estimate);
+    out.extend_from_slice(br#"{"specversion":"1.0","id":"#);
+    json::write_str(&mut out, &event.id);
+    out.extend_from_slice(br#","source":"#);
+    json::write_str(&mut out, &event.source);
+    out.extend_from_slice(br#","type":"#);
+    json::write_str(&mut out, &event.event_type);
+    if let Some(t) = time {
+        out.extend_from_slice(br#","time":"#);
+        json::write_str(&mut out, t);
+    }
+    out.extend_from_slice(br#","datacontenttype":"application/json""#);
+    for (i, (name, value)) in attrs.iter().enumerate() {
+        // A repeated name keeps its first value: a JSON object cannot hold both.
+        if !is_extension_name(name) || attrs[..i].iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        out.push(b',');
+        json::write_str(&mut out, name);
+        out.push(b':');
+        json::write_str(&mut out, value);
+    }
+    out.extend_from_slice(br#","data":"#);
+    out.extend_from_slice(data);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// The Sitecore webhook event handler shape (CMS-APIS §4.2).
+fn sitecore(event: &Event, item_id: &[u8], item_name: &[u8]) -> Result<Bytes, ScanError> {
+    let payload = &event.payload[..];
+    let id = SetMember {
+        key: "WebhookItemId",
+        value: Value::Json(item_id),
+        place: Place::Last,
+    };
+    let name = SetMember {
+        key: "WebhookItemName",
+        value: Value::Json(item_name),
+        place: Place::Last,
+    };
+    let extra = item_id.len() + item_name.len() + event.event_type.len() + 64;
+    match event.kind {
+        // A Sitecore body already has the shape: only this subscription's identity changes.
+        InputKind::Sitecore => {
+            let mut out = Vec::with_capacity(payload.len() + extra);
+            json::write_with_members(payload, &[id, name], true, &mut out)?;
+            return Ok(Bytes::from(out));
+        }
+        InputKind::CloudEvent => {
+            if let Some(data) = json::member_value(payload, "data")?
+                && data.first() == Some(&b'{')
+            {
+                let event_name = SetMember {
+                    key: "EventName",
+                    value: Value::Str(&event.event_type),
+                    place: Place::First,
+                };
+                let mut out = Vec::with_capacity(data.len() + extra);
+                json::write_with_members(data, &[event_name, id, name], false, &mut out)?;
+                return Ok(Bytes::from(out));
+            }
+        }
+        InputKind::SitecoreAudit | InputKind::Contensis | InputKind::DatoCms => {}
+    }
+    let data = embeddable(payload);
+    let mut out = Vec::with_capacity(data.len() + extra);
+    out.extend_from_slice(br#"{"EventName":"#);
+    json::write_str(&mut out, &event.event_type);
+    out.extend_from_slice(br#","Data":"#);
+    out.extend_from_slice(data);
+    out.extend_from_slice(br#","WebhookItemId":"#);
+    out.extend_from_slice(item_id);
+    out.extend_from_slice(br#","WebhookItemName":"#);
+    out.extend_from_slice(item_name);
+    out.push(b'}');
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::fixtures::{CLOUDEVENT, SITECORE_ITEM_ADDED, SUB_ID, event, subscription};
+
+    fn plan(format: Format) -> BodyPlan {
+        BodyPlan::compile(&subscription(format))
+    }
+
+    fn render(format: Format, e: &Event) -> String {
+        let body = plan(format).render(e).expect("renders");
+        let text = String::from_utf8(body.to_vec()).expect("utf-8");
+        // Whatever the shape, the result is one valid JSON document.
+        serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
+        text
+    }
+
+    const ITEM_ID: &str = r#""95398c44-f232-41a8-b947-8aefec4ce6eb""#;
+    const ITEM_NAME: &str = r#""Sample \"Webhook\" Handler""#;
+
+    #[test]
+    fn pass_through_shapes_are_the_same_bytes_without_a_copy() {
+        let cases = [
+            (
+                Format::CloudEvents,
+                event(InputKind::CloudEvent, "entry.published", CLOUDEVENT),
+            ),
+            (
+                Format::Raw,
+                event(InputKind::CloudEvent, "entry.published", CLOUDEVENT),
+            ),
+            (
+                Format::Raw,
+                event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED),
+            ),
+            (
+                Format::Raw,
+                event(InputKind::DatoCms, "item.update", r#"{"a" : 1}"#),
+            ),
+        ];
+        for (format, e) in cases {
+            let body = plan(format).render(&e).expect("renders");
+            assert_eq!(body, e.payload, "{format:?} {:?}", e.kind);
+            assert_eq!(body.as_ptr(), e.payload.as_ptr(), "{format:?} copied");
+        }
+    }
+
+    #[test]
+    fn cloudevents_wraps_other_inputs() {
+        let mut full = event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED);
+        full.time = Some("2024-05-01T10:00:00.123Z".into());
+        full.attributes = [
+            ("language", "en"),
+            ("contenttype", "0133f52d-271f-4217-b1cd-04342e3457eb"),
+            ("templatename", "sample item"),
+            ("Bad-Name", "x"),     // not a CloudEvents name
+            ("language", "de"),    // repeated: first value wins
+            ("id", "spoof"),       // the envelope's own attribute
+            ("data", "spoof"),     // likewise
+            ("subject", "x\"y\n"), // the CloudEvents subject, escaped
+        ]
+        .into_iter()
+        .map(|(n, v)| (n.into(), v.into()))
+        .collect();
+        let full_want = format!(
+            "{}{}{}{}}}",
+            r#"{"specversion":"1.0","id":"evt-1","source":"sitecore","type":"item:added","#,
+            r#""time":"2024-05-01T10:00:00.123Z","datacontenttype":"application/json","#,
+            r#""language":"en","contenttype":"0133f52d-271f-4217-b1cd-04342e3457eb","templatename":"sample item","subject":"x\"y\n","data":"#,
+            SITECORE_ITEM_ADDED
+        );
+
+        let mut odd = event(InputKind::Contensis, "entry.published", "  ");
+        odd.id = "a\"b\\c".into();
+        odd.source = "contensis".into();
+        odd.time = Some("yesterday".into()); // not RFC 3339: left out
+        let odd_want = r#"{"specversion":"1.0","id":"a\"b\\c","source":"contensis","type":"entry.published","datacontenttype":"application/json","data":null}"#;
+
+        let dato = event(InputKind::DatoCms, "item.update", "[1,2]\n");
+        let dato_want = "{\"specversion\":\"1.0\",\"id\":\"evt-1\",\"source\":\"datocms\",\"type\":\"item.update\",\"datacontenttype\":\"application/json\",\"data\":[1,2]\n}";
+
+        for (e, want) in [
+            (full, full_want.as_str()),
+            (odd, odd_want),
+            (dato, dato_want),
+        ] {
+            assert_eq!(render(Format::CloudEvents, &e), want);
+        }
+    }
+
+    #[test]
+    fn sitecore_shape() {
+        let sitecore_want = SITECORE_ITEM_ADDED
+            .replace(r#""00000000-1111-2222-3333-444444444444""#, ITEM_ID)
+            .replace(r#""Sample Webhook Event Handler""#, ITEM_NAME);
+        let cases = [
+            // A Sitecore body: the two members replaced, every other byte (newlines too) kept.
+            (
+                event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED),
+                sitecore_want,
+            ),
+            // Members absent: appended.
+            (
+                event(
+                    InputKind::Sitecore,
+                    "publish:end",
+                    "{\"EventName\":\"publish:end\",\"PublisherOptions\":{\"Mode\":\"Smart\"}}\n",
+                ),
+                format!(
+                    "{{\"EventName\":\"publish:end\",\"PublisherOptions\":{{\"Mode\":\"Smart\"}},\"WebhookItemId\":{ITEM_ID},\"WebhookItemName\":{ITEM_NAME}}}\n"
+                ),
+            ),
+            // A CloudEvent whose data is an object: that object, with EventName first.
+            (
+                event(InputKind::CloudEvent, "entry.published", CLOUDEVENT),
+                format!(
+                    r#"{{"EventName":"entry.published","entryId": "e1", "title": "Caf\u00e9 \"Ole\"", "WebhookItemId": {ITEM_ID},"WebhookItemName":{ITEM_NAME}}}"#
+                ),
+            ),
+            // A CloudEvent whose data is not an object: wrapped whole.
+            (
+                event(
+                    InputKind::CloudEvent,
+                    "x.y",
+                    r#"{"specversion":"1.0","data":[1]}"#,
+                ),
+                format!(
+                    r#"{{"EventName":"x.y","Data":{{"specversion":"1.0","data":[1]}},"WebhookItemId":{ITEM_ID},"WebhookItemName":{ITEM_NAME}}}"#
+                ),
+            ),
+            // Any other input: wrapped.
+            (
+                event(InputKind::Contensis, "entry.\"published\"", r#"{"a":1}"#),
+                format!(
+                    r#"{{"EventName":"entry.\"published\"","Data":{{"a":1}},"WebhookItemId":{ITEM_ID},"WebhookItemName":{ITEM_NAME}}}"#
+                ),
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(render(Format::Sitecore, &e), want, "{:?}", e.kind);
+        }
+        assert!(ITEM_ID.contains(SUB_ID));
+    }
+
+    #[test]
+    fn sitecore_refuses_payloads_it_cannot_reshape() {
+        let cases = [
+            event(InputKind::Sitecore, "item:added", "[1,2]"),
+            event(InputKind::Sitecore, "item:added", r#"{"EventName":"#),
+            event(InputKind::CloudEvent, "x", r#"{"data":{"a":}"#),
+        ];
+        for e in cases {
+            assert!(
+                plan(Format::Sitecore).render(&e).is_err(),
+                "{:?}",
+                e.payload
+            );
+        }
+    }
+
+    #[test]
+    fn content_types() {
+        let cases = [
+            (Format::CloudEvents, CLOUDEVENTS_JSON),
+            (Format::Raw, APPLICATION_JSON),
+            (Format::Sitecore, APPLICATION_JSON),
+        ];
+        for (format, want) in cases {
+            assert_eq!(plan(format).content_type(), want, "{format:?}");
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! Test fixtures shared by the render tests: a subscription and events in each input kind.
+
+use bytes::Bytes;
+
+use crate::model::{
+    Attributes, Dialect, Event, Format, HttpMethod, InputKind, Subscription, SubscriptionId,
+    Version,
+};
+
+pub(crate) const SUB_ID: &str = "95398c44-f232-41a8-b947-8aefec4ce6eb";
+
+/// A plain subscription: no headers, auth or signing; named with a character that needs escaping.
+pub(crate) fn subscription(format: Format) -> Subscription {
+    Subscription {
+        id: SubscriptionId(SUB_ID.parse().expect("uuid")),
+        dialect: Dialect::Native,
+        tenant: None,
+        name: "Sample \"Webhook\" Handler".into(),
+        description: None,
+        enabled: true,
+        url: "https://hooks.example.com/in?key=abc".into(),
+        method: HttpMethod::Post,
+        filters: vec![],
+        headers: vec![],
+        auth: None,
+        signing_secret: None,
+        format,
+        retry: None,
+        timeout: None,
+        disabled_reason: None,
+        version: Version {
+            created_by: "test".into(),
+            created_at_ms: 0,
+            modified_by: "test".into(),
+            modified_at_ms: 0,
+            version_no: 1,
+        },
+    }
+}
+
+pub(crate) fn event(kind: InputKind, event_type: &str, payload: &str) -> Event {
+    Event {
+        seq: 1,
+        id: "evt-1".into(),
+        source: kind.as_str().into(),
+        kind,
+        event_type: event_type.into(),
+        time: None,
+        received_at_ms: 0,
+        attributes: Attributes::new(),
+        payload: Bytes::copy_from_slice(payload.as_bytes()),
+    }
+}
+
+/// The sample request of the Sitecore docs (seed 003), `VersionedFields` filled in.
+pub(crate) const SITECORE_ITEM_ADDED: &str = r#"{
+  "EventName": "item:added",
+  "Item": {
+    "Language": "en",
+    "Version": 1,
+    "Id": "4c3a401e-8b78-440a-bf88-736a71ce8e5a",
+    "Name": "New sample item",
+    "ParentId": "8fb31904-1bbc-463c-821b-c7c1a87bf13e",
+    "TemplateId": "0133f52d-271f-4217-b1cd-04342e3457eb",
+    "TemplateName": "Sample Item",
+    "MasterId": "00000000-0000-0000-0000-000000000000",
+    "SharedFields": [
+      {
+        "Id": "a4f985d9-98b3-4b52-aaaf-4344f6e747c6",
+        "Value": "{88AD1387-D4DA-489D-BB4B-45540917E7ED}"
+      }
+    ],
+    "UnversionedFields": [],
+    "VersionedFields": [
+      { "Id": "25bed78c-4957-4165-998a-ca1b52f67497", "Value": "<p>Hello \"world\"</p>", "Version": 1, "Language": "en" }
+    ]
+  },
+  "WebhookItemId": "00000000-1111-2222-3333-444444444444",
+  "WebhookItemName": "Sample Webhook Event Handler"
+}
+"#;
+
+/// A CloudEvent as a producer might send it (odd spacing on purpose: pass-through keeps it).
+pub(crate) const CLOUDEVENT: &str = r#"{ "specversion" : "1.0", "id":"ce-42", "source":"urn:cms",
+  "type":"entry.published", "time":"2024-05-01T10:00:00Z", "datacontenttype":"application/json",
+  "data": {"entryId": "e1", "title": "Caf\u00e9 \"Ole\"", "WebhookItemId": "stale"} }"#;

@@ -1,0 +1,903 @@
+//! The compiled form of a subscription ([`Plan`]) and the per-delivery render step.
+//!
+//! [`Plan::compile`] runs when a subscription is saved or loaded: it parses the URL, validates
+//! and builds every header value (auth included), decodes the signing secret into an HMAC key and
+//! picks the body builder, reporting every problem with the subscription field it came from.
+//! [`Plan::render`] then does only what differs per delivery: the body, the three Standard
+//! Webhooks headers and the signature. A plan is immutable and `Sync`, so the route and deliver
+//! stages share one per subscription behind an `Arc`.
+//!
+//! The headers are compiled into a ready `HeaderMap` with empty placeholders for the
+//! per-attempt `webhook-*` values: rendering clones it (no hashing of the fixed names) and
+//! replaces the placeholders in place, and those three values share one small allocation.
+//!
+//! Headers go out in a fixed order: `content-type`, `user-agent`, `webhook-id`,
+//! `webhook-timestamp`, `webhook-signature`, the subscription's headers, then auth. A
+//! subscription header named `content-type` or `user-agent` replaces the default instead of
+//! adding a second one. `http` lower-cases header names; HTTP/1.1 and HTTP/2 treat them
+//! case-insensitively, so the spelling the user chose is kept only in the stored subscription.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Uri};
+
+use crate::model::{DeliveryId, Event, HeaderSpec, Subscription, TargetAuth};
+
+use super::Request;
+use super::body::BodyPlan;
+use super::json::ScanError;
+use super::sign::{SIGNATURE_LEN, SecretProblem, Signer};
+
+pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+pub const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+
+/// Header names a subscription may not set: the client owns framing and connection management,
+/// and Herald owns the Standard Webhooks headers (a receiver must be able to trust them).
+pub const RESERVED_HEADERS: [&str; 11] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "upgrade",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Daemon-wide settings every plan uses.
+#[derive(Debug, Clone)]
+pub struct RenderDefaults {
+    /// `user-agent` of every outbound request (a subscription header may override it).
+    pub user_agent: HeaderValue,
+}
+
+impl Default for RenderDefaults {
+    fn default() -> Self {
+        RenderDefaults {
+            user_agent: HeaderValue::from_static(concat!("Herald/", env!("CARGO_PKG_VERSION"))),
+        }
+    }
+}
+
+/// What changes between attempts of one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptCtx {
+    /// Sent as `webhook-id` (decimal): the same on every retry so receivers can dedup.
+    pub delivery: DeliveryId,
+    /// 1-based attempt number (for templates that show it).
+    pub attempt: u32,
+    /// Unix seconds, sent as `webhook-timestamp` and signed.
+    pub timestamp_s: i64,
+}
+
+/// What is wrong with one subscription field. Carries no field value, so secrets stay out of
+/// error messages and logs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldProblem {
+    #[error("not a valid URL ({0})")]
+    UrlSyntax(Box<str>),
+    #[error("must be an absolute http:// or https:// URL with a host")]
+    UrlNotAbsolute,
+    #[error("scheme `{0}` is not allowed; use http or https")]
+    UrlScheme(Box<str>),
+    #[error("must not contain user:password@; use basic auth instead")]
+    UrlUserinfo,
+    #[error("not a valid HTTP header name")]
+    HeaderName,
+    #[error("not a valid HTTP header value (no control characters or line breaks)")]
+    HeaderValue,
+    #[error("`{0}` is set by Herald and cannot be set by a subscription")]
+    ReservedHeader(&'static str),
+    #[error("the same header is given more than once")]
+    DuplicateHeader,
+    #[error("the same header is also set by auth; set it in one place")]
+    ConflictsWithAuth,
+    #[error("must not contain `:` (basic auth joins user and password with it)")]
+    UsernameColon,
+    #[error(transparent)]
+    Secret(#[from] SecretProblem),
+}
+
+/// One invalid subscription field, named by its path: `url`, `headers.X-Key`, `auth.token`,
+/// `signing_secret`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct FieldError {
+    pub field: Box<str>,
+    pub problem: FieldProblem,
+}
+
+impl FieldError {
+    fn new(field: impl Into<Box<str>>, problem: FieldProblem) -> Self {
+        FieldError {
+            field: field.into(),
+            problem,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// The subscription cannot be compiled; every bad field is listed (never empty).
+    #[error("invalid subscription: {}", list(.0))]
+    Invalid(Box<[FieldError]>),
+    /// The event's payload does not have the structure the body shape needs (a Sitecore body
+    /// that is not a JSON object, say). Retrying will not help.
+    #[error("the event payload cannot be rendered as a `{format}` body")]
+    Payload {
+        format: &'static str,
+        #[source]
+        source: ScanError,
+    },
+    /// A header value produced at render time is not a valid HTTP header value.
+    #[error("{field}: the rendered value is not a valid HTTP header value")]
+    HeaderValue { field: Box<str> },
+}
+
+impl RenderError {
+    /// The invalid fields of a compile error (empty for render-time errors).
+    pub fn field_errors(&self) -> &[FieldError] {
+        match self {
+            RenderError::Invalid(errors) => errors,
+            _ => &[],
+        }
+    }
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Where requests go. One variant today; templated URLs become a second.
+#[derive(Clone)]
+enum Target {
+    Fixed(Uri),
+}
+
+impl fmt::Debug for Target {
+    /// Scheme, host and path only: query strings often carry keys.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Fixed(uri) => {
+                let scheme = uri.scheme_str().unwrap_or("");
+                let authority = uri.authority().map_or("", |a| a.as_str());
+                let query = if uri.query().is_some() { "?***" } else { "" };
+                write!(f, "{scheme}://{authority}{}{query}", uri.path())
+            }
+        }
+    }
+}
+
+/// A subscription compiled for rendering. See the module docs.
+pub struct Plan {
+    method: Method,
+    target: Target,
+    /// Every header in send order, values final except the `webhook-*` placeholders. Secret
+    /// values are marked sensitive: `Debug` shows `Sensitive` and HTTP/2 never indexes them.
+    /// Templated header values will be a list beside it, filled in per render the same way.
+    headers: HeaderMap,
+    signer: Option<Signer>,
+    body: BodyPlan,
+}
+
+impl fmt::Debug for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Plan")
+            .field("method", &self.method)
+            .field("target", &self.target)
+            .field("headers", &self.headers)
+            .field("signed", &self.signer.is_some())
+            .field("body", &self.body)
+            .finish()
+    }
+}
+
+impl Plan {
+    /// Compiles a subscription, or lists every field that is wrong with it.
+    pub fn compile(sub: &Subscription, defaults: &RenderDefaults) -> Result<Plan, RenderError> {
+        let mut errors = Vec::new();
+
+        let target = compile_url(&sub.url)
+            .map_err(|p| errors.push(FieldError::new("url", p)))
+            .ok();
+
+        let signer = match &sub.signing_secret {
+            None => None,
+            Some(secret) => Signer::from_secret(secret.expose())
+                .map_err(|p| errors.push(FieldError::new("signing_secret", p.into())))
+                .ok(),
+        };
+
+        let auth = sub
+            .auth
+            .as_ref()
+            .and_then(|a| compile_auth(a).map_err(|e| errors.push(e)).ok());
+
+        let mut tail: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(sub.headers.len() + 1);
+        for spec in &sub.headers {
+            match compile_header(spec) {
+                Err(e) => errors.push(e),
+                Ok(h) if tail.iter().any(|t| t.0 == h.0) => errors.push(FieldError::new(
+                    field_name(&spec.name),
+                    FieldProblem::DuplicateHeader,
+                )),
+                Ok(h) if auth.as_ref().is_some_and(|a| a.0 == h.0) => errors.push(FieldError::new(
+                    field_name(&spec.name),
+                    FieldProblem::ConflictsWithAuth,
+                )),
+                Ok(h) => tail.push(h),
+            }
+        }
+        tail.extend(auth);
+
+        let body = BodyPlan::compile(sub);
+        let mut take =
+            |name: HeaderName, default: HeaderValue| match tail.iter().position(|h| h.0 == name) {
+                Some(i) => tail.remove(i),
+                None => (name, default),
+            };
+        let head = [
+            take(header::CONTENT_TYPE, body.content_type()),
+            take(header::USER_AGENT, defaults.user_agent.clone()),
+        ];
+        let placeholder = HeaderValue::from_static("");
+        let mut per_attempt = vec![WEBHOOK_ID, WEBHOOK_TIMESTAMP];
+        if signer.is_some() {
+            per_attempt.push(WEBHOOK_SIGNATURE);
+        }
+        let mut headers = HeaderMap::with_capacity(head.len() + per_attempt.len() + tail.len());
+        let all = head
+            .into_iter()
+            .chain(per_attempt.into_iter().map(|n| (n, placeholder.clone())))
+            .chain(tail);
+        for (name, value) in all {
+            headers.append(name, value);
+        }
+
+        match target {
+            Some(target) if errors.is_empty() => Ok(Plan {
+                method: sub.method.to_http(),
+                target,
+                headers,
+                signer,
+                body,
+            }),
+            _ => Err(RenderError::Invalid(errors.into_boxed_slice())),
+        }
+    }
+
+    /// Renders the request for one attempt of one delivery.
+    pub fn render(&self, event: &Event, ctx: &AttemptCtx) -> Result<Request, RenderError> {
+        let body = self
+            .body
+            .render(event)
+            .map_err(|source| RenderError::Payload {
+                format: self.body.name(),
+                source,
+            })?;
+
+        // `webhook-id`, `webhook-timestamp` and the signature, written into one buffer of the
+        // exact size and shared by the three header values.
+        let mut id = itoa::Buffer::new();
+        let id = id.format(ctx.delivery.0).as_bytes();
+        let mut timestamp = itoa::Buffer::new();
+        let timestamp = timestamp.format(ctx.timestamp_s).as_bytes();
+        let sig_len = if self.signer.is_some() {
+            SIGNATURE_LEN
+        } else {
+            0
+        };
+        let mut values = Vec::with_capacity(id.len() + timestamp.len() + sig_len);
+        values.extend_from_slice(id);
+        values.extend_from_slice(timestamp);
+        if let Some(signer) = &self.signer {
+            values.extend_from_slice(&signer.sign(id, timestamp, &body));
+        }
+        let values = Bytes::from(values);
+        let ts_end = id.len() + timestamp.len();
+
+        let mut headers = self.headers.clone();
+        let mut set = |name: HeaderName, range: std::ops::Range<usize>| {
+            let value = HeaderValue::from_maybe_shared(values.slice(range)).map_err(|_| {
+                RenderError::HeaderValue {
+                    field: name.as_str().into(),
+                }
+            })?;
+            headers.insert(name, value);
+            Ok::<_, RenderError>(())
+        };
+        set(WEBHOOK_ID, 0..id.len())?;
+        set(WEBHOOK_TIMESTAMP, id.len()..ts_end)?;
+        if self.signer.is_some() {
+            set(WEBHOOK_SIGNATURE, ts_end..ts_end + sig_len)?;
+        }
+
+        let uri = match &self.target {
+            Target::Fixed(uri) => uri.clone(),
+        };
+        Ok(Request {
+            method: self.method.clone(),
+            uri,
+            headers,
+            body,
+        })
+    }
+}
+
+/// `headers.<name as the user spelled it>`.
+fn field_name(name: &str) -> String {
+    format!("headers.{name}")
+}
+
+fn compile_url(url: &str) -> Result<Target, FieldProblem> {
+    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+        // `example.com/hook` fails to parse at all; saying what is missing helps more.
+        if url.contains("://") {
+            FieldProblem::UrlSyntax(e.to_string().into())
+        } else {
+            FieldProblem::UrlNotAbsolute
+        }
+    })?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(FieldProblem::UrlScheme(other.into())),
+        None => return Err(FieldProblem::UrlNotAbsolute),
+    }
+    let authority = uri.authority().ok_or(FieldProblem::UrlNotAbsolute)?;
+    if authority.as_str().contains('@') {
+        return Err(FieldProblem::UrlUserinfo);
+    }
+    if authority.host().is_empty() {
+        return Err(FieldProblem::UrlNotAbsolute);
+    }
+    Ok(Target::Fixed(uri))
+}
+
+/// Parses a header name and refuses the reserved ones.
+fn header_name(name: &str) -> Result<HeaderName, FieldProblem> {
+    let parsed = HeaderName::from_bytes(name.as_bytes()).map_err(|_| FieldProblem::HeaderName)?;
+    match RESERVED_HEADERS.iter().find(|r| **r == parsed.as_str()) {
+        Some(r) => Err(FieldProblem::ReservedHeader(r)),
+        None => Ok(parsed),
+    }
+}
+
+fn header_value(value: &str, sensitive: bool) -> Result<HeaderValue, FieldProblem> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| FieldProblem::HeaderValue)?;
+    v.set_sensitive(sensitive);
+    Ok(v)
+}
+
+fn compile_header(spec: &HeaderSpec) -> Result<(HeaderName, HeaderValue), FieldError> {
+    let field = || field_name(&spec.name);
+    let name = header_name(&spec.name).map_err(|p| FieldError::new(field(), p))?;
+    let value =
+        header_value(spec.value.expose(), spec.secret).map_err(|p| FieldError::new(field(), p))?;
+    Ok((name, value))
+}
+
+/// The auth header. Its value is always sensitive.
+fn compile_auth(auth: &TargetAuth) -> Result<(HeaderName, HeaderValue), FieldError> {
+    let (name, value) = match auth {
+        TargetAuth::Basic { username, password } => {
+            if username.contains(':') {
+                return Err(FieldError::new(
+                    "auth.username",
+                    FieldProblem::UsernameColon,
+                ));
+            }
+            let mut credentials = Vec::with_capacity(username.len() + password.expose().len() + 1);
+            credentials.extend_from_slice(username.as_bytes());
+            credentials.push(b':');
+            credentials.extend_from_slice(password.expose().as_bytes());
+            let mut value = String::from("Basic ");
+            STANDARD.encode_string(&credentials, &mut value);
+            credentials.fill(0);
+            let value =
+                header_value(&value, true).map_err(|p| FieldError::new("auth.password", p))?;
+            (header::AUTHORIZATION, value)
+        }
+        TargetAuth::Bearer { token } => {
+            let value = header_value(&format!("Bearer {}", token.expose()), true)
+                .map_err(|p| FieldError::new("auth.token", p))?;
+            (header::AUTHORIZATION, value)
+        }
+        TargetAuth::Header { name, value } => {
+            let name = header_name(name).map_err(|p| FieldError::new("auth.name", p))?;
+            let value =
+                header_value(value.expose(), true).map_err(|p| FieldError::new("auth.value", p))?;
+            (name, value)
+        }
+    };
+    Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Format, HttpMethod, InputKind, Secret};
+    use crate::render::fixtures::{SITECORE_ITEM_ADDED, event, subscription};
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+    fn header(name: &str, value: &str, secret: bool) -> HeaderSpec {
+        HeaderSpec {
+            name: name.into(),
+            value: Secret::new(value),
+            secret,
+        }
+    }
+
+    fn ctx(attempt: u32, timestamp_s: i64) -> AttemptCtx {
+        AttemptCtx {
+            delivery: DeliveryId(7_123_456_789_012_345),
+            attempt,
+            timestamp_s,
+        }
+    }
+
+    fn compile(sub: &Subscription) -> Result<Plan, RenderError> {
+        Plan::compile(sub, &RenderDefaults::default())
+    }
+
+    /// The signature computed from the documented formula with `ring` directly.
+    fn expected_signature(secret: &str, id: &str, ts: &str, body: &[u8]) -> String {
+        let key = STANDARD
+            .decode(secret.strip_prefix("whsec_").expect("prefix"))
+            .expect("base64");
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
+        let mut signed = format!("{id}.{ts}.").into_bytes();
+        signed.extend_from_slice(body);
+        let tag = ring::hmac::sign(&key, &signed);
+        format!("v1,{}", STANDARD.encode(tag.as_ref()))
+    }
+
+    #[test]
+    fn every_header_present_in_order() {
+        let mut sub = subscription(Format::Sitecore);
+        sub.method = HttpMethod::Put;
+        sub.signing_secret = Some(Secret::new(SECRET));
+        sub.headers = vec![
+            header("X-Api-Key", "k-123", true),
+            header("X-Plain", "plain value", false),
+        ];
+        sub.auth = Some(TargetAuth::Bearer {
+            token: Secret::new("tok-456"),
+        });
+        let plan = compile(&sub).expect("compiles");
+        let e = event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED);
+        let req = plan.render(&e, &ctx(1, 1_714_557_600)).expect("renders");
+
+        assert_eq!(req.method, Method::PUT);
+        assert_eq!(req.uri, "https://hooks.example.com/in?key=abc");
+        let got: Vec<(&str, &str)> = req
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect();
+        let sig = expected_signature(SECRET, "7123456789012345", "1714557600", &req.body);
+        let ua = concat!("Herald/", env!("CARGO_PKG_VERSION"));
+        let want = vec![
+            ("content-type", "application/json"),
+            ("user-agent", ua),
+            ("webhook-id", "7123456789012345"),
+            ("webhook-timestamp", "1714557600"),
+            ("webhook-signature", sig.as_str()),
+            ("x-api-key", "k-123"),
+            ("x-plain", "plain value"),
+            ("authorization", "Bearer tok-456"),
+        ];
+        assert_eq!(got, want);
+        // Secrets are marked sensitive (never HPACK-indexed, `Debug` shows `Sensitive`).
+        let sensitive: Vec<&str> = req
+            .headers
+            .iter()
+            .filter(|(_, v)| v.is_sensitive())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(sensitive, ["x-api-key", "authorization"]);
+    }
+
+    #[test]
+    fn signature_verifies_independently_and_follows_the_attempt() {
+        for format in [Format::CloudEvents, Format::Raw, Format::Sitecore] {
+            let mut sub = subscription(format);
+            sub.signing_secret = Some(Secret::new(SECRET));
+            let plan = compile(&sub).expect("compiles");
+            let e = event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED);
+            let first = plan.render(&e, &ctx(1, 1_700_000_000)).expect("renders");
+            let retry = plan.render(&e, &ctx(2, 1_700_000_060)).expect("renders");
+            for (req, ts) in [(&first, "1700000000"), (&retry, "1700000060")] {
+                assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
+                assert_eq!(req.headers[WEBHOOK_TIMESTAMP], ts);
+                let want = expected_signature(SECRET, "7123456789012345", ts, &req.body);
+                assert_eq!(req.headers[WEBHOOK_SIGNATURE], want.as_str(), "{format:?}");
+            }
+            assert_eq!(first.body, retry.body);
+            assert_ne!(
+                first.headers[WEBHOOK_SIGNATURE],
+                retry.headers[WEBHOOK_SIGNATURE]
+            );
+        }
+    }
+
+    #[test]
+    fn unsigned_plans_send_no_signature() {
+        let plan = compile(&subscription(Format::Raw)).expect("compiles");
+        let req = plan
+            .render(&event(InputKind::DatoCms, "item.update", "{}"), &ctx(1, 5))
+            .expect("renders");
+        assert!(!req.headers.contains_key(WEBHOOK_SIGNATURE));
+        assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
+        assert_eq!(req.headers[WEBHOOK_TIMESTAMP], "5");
+        assert_eq!(req.headers.len(), 4);
+    }
+
+    #[test]
+    fn auth_headers() {
+        let cases = [
+            (
+                // RFC 7617's example.
+                TargetAuth::Basic {
+                    username: "Aladdin".into(),
+                    password: Secret::new("open sesame"),
+                },
+                "authorization",
+                "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+            ),
+            (
+                TargetAuth::Basic {
+                    username: "".into(),
+                    password: Secret::new("pässwörd:x"),
+                },
+                "authorization",
+                "Basic OnDDpHNzd8O2cmQ6eA==",
+            ),
+            (
+                TargetAuth::Bearer {
+                    token: Secret::new("abc.def"),
+                },
+                "authorization",
+                "Bearer abc.def",
+            ),
+            (
+                TargetAuth::Header {
+                    name: "X-Secret".into(),
+                    value: Secret::new("s3"),
+                },
+                "x-secret",
+                "s3",
+            ),
+        ];
+        for (auth, name, value) in cases {
+            let mut sub = subscription(Format::Raw);
+            sub.auth = Some(auth);
+            let req = compile(&sub)
+                .expect("compiles")
+                .render(&event(InputKind::Sitecore, "a:b", "{}"), &ctx(1, 1))
+                .expect("renders");
+            assert_eq!(req.headers[name], value);
+            assert!(req.headers[name].is_sensitive());
+            assert_eq!(req.headers.len(), 5);
+        }
+    }
+
+    #[test]
+    fn subscription_headers_override_content_type_and_user_agent() {
+        let mut sub = subscription(Format::CloudEvents);
+        sub.headers = vec![
+            header("User-Agent", "Mine/1", false),
+            header("Content-Type", "application/json; charset=utf-8", false),
+        ];
+        let req = compile(&sub)
+            .expect("compiles")
+            .render(&event(InputKind::Sitecore, "a:b", "{}"), &ctx(1, 1))
+            .expect("renders");
+        let names: Vec<&str> = req.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "content-type",
+                "user-agent",
+                "webhook-id",
+                "webhook-timestamp"
+            ]
+        );
+        assert_eq!(
+            req.headers[header::CONTENT_TYPE],
+            "application/json; charset=utf-8"
+        );
+        assert_eq!(req.headers[header::USER_AGENT], "Mine/1");
+    }
+
+    #[test]
+    fn urls() {
+        let good = [
+            "https://hooks.example.com/in?key=abc",
+            "http://10.0.0.1:8080",
+            "HTTPS://Example.COM/a/b",
+            "http://[::1]:9000/x",
+        ];
+        for url in good {
+            let mut sub = subscription(Format::Raw);
+            sub.url = url.into();
+            assert!(compile(&sub).is_ok(), "{url}");
+        }
+        type Check = fn(&FieldProblem) -> bool;
+        let bad: [(&str, Check); 8] = [
+            ("", |p| *p == FieldProblem::UrlNotAbsolute),
+            ("/relative/path", |p| *p == FieldProblem::UrlNotAbsolute),
+            ("example.com/hook", |p| *p == FieldProblem::UrlNotAbsolute),
+            ("ftp://example.com/x", |p| {
+                *p == FieldProblem::UrlScheme("ftp".into())
+            }),
+            ("https://user:pw@example.com/", |p| {
+                *p == FieldProblem::UrlUserinfo
+            }),
+            ("https://exa mple.com/", |p| {
+                matches!(p, FieldProblem::UrlSyntax(_))
+            }),
+            ("https://example.com/a\nb", |p| {
+                matches!(p, FieldProblem::UrlSyntax(_))
+            }),
+            ("https:///nohost", |p| {
+                matches!(p, FieldProblem::UrlSyntax(_) | FieldProblem::UrlNotAbsolute)
+            }),
+        ];
+        for (url, is_expected) in bad {
+            let mut sub = subscription(Format::Raw);
+            sub.url = url.into();
+            let err = compile(&sub).expect_err(url);
+            let fields = err.field_errors();
+            assert_eq!(fields.len(), 1, "{url}: {err}");
+            assert_eq!(&*fields[0].field, "url", "{url}");
+            assert!(is_expected(&fields[0].problem), "{url}: {:?}", fields[0]);
+        }
+    }
+
+    #[test]
+    fn invalid_fields_are_named() {
+        type Edit = fn(&mut Subscription);
+        let cases: Vec<(Edit, &str, FieldProblem)> = vec![
+            (
+                |s| s.headers = vec![header("Host", "x", false)],
+                "headers.Host",
+                FieldProblem::ReservedHeader("host"),
+            ),
+            (
+                |s| s.headers = vec![header("Content-Length", "1", false)],
+                "headers.Content-Length",
+                FieldProblem::ReservedHeader("content-length"),
+            ),
+            (
+                |s| s.headers = vec![header("Transfer-Encoding", "chunked", false)],
+                "headers.Transfer-Encoding",
+                FieldProblem::ReservedHeader("transfer-encoding"),
+            ),
+            (
+                |s| s.headers = vec![header("Connection", "close", false)],
+                "headers.Connection",
+                FieldProblem::ReservedHeader("connection"),
+            ),
+            (
+                |s| s.headers = vec![header("Webhook-Id", "x", false)],
+                "headers.Webhook-Id",
+                FieldProblem::ReservedHeader("webhook-id"),
+            ),
+            (
+                |s| s.headers = vec![header("webhook-timestamp", "1", false)],
+                "headers.webhook-timestamp",
+                FieldProblem::ReservedHeader("webhook-timestamp"),
+            ),
+            (
+                |s| s.headers = vec![header("WEBHOOK-SIGNATURE", "v1,x", false)],
+                "headers.WEBHOOK-SIGNATURE",
+                FieldProblem::ReservedHeader("webhook-signature"),
+            ),
+            (
+                |s| s.headers = vec![header("X Key", "v", false)],
+                "headers.X Key",
+                FieldProblem::HeaderName,
+            ),
+            (
+                |s| s.headers = vec![header("", "v", false)],
+                "headers.",
+                FieldProblem::HeaderName,
+            ),
+            (
+                |s| s.headers = vec![header("X-Ünicode", "v", false)],
+                "headers.X-Ünicode",
+                FieldProblem::HeaderName,
+            ),
+            (
+                |s| s.headers = vec![header("X-Key", "a\r\nInjected: 1", true)],
+                "headers.X-Key",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| s.headers = vec![header("X-Key", "nul\0", false)],
+                "headers.X-Key",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| s.headers = vec![header("X-Key", "a", false), header("x-key", "b", false)],
+                "headers.x-key",
+                FieldProblem::DuplicateHeader,
+            ),
+            (
+                |s| {
+                    s.headers = vec![header("Authorization", "Token x", true)];
+                    s.auth = Some(TargetAuth::Bearer {
+                        token: Secret::new("t"),
+                    });
+                },
+                "headers.Authorization",
+                FieldProblem::ConflictsWithAuth,
+            ),
+            (
+                |s| {
+                    s.headers = vec![header("X-Secret", "a", true)];
+                    s.auth = Some(TargetAuth::Header {
+                        name: "x-secret".into(),
+                        value: Secret::new("b"),
+                    });
+                },
+                "headers.X-Secret",
+                FieldProblem::ConflictsWithAuth,
+            ),
+            (
+                |s| {
+                    s.auth = Some(TargetAuth::Basic {
+                        username: "a:b".into(),
+                        password: Secret::new("p"),
+                    })
+                },
+                "auth.username",
+                FieldProblem::UsernameColon,
+            ),
+            (
+                |s| {
+                    s.auth = Some(TargetAuth::Bearer {
+                        token: Secret::new("t\n"),
+                    })
+                },
+                "auth.token",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| {
+                    s.auth = Some(TargetAuth::Header {
+                        name: "Host".into(),
+                        value: Secret::new("v"),
+                    })
+                },
+                "auth.name",
+                FieldProblem::ReservedHeader("host"),
+            ),
+            (
+                |s| {
+                    s.auth = Some(TargetAuth::Header {
+                        name: "X-Key".into(),
+                        value: Secret::new("\u{7f}"),
+                    })
+                },
+                "auth.value",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| s.signing_secret = Some(Secret::new("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
+                "signing_secret",
+                FieldProblem::Secret(SecretProblem::MissingPrefix),
+            ),
+            (
+                |s| s.signing_secret = Some(Secret::new("whsec_not base64!")),
+                "signing_secret",
+                FieldProblem::Secret(SecretProblem::NotBase64),
+            ),
+            (
+                |s| s.signing_secret = Some(Secret::new("whsec_c2hvcnQ=")),
+                "signing_secret",
+                FieldProblem::Secret(SecretProblem::KeyLength(5)),
+            ),
+        ];
+        for (edit, field, problem) in cases {
+            let mut sub = subscription(Format::Raw);
+            edit(&mut sub);
+            let err = compile(&sub).expect_err(field);
+            assert_eq!(
+                err.field_errors(),
+                [FieldError::new(field, problem)],
+                "{field}"
+            );
+            // The message names the field and never echoes a value.
+            let msg = err.to_string();
+            assert!(msg.contains(field), "{msg}");
+            for secret in ["Token x", "Injected", "c2hvcnQ", "MfKQ9r8G", "a:b"] {
+                assert!(!msg.contains(secret), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_at_once() {
+        let mut sub = subscription(Format::Raw);
+        sub.url = "ftp://x".into();
+        sub.headers = vec![header("Host", "x", false), header("X-Ok", "ok", false)];
+        sub.signing_secret = Some(Secret::new("nope"));
+        let err = compile(&sub).expect_err("invalid");
+        let fields: Vec<&str> = err.field_errors().iter().map(|e| &*e.field).collect();
+        assert_eq!(fields, ["url", "signing_secret", "headers.Host"]);
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let mut sub = subscription(Format::Sitecore);
+        sub.signing_secret = Some(Secret::new(SECRET));
+        sub.headers = vec![
+            header("X-Hidden", "hidden-value-1", true),
+            header("X-Shown", "shown-value", false),
+        ];
+        sub.auth = Some(TargetAuth::Basic {
+            username: "user".into(),
+            password: Secret::new("pass-word-2"),
+        });
+        let plan = compile(&sub).expect("compiles");
+        let debug = format!("{plan:?}");
+        let basic = STANDARD.encode("user:pass-word-2");
+        for secret in [
+            "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "hidden-value-1",
+            "pass-word-2",
+            basic.as_str(),
+            "key=abc",
+        ] {
+            assert!(!debug.contains(secret), "{secret} in {debug}");
+        }
+        assert!(debug.contains("shown-value"), "{debug}");
+        assert!(debug.contains("hooks.example.com/in?***"), "{debug}");
+
+        let mut bearer = subscription(Format::Raw);
+        bearer.auth = Some(TargetAuth::Bearer {
+            token: Secret::new("tok-3"),
+        });
+        let debug = format!("{:?}", compile(&bearer).expect("compiles"));
+        assert!(!debug.contains("tok-3"), "{debug}");
+    }
+
+    #[test]
+    fn plans_are_shared_across_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Plan>();
+    }
+
+    #[test]
+    fn payload_errors_name_the_format() {
+        let plan = compile(&subscription(Format::Sitecore)).expect("compiles");
+        let err = plan
+            .render(
+                &event(InputKind::Sitecore, "item:added", "not json"),
+                &ctx(1, 1),
+            )
+            .expect_err("not an object");
+        assert!(matches!(
+            err,
+            RenderError::Payload {
+                format: "sitecore",
+                ..
+            }
+        ));
+        assert!(err.field_errors().is_empty());
+    }
+}
