@@ -89,6 +89,9 @@ pub struct StorageConfig {
     pub memory_window: usize,
     /// Block cache of the embedded store.
     pub cache_bytes: u64,
+    /// Appends are refused (`503`) while free space under `path` is below this, so the disk
+    /// never fills mid-write; delivering what is stored goes on. 0 disables the check.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +155,7 @@ pub mod defaults {
     pub const RETENTION_INTERVAL: &str = "10m";
     pub const MEMORY_WINDOW: u64 = 1024;
     pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+    pub const MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
     pub const DEDUP_WINDOW: &str = "24h";
     pub const TIMEOUT: &str = "30s";
     pub const CONNECT_TIMEOUT: &str = "10s";
@@ -172,8 +176,7 @@ pub mod defaults {
 impl Config {
     /// The configuration with no file: every key at its default.
     pub fn defaults() -> Config {
-        validate::validate(raw::RawConfig::default(), &[])
-            .expect("the built-in defaults are valid")
+        validate::validate(raw::RawConfig::default(), &[]).expect("the built-in defaults are valid")
     }
 
     /// Parses and validates TOML text. Every problem is reported, each with its key.
@@ -214,6 +217,7 @@ mod tests {
         assert_eq!(c.server.listen, Some("127.0.0.1:8470".parse().unwrap()));
         assert_eq!(c.storage.path, PathBuf::from("./herald-data"));
         assert_eq!(c.storage.fsync, FsyncMode::Batch);
+        assert_eq!(c.storage.min_free_bytes, 256 * 1024 * 1024);
         assert_eq!(c.delivery.retry.schedule.len(), 7);
         assert_eq!(c.delivery.retry.schedule[0], Duration::from_secs(5));
         assert!(c.auth.admin_tokens.is_empty());
@@ -251,11 +255,27 @@ mod tests {
     }
 
     #[test]
+    fn min_free_bytes_is_checked_and_zero_disables() {
+        let c = Config::from_toml("[storage]\nmin_free_bytes = 0\n").unwrap();
+        assert_eq!(c.storage.min_free_bytes, 0);
+        let errs = Config::from_toml("[storage]\nmin_free_bytes = 2251799813685248\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            errs.iter().any(|e| e.key == "storage.min_free_bytes"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn type_errors_name_the_key() {
         let errs = Config::from_toml("[server]\nmax_body_bytes = \"big\"\n")
             .unwrap_err()
             .0;
-        assert!(errs[0].message.contains("max_body_bytes = \"big\""), "{errs:?}");
+        assert!(
+            errs[0].message.contains("max_body_bytes = \"big\""),
+            "{errs:?}"
+        );
         assert!(errs[0].message.contains("line 2"), "{errs:?}");
     }
 
@@ -264,7 +284,10 @@ mod tests {
         let errs = Config::from_toml("[server]\nlisten = \"0.0.0.0:8470\"\n")
             .unwrap_err()
             .0;
-        assert!(errs.iter().any(|e| e.key == "auth.admin_tokens"), "{errs:?}");
+        assert!(
+            errs.iter().any(|e| e.key == "auth.admin_tokens"),
+            "{errs:?}"
+        );
         let ok = Config::from_toml(
             "[server]\nlisten = \"0.0.0.0:8470\"\n[auth]\nadmin_tokens = [\"0123456789abcdef\"]\n",
         );
@@ -284,7 +307,8 @@ mod tests {
                 .find(|s| s.starts_with(&format!("{section}]")))
                 .unwrap_or_else(|| panic!("section [{section}] missing"));
             assert!(
-                in_section.contains(&format!("\n{name} =")) || in_section.contains(&format!("\n# {name} =")),
+                in_section.contains(&format!("\n{name} ="))
+                    || in_section.contains(&format!("\n# {name} =")),
                 "key {key} is not documented in config/herald.toml"
             );
         }

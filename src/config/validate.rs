@@ -17,6 +17,8 @@ use crate::telemetry::logging::LogFormat;
 
 /// Every key the loader understands, `section.key`. The shipped `config/herald.toml` must
 /// document each (a unit test checks).
+// Only the test reads it so far.
+#[cfg_attr(not(test), allow(dead_code))]
 pub const KNOWN_KEYS: &[&str] = &[
     "server.listen",
     "server.unix_socket",
@@ -35,6 +37,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "storage.retention_interval",
     "storage.memory_window",
     "storage.cache_bytes",
+    "storage.min_free_bytes",
     "ingest.dedup_window",
     "auth.admin_tokens",
     "auth.ingest_tokens",
@@ -157,10 +160,7 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             }
         },
     };
-    let unix_socket = s
-        .unix_socket
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from);
+    let unix_socket = s.unix_socket.filter(|p| !p.is_empty()).map(PathBuf::from);
     if listen.is_none()
         && unix_socket.is_none()
         && s.listen.as_deref().is_some_and(|l| l.is_empty())
@@ -170,7 +170,10 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             "no listener: set `listen` or `unix_socket`",
         );
     }
-    let mode_text = s.unix_socket_mode.as_deref().unwrap_or(defaults::UNIX_SOCKET_MODE);
+    let mode_text = s
+        .unix_socket_mode
+        .as_deref()
+        .unwrap_or(defaults::UNIX_SOCKET_MODE);
     let unix_socket_mode = match u32::from_str_radix(mode_text, 8) {
         Ok(m) if m <= 0o777 => m,
         _ => {
@@ -289,6 +292,13 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             1024 * 1024,
             1 << 40,
         ) as u64,
+        min_free_bytes: errs.count(
+            "storage.min_free_bytes",
+            st.min_free_bytes,
+            defaults::MIN_FREE_BYTES,
+            0,
+            1 << 50,
+        ) as u64,
     };
 
     // [ingest]
@@ -329,9 +339,10 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
     let d = raw.delivery;
     let mut allow_networks = Vec::new();
     for (i, text) in d.allow_networks.unwrap_or_default().iter().enumerate() {
-        match text.parse::<IpNet>().or_else(|_| {
-            text.parse::<std::net::IpAddr>().map(IpNet::from)
-        }) {
+        match text
+            .parse::<IpNet>()
+            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
+        {
             Ok(n) => allow_networks.push(n),
             Err(_) => errs.push(
                 &format!("delivery.allow_networks[{i}]"),
@@ -379,7 +390,10 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
     }
     let user_agent = d.user_agent.unwrap_or_else(defaults::user_agent);
     if user_agent.is_empty() || http::HeaderValue::from_str(&user_agent).is_err() {
-        errs.push("delivery.user_agent", "must be a non-empty, valid header value");
+        errs.push(
+            "delivery.user_agent",
+            "must be a non-empty, valid header value",
+        );
     }
     let mut extra_roots_pem = Vec::new();
     let ca_files: Vec<PathBuf> = d
