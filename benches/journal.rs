@@ -11,7 +11,8 @@
 //! machine changes speed by itself for minutes at a time: quote the ratios, not the absolutes.
 //!
 //! Run: `cargo bench --bench journal -- [--rounds N] [--batches N] [--scan N] [--recover N]`
-//! (`--only stores` or `--only recover` runs one part). Defaults keep it under a minute or
+//! (`--only stores` or `--only recover` runs one part; `--reopen DIR` times start-up on an
+//! existing data directory). Defaults keep it under a minute or
 //! two on the 2-core box.
 
 use std::collections::HashMap;
@@ -656,6 +657,23 @@ fn recover(n: usize) {
     }
 }
 
+/// Times open + `recover()` of an existing data directory (a copy: the journal must not be
+/// open elsewhere).
+fn reopen(dir: &Path) {
+    let cfg = journal_config(dir);
+    let start = Instant::now();
+    let j = EmbeddedJournal::open(&cfg, Duration::ZERO).expect("open");
+    let opened = start.elapsed();
+    let r = j.recover().expect("recover");
+    let total = start.elapsed();
+    let queued: u64 = r.queued.iter().map(|(_, c)| c).sum();
+    println!(
+        "open {:7.1} ms, open+recover {:7.1} ms ({queued} queued)",
+        ms(opened),
+        ms(total)
+    );
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if let Some(i) = argv.iter().position(|a| a == "--child-load") {
@@ -665,6 +683,11 @@ fn main() {
             .and_then(|n| n.parse().ok())
             .expect("--child-load DIR N");
         child_load(Path::new(dir), n);
+        return;
+    }
+    if let Some(i) = argv.iter().position(|a| a == "--reopen") {
+        let dir = argv.get(i + 1).expect("--reopen DIR");
+        reopen(Path::new(dir));
         return;
     }
     let a = args();

@@ -195,9 +195,12 @@ pub(super) fn run(rx: Receiver<Command>, shared: Arc<Shared>, opts: WriterOption
             }
             c.apply(next, &shared, &opts);
         }
+        let wrote = !c.batch.is_empty();
         let result = c.finish(&shared, opts.fsync);
-        commits.increment(1);
-        batch_events.record(c.events as f64);
+        if wrote {
+            commits.increment(1);
+            batch_events.record(c.events as f64);
+        }
         for w in c.waiters {
             match w {
                 Waiter::Append(tx, statuses) => {
@@ -408,6 +411,11 @@ impl<'a> Commit<'a> {
     fn finish(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<(), JournalError> {
         let batch = std::mem::replace(&mut self.batch, shared.db.batch());
         let sync = needs_sync(fsync, self.appends, self.sub_writes, self.flushes);
+        if batch.is_empty() && !sync {
+            // Only barriers (or refused appends): nothing to write, and no evidence that
+            // writes work again.
+            return Ok(());
+        }
         // Committing hands the batch to the OS (a crash of Herald loses nothing); the sync is
         // what survives a power loss.
         let result = batch.commit().and_then(|()| {
