@@ -89,6 +89,9 @@ pub struct StorageConfig {
     pub memory_window: usize,
     /// Block cache of the embedded store.
     pub cache_bytes: u64,
+    /// Appends are refused (`503`) while free space under `path` is below this, so the disk
+    /// never fills mid-write; delivering what is stored goes on. 0 disables the check.
+    pub min_free_bytes: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -152,6 +155,7 @@ pub mod defaults {
     pub const RETENTION_INTERVAL: &str = "10m";
     pub const MEMORY_WINDOW: u64 = 1024;
     pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+    pub const MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
     pub const DEDUP_WINDOW: &str = "24h";
     pub const TIMEOUT: &str = "30s";
     pub const CONNECT_TIMEOUT: &str = "10s";
@@ -213,6 +217,7 @@ mod tests {
         assert_eq!(c.server.listen, Some("127.0.0.1:8470".parse().unwrap()));
         assert_eq!(c.storage.path, PathBuf::from("./herald-data"));
         assert_eq!(c.storage.fsync, FsyncMode::Batch);
+        assert_eq!(c.storage.min_free_bytes, 256 * 1024 * 1024);
         assert_eq!(c.delivery.retry.schedule.len(), 7);
         assert_eq!(c.delivery.retry.schedule[0], Duration::from_secs(5));
         assert!(c.auth.admin_tokens.is_empty());
@@ -247,6 +252,19 @@ mod tests {
         ] {
             assert!(keys.contains(&want), "missing {want} in {keys:?}");
         }
+    }
+
+    #[test]
+    fn min_free_bytes_is_checked_and_zero_disables() {
+        let c = Config::from_toml("[storage]\nmin_free_bytes = 0\n").unwrap();
+        assert_eq!(c.storage.min_free_bytes, 0);
+        let errs = Config::from_toml("[storage]\nmin_free_bytes = 2251799813685248\n")
+            .unwrap_err()
+            .0;
+        assert!(
+            errs.iter().any(|e| e.key == "storage.min_free_bytes"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct RawStorage {
     pub retention_interval: Option<String>,
     pub memory_window: Option<u64>,
     pub cache_bytes: Option<u64>,
+    pub min_free_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -17,6 +17,8 @@ use crate::telemetry::logging::LogFormat;
 
 /// Every key the loader understands, `section.key`. The shipped `config/herald.toml` must
 /// document each (a unit test checks).
+// Only the test reads it so far.
+#[cfg_attr(not(test), allow(dead_code))]
 pub const KNOWN_KEYS: &[&str] = &[
     "server.listen",
     "server.unix_socket",
@@ -35,6 +37,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "storage.retention_interval",
     "storage.memory_window",
     "storage.cache_bytes",
+    "storage.min_free_bytes",
     "ingest.dedup_window",
     "auth.admin_tokens",
     "auth.ingest_tokens",
@@ -288,6 +291,13 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             defaults::CACHE_BYTES,
             1024 * 1024,
             1 << 40,
+        ) as u64,
+        min_free_bytes: errs.count(
+            "storage.min_free_bytes",
+            st.min_free_bytes,
+            defaults::MIN_FREE_BYTES,
+            0,
+            1 << 50,
         ) as u64,
     };
 

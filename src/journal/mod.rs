@@ -14,8 +14,7 @@
 //! blocking pool.
 
 pub mod codec;
-// The embedded backend lands with the journal work (issue 3); its files are in embedded/.
-// pub mod embedded;
+pub mod embedded;
 
 use std::sync::Arc;
 
@@ -159,7 +158,9 @@ pub trait Journal: Send + Sync + 'static {
     fn append(&self, events: Vec<NewEvent>) -> Ack<Vec<AppendStatus>>;
 
     /// Records a delivery's state change. Not awaited: if Herald dies before it is on disk, the
-    /// delivery is simply attempted again (at-least-once).
+    /// delivery is simply attempted again (at-least-once). Applied even while appends are
+    /// refused for lack of space (delivering frees space). Blocks briefly only when the
+    /// writer is a full channel behind (backpressure).
     fn record(&self, transition: Transition);
 
     /// Stores (creates or replaces) a subscription.
@@ -168,8 +169,15 @@ pub trait Journal: Send + Sync + 'static {
     /// Removes a subscription (its queued deliveries become dead letters via `record`).
     fn delete_subscription(&self, id: SubscriptionId) -> Ack<()>;
 
-    /// Resolves once everything sent before it is durable (tests, shutdown).
+    /// Resolves once everything sent before it is durable (tests, shutdown). Always syncs,
+    /// whatever `[storage] fsync` says.
     fn flush(&self) -> Ack<()>;
+
+    /// Resolves once every write sent before it has been applied and is visible to reads,
+    /// without forcing an fsync. The dispatcher calls it before re-reading a spilled queue
+    /// from disk, so that a delivery whose completion is still on its way to the store is
+    /// not read back as queued.
+    fn barrier(&self) -> Ack<()>;
 
     /// Everything needed to rebuild memory at start-up.
     fn recover(&self) -> Result<Recovered, JournalError>;

@@ -3,9 +3,15 @@
 //! Every write reaches this thread through one bounded crossbeam channel. The thread takes the
 //! first command, drains whatever else is already queued (and, with a batch window, waits that
 //! long for more), applies all of it as one atomic write batch, then syncs once and answers
-//! every waiting ingest request. Under load, everything that arrives during one fsync goes into
-//! the next: many events, one fsync. Dedup is decided here too, because this thread is the one
-//! place where "was `(source, id)` seen before?" cannot race with another writer.
+//! every waiting request. Under load, everything that arrives during one fsync goes into the
+//! next: many events, one fsync. Dedup is decided here too, because this thread is the one
+//! place where "was `(source, id)` seen before?" cannot race with another writer; so are the
+//! retention sweep's deletes, which are re-checked against the current state right before
+//! they are written (a delivery replayed since the sweep read it is left alone).
+//!
+//! Within one batch a later write of a key wins over an earlier one (fjall applies a batch in
+//! order under one sequence number), so two transitions of one delivery in the same commit
+//! leave the second.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use fjall::PersistMode;
 use tokio::sync::oneshot;
 
+use super::retention::{SweepChunk, SweepStats};
 use super::{Keyspaces, Shared};
 use crate::config::FsyncMode;
 use crate::journal::codec;
@@ -22,22 +29,65 @@ use crate::journal::{AppendStatus, DeadOp, JournalError, NewEvent, QueuePos, Tra
 use crate::model::{DeliveryRecord, DeliveryStatus, now_ms};
 use crate::telemetry::metrics as m;
 
+/// Upper bound on the operations of one commit, whatever the commands: a steady stream of
+/// transitions must still be committed in bounded pieces.
+const MAX_COMMIT_OPS: usize = 200_000;
+
+type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+
 pub(super) enum Command {
     Append {
         events: Vec<NewEvent>,
-        ack: oneshot::Sender<Result<Vec<AppendStatus>, JournalError>>,
+        ack: Reply<Vec<AppendStatus>>,
     },
     Record(Box<Transition>),
     SaveSubscription {
         key: [u8; 16],
         value: Vec<u8>,
-        ack: oneshot::Sender<Result<(), JournalError>>,
+        ack: Reply<()>,
     },
     DeleteSubscription {
         key: [u8; 16],
-        ack: oneshot::Sender<Result<(), JournalError>>,
+        ack: Reply<()>,
     },
-    Flush(oneshot::Sender<Result<(), JournalError>>),
+    /// Answered once everything before it is durable (always fsyncs).
+    Flush(Reply<()>),
+    /// Answered once everything before it is committed and readable (never fsyncs by itself).
+    Barrier(Reply<()>),
+    /// Retention deletes; committed on their own, after everything sent before them. The
+    /// reply is a plain channel: the sweep thread blocks on it, it is not async.
+    Sweep(
+        SweepChunk,
+        crossbeam_channel::Sender<Result<SweepStats, JournalError>>,
+    ),
+    /// Commit what is pending, sync, stop.
+    Close,
+}
+
+impl Command {
+    /// Answers the command's waiter (if any) with `err`.
+    pub(super) fn fail(self, err: JournalError) {
+        match self {
+            Command::Append { ack, .. } => {
+                let _ = ack.send(Err(err));
+            }
+            Command::SaveSubscription { ack, .. }
+            | Command::DeleteSubscription { ack, .. }
+            | Command::Flush(ack)
+            | Command::Barrier(ack) => {
+                let _ = ack.send(Err(err));
+            }
+            Command::Sweep(_, ack) => {
+                let _ = ack.send(Err(err));
+            }
+            Command::Record(_) | Command::Close => {}
+        }
+    }
+
+    /// Commands that must not share a commit with what came before them.
+    fn is_boundary(&self) -> bool {
+        matches!(self, Command::Sweep(..) | Command::Close)
+    }
 }
 
 pub(super) struct WriterOptions {
@@ -47,107 +97,178 @@ pub(super) struct WriterOptions {
     pub dedup_window_ms: i64,
 }
 
-enum Reply {
-    Append(
-        oneshot::Sender<Result<Vec<AppendStatus>, JournalError>>,
-        Vec<AppendStatus>,
-    ),
-    Unit(oneshot::Sender<Result<(), JournalError>>),
+/// Whether the commit being assembled may take another command.
+fn room_for_more(
+    fsync: FsyncMode,
+    appends: usize,
+    events: usize,
+    ops: usize,
+    max_events: usize,
+) -> bool {
+    // "always" means one fsync per ingest request: an append closes its commit.
+    events < max_events && ops < MAX_COMMIT_OPS && !(fsync == FsyncMode::Always && appends > 0)
+}
+
+/// Whether to wait (up to the batch window) for more commands once the channel is empty.
+/// Only an ingest request is worth delaying for: it amortizes the fsync; transitions alone
+/// never wait.
+fn wait_for_more(fsync: FsyncMode, window: Duration, appends: usize) -> bool {
+    fsync == FsyncMode::Batch && !window.is_zero() && appends > 0
+}
+
+/// Whether a commit ends with an fsync. A flush always syncs; otherwise appends and
+/// subscription changes follow `[storage] fsync`, and transitions, barriers and sweeps
+/// never sync on their own (a commit always reaches the OS, so they survive a crash of
+/// Herald; a later sync makes them survive a power loss too).
+fn needs_sync(fsync: FsyncMode, appends: usize, sub_writes: usize, flushes: usize) -> bool {
+    flushes > 0 || (fsync != FsyncMode::Never && appends + sub_writes > 0)
+}
+
+enum Waiter {
+    Append(Reply<Vec<AppendStatus>>, Vec<AppendStatus>),
+    Unit(Reply<()>),
 }
 
 /// One commit being assembled.
 struct Commit<'a> {
     ks: &'a Keyspaces,
     batch: fjall::OwnedWriteBatch,
-    replies: Vec<Reply>,
+    waiters: Vec<Waiter>,
     events: usize,
     appends: usize,
+    sub_writes: usize,
+    flushes: usize,
     /// Dedup keys written in this commit (not yet visible to `get`).
     seen: HashMap<Vec<u8>, u64>,
+    /// Dead-letter presence changed in this commit (not yet visible to `get`).
+    dead: HashMap<u64, bool>,
+    /// Change in the number of dead letters, applied if the commit succeeds.
+    dead_delta: i64,
 }
 
 pub(super) fn run(rx: Receiver<Command>, shared: Arc<Shared>, opts: WriterOptions) {
-    let ks = &shared.ks;
     let commits = metrics::counter!(m::JOURNAL_COMMITS);
     let batch_events = metrics::histogram!(m::JOURNAL_BATCH_EVENTS);
-    while let Ok(first) = rx.recv() {
-        let mut c = Commit {
-            ks,
-            batch: shared.db.batch(),
-            replies: Vec::new(),
-            events: 0,
-            appends: 0,
-            seen: HashMap::new(),
+    let mut carry: Option<Command> = None;
+    loop {
+        let first = match carry.take() {
+            Some(cmd) => cmd,
+            None => match rx.recv() {
+                Ok(cmd) => cmd,
+                Err(_) => break,
+            },
         };
+        match first {
+            Command::Close => break,
+            Command::Sweep(chunk, ack) => {
+                let _ = ack.send(sweep(&shared, chunk));
+                continue;
+            }
+            _ => {}
+        }
+        let mut c = Commit::new(&shared);
         let deadline = Instant::now() + opts.batch_window;
         c.apply(first, &shared, &opts);
-        loop {
-            if c.events >= opts.batch_max_events
-                || (opts.fsync == FsyncMode::Always && c.appends > 0)
-            {
-                break;
-            }
-            match rx.try_recv() {
-                Ok(cmd) => c.apply(cmd, &shared, &opts),
+        while room_for_more(
+            opts.fsync,
+            c.appends,
+            c.events,
+            c.batch.len(),
+            opts.batch_max_events,
+        ) {
+            let next = match rx.try_recv() {
+                Ok(cmd) => cmd,
                 Err(TryRecvError::Disconnected) => break,
                 Err(TryRecvError::Empty) => {
-                    // Wait for more only when there is an ingest request to amortize the sync
-                    // over; transitions alone never need to wait.
-                    if opts.batch_window.is_zero()
-                        || c.appends == 0
-                        || opts.fsync != FsyncMode::Batch
-                    {
+                    if !wait_for_more(opts.fsync, opts.batch_window, c.appends) {
                         break;
                     }
                     match rx.recv_deadline(deadline) {
-                        Ok(cmd) => c.apply(cmd, &shared, &opts),
-                        Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {
-                            break;
-                        }
+                        Ok(cmd) => cmd,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
                     }
                 }
+            };
+            if next.is_boundary() {
+                carry = Some(next);
+                break;
             }
+            c.apply(next, &shared, &opts);
         }
+        let wrote = !c.batch.is_empty();
         let result = c.finish(&shared, opts.fsync);
-        commits.increment(1);
-        batch_events.record(c.events as f64);
-        for reply in c.replies {
-            match reply {
-                Reply::Append(tx, statuses) => {
+        if wrote {
+            commits.increment(1);
+            batch_events.record(c.events as f64);
+        }
+        for w in c.waiters {
+            match w {
+                Waiter::Append(tx, statuses) => {
                     let _ = tx.send(result.clone().map(|()| statuses));
                 }
-                Reply::Unit(tx) => {
+                Waiter::Unit(tx) => {
                     let _ = tx.send(result.clone());
                 }
             }
         }
     }
-    // The channel closed: everything sent has been written. Make it durable.
-    let _ = shared.db.persist(PersistMode::SyncAll);
+    // Stopping: whatever is still queued was sent after `close`; it is not written.
+    while let Ok(cmd) = rx.try_recv() {
+        cmd.fail(JournalError::Closed);
+    }
+    if let Err(e) = shared.db.persist(PersistMode::SyncAll) {
+        tracing::error!(error = %e, "journal: final sync failed");
+    }
 }
 
-impl Commit<'_> {
+impl<'a> Commit<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        Commit {
+            ks: &shared.ks,
+            batch: shared.db.batch(),
+            waiters: Vec::new(),
+            events: 0,
+            appends: 0,
+            sub_writes: 0,
+            flushes: 0,
+            seen: HashMap::new(),
+            dead: HashMap::new(),
+            dead_delta: 0,
+        }
+    }
+
     fn apply(&mut self, cmd: Command, shared: &Shared, opts: &WriterOptions) {
         match cmd {
             Command::Append { events, ack } => {
+                // Checked before anything of the request is added: a refused append leaves
+                // no trace.
                 if let Err(e) = shared.check_space() {
+                    super::count_error(&e);
                     let _ = ack.send(Err(e));
                     return;
                 }
                 self.appends += 1;
                 let statuses = self.append(events, opts);
-                self.replies.push(Reply::Append(ack, statuses));
+                self.waiters.push(Waiter::Append(ack, statuses));
             }
             Command::Record(t) => self.record(&t),
             Command::SaveSubscription { key, value, ack } => {
                 self.batch.insert(&self.ks.subs, key, value);
-                self.replies.push(Reply::Unit(ack));
+                self.sub_writes += 1;
+                self.waiters.push(Waiter::Unit(ack));
             }
             Command::DeleteSubscription { key, ack } => {
                 self.batch.remove(&self.ks.subs, key);
-                self.replies.push(Reply::Unit(ack));
+                self.sub_writes += 1;
+                self.waiters.push(Waiter::Unit(ack));
             }
-            Command::Flush(ack) => self.replies.push(Reply::Unit(ack)),
+            Command::Flush(ack) => {
+                self.flushes += 1;
+                self.waiters.push(Waiter::Unit(ack));
+            }
+            Command::Barrier(ack) => self.waiters.push(Waiter::Unit(ack)),
+            // The run loop keeps boundaries out of a commit.
+            cmd @ (Command::Sweep(..) | Command::Close) => cmd.fail(JournalError::Closed),
         }
     }
 
@@ -162,18 +283,24 @@ impl Commit<'_> {
                     statuses.push(AppendStatus::Duplicate { original_seq });
                     continue;
                 }
-                self.batch
-                    .insert(&self.ks.dedup, key.clone(), codec::dedup_value(e.seq, now).to_vec());
+                self.batch.insert(
+                    &self.ks.dedup,
+                    key.as_slice(),
+                    codec::dedup_value(e.seq, now),
+                );
                 self.seen.insert(key, e.seq);
             }
             self.events += 1;
-            self.batch
-                .insert(&self.ks.events, codec::u64_key(e.seq), codec::encode_event(e));
+            self.batch.insert(
+                &self.ks.events,
+                codec::u64_key(e.seq),
+                codec::encode_event(e),
+            );
             for d in &ne.deliveries {
                 self.batch.insert(
                     &self.ks.queue,
                     codec::queue_key(d.subscription, QueuePos::of(d)),
-                    codec::encode_delivery(d).to_vec(),
+                    codec::encode_delivery(d),
                 );
                 let record = DeliveryRecord {
                     id: d.id,
@@ -181,8 +308,12 @@ impl Commit<'_> {
                     event_seq: e.seq,
                     event_id: e.id.to_string(),
                     event_type: e.event_type.to_string(),
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
+                    status: if d.attempts > 0 {
+                        DeliveryStatus::Retrying
+                    } else {
+                        DeliveryStatus::Pending
+                    },
+                    attempts: d.attempts,
                     created_at_ms: d.created_at_ms,
                     next_attempt_at_ms: Some(d.due_at_ms),
                     last_attempt: None,
@@ -192,11 +323,8 @@ impl Commit<'_> {
                     codec::u64_key(d.id.0),
                     codec::encode_record(&record),
                 );
-                self.batch.insert(
-                    &self.ks.by_sub,
-                    codec::by_sub_key(d.subscription, d.id),
-                    Vec::new(),
-                );
+                self.batch
+                    .insert(&self.ks.by_sub, codec::by_sub_key(d.subscription, d.id), []);
             }
             statuses.push(AppendStatus::Accepted);
         }
@@ -211,7 +339,20 @@ impl Commit<'_> {
         // at-least-once, refusing the event is not.
         let v = self.ks.dedup.get(key).ok().flatten()?;
         let (seq, accepted_at) = codec::parse_dedup_value(&v)?;
-        (now - accepted_at <= window_ms).then_some(seq)
+        within_window(now, accepted_at, window_ms).then_some(seq)
+    }
+
+    /// Whether a dead letter for `id` exists, counting this commit's own changes.
+    fn dead_exists(&self, id: u64) -> bool {
+        match self.dead.get(&id) {
+            Some(&present) => present,
+            // A read error counts as "absent": the gauge may drift by one, the data does not.
+            None => self
+                .ks
+                .dead
+                .contains_key(codec::u64_key(id))
+                .unwrap_or(false),
+        }
     }
 
     fn record(&mut self, t: &Transition) {
@@ -229,14 +370,16 @@ impl Commit<'_> {
             );
         }
         if let Some(d) = &t.dequeue {
-            self.batch
-                .remove(&self.ks.queue, codec::queue_key(d.subscription, QueuePos::of(d)));
+            self.batch.remove(
+                &self.ks.queue,
+                codec::queue_key(d.subscription, QueuePos::of(d)),
+            );
         }
         if let Some(d) = &t.enqueue {
             self.batch.insert(
                 &self.ks.queue,
                 codec::queue_key(d.subscription, QueuePos::of(d)),
-                codec::encode_delivery(d).to_vec(),
+                codec::encode_delivery(d),
             );
         }
         match t.dead {
@@ -244,31 +387,48 @@ impl Commit<'_> {
             DeadOp::Insert => {
                 // The dead letter keeps the delivery as it was last queued, for replay.
                 if let Some(d) = t.dequeue.as_ref().or(t.enqueue.as_ref()) {
+                    if !self.dead_exists(r.id.0) {
+                        self.dead_delta += 1;
+                    }
+                    self.dead.insert(r.id.0, true);
                     self.batch.insert(
                         &self.ks.dead,
                         codec::u64_key(r.id.0),
-                        codec::encode_delivery(d).to_vec(),
+                        codec::encode_delivery(d),
                     );
                 }
             }
-            DeadOp::Remove => self.batch.remove(&self.ks.dead, codec::u64_key(r.id.0)),
+            DeadOp::Remove => {
+                if self.dead_exists(r.id.0) {
+                    self.dead_delta -= 1;
+                }
+                self.dead.insert(r.id.0, false);
+                self.batch.remove(&self.ks.dead, codec::u64_key(r.id.0));
+            }
         }
     }
 
     fn finish(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<(), JournalError> {
         let batch = std::mem::replace(&mut self.batch, shared.db.batch());
-        let result = batch.commit().and_then(|()| match fsync {
-            // Committing a batch already hands its bytes to the OS (a crash of Herald loses
-            // nothing); the sync is what survives a power loss.
-            FsyncMode::Never => Ok(()),
-            FsyncMode::Batch | FsyncMode::Always if self.appends > 0 || self.has_unit_replies() => {
+        let sync = needs_sync(fsync, self.appends, self.sub_writes, self.flushes);
+        if batch.is_empty() && !sync {
+            // Only barriers (or refused appends): nothing to write, and no evidence that
+            // writes work again.
+            return Ok(());
+        }
+        // Committing hands the batch to the OS (a crash of Herald loses nothing); the sync is
+        // what survives a power loss.
+        let result = batch.commit().and_then(|()| {
+            if sync {
                 shared.db.persist(PersistMode::SyncAll)
+            } else {
+                Ok(())
             }
-            _ => Ok(()),
         });
         match result {
             Ok(()) => {
                 shared.mark_write_ok();
+                shared.dead_changed(self.dead_delta);
                 Ok(())
             }
             Err(e) => {
@@ -278,8 +438,158 @@ impl Commit<'_> {
             }
         }
     }
+}
 
-    fn has_unit_replies(&self) -> bool {
-        self.replies.iter().any(|r| matches!(r, Reply::Unit(_)))
+/// Whether a dedup entry accepted at `accepted_at` still holds at `now`.
+fn within_window(now: i64, accepted_at: i64, window_ms: i64) -> bool {
+    now.saturating_sub(accepted_at) <= window_ms
+}
+
+/// Applies one chunk of retention deletes after re-checking each against the current state.
+fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError> {
+    let ks = &shared.ks;
+    let io = |e: fjall::Error| JournalError::Io(e.to_string());
+    let mut batch = shared.db.batch();
+    let mut stats = SweepStats::default();
+    match chunk {
+        SweepChunk::Deliveries(ids) => {
+            for id in ids {
+                let key = codec::u64_key(id.0);
+                let Some(v) = ks.deliveries.get(key).map_err(io)? else {
+                    continue;
+                };
+                let record = match codec::decode_record(&v) {
+                    Ok(r) => r,
+                    Err(_) => {
+                        // Unreadable and old: nothing can use it.
+                        batch.remove(&ks.deliveries, key);
+                        stats.deliveries += 1;
+                        continue;
+                    }
+                };
+                if !super::retention::removable(record.status) {
+                    continue; // Replayed or retried since the sweep read it.
+                }
+                if ks.dead.contains_key(key).map_err(io)? {
+                    batch.remove(&ks.dead, key);
+                    stats.dead_letters += 1;
+                }
+                batch.remove(&ks.deliveries, key);
+                batch.remove(
+                    &ks.by_sub,
+                    codec::by_sub_key(record.subscription, record.id),
+                );
+                // By prefix rather than `1..=attempts`: every stored attempt goes, whatever
+                // the record says.
+                for g in ks.attempts.prefix(key) {
+                    batch.remove(&ks.attempts, g.key().map_err(io)?);
+                }
+                stats.deliveries += 1;
+            }
+        }
+        SweepChunk::Events(events) => {
+            for (seq, dedup_key) in events {
+                batch.remove(&ks.events, codec::u64_key(seq));
+                // The key may belong to a newer event with the same (source, id) by now.
+                if let Some(v) = ks.dedup.get(&dedup_key).map_err(io)?
+                    && codec::parse_dedup_value(&v).is_some_and(|(s, _)| s == seq)
+                {
+                    batch.remove(&ks.dedup, dedup_key);
+                }
+                stats.events += 1;
+            }
+        }
+    }
+    match batch.commit() {
+        Ok(()) => {
+            shared.dead_removed(stats.dead_letters);
+            Ok(stats)
+        }
+        Err(e) => {
+            let err = io(e);
+            shared.mark_failing(&err);
+            Err(err)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use FsyncMode::{Always, Batch, Never};
+
+    #[test]
+    fn commit_sizing_policy() {
+        // (fsync, appends, events, ops, max_events) → room for more
+        let cases = [
+            (Batch, 0, 0, 0, 10, true),
+            (Batch, 3, 9, 100, 10, true),
+            (Batch, 3, 10, 100, 10, false),
+            (Batch, 0, 0, MAX_COMMIT_OPS, 10, false),
+            (Always, 0, 0, 5, 10, true),
+            (Always, 1, 1, 5, 10, false),
+            (Never, 1, 1, 5, 10, true),
+        ];
+        for (fsync, appends, events, ops, max, want) in cases {
+            assert_eq!(
+                room_for_more(fsync, appends, events, ops, max),
+                want,
+                "{fsync:?} {appends} {events} {ops} {max}"
+            );
+        }
+    }
+
+    #[test]
+    fn waits_only_to_amortize_an_fsync() {
+        let ms = Duration::from_millis;
+        let cases = [
+            (Batch, ms(2), 1, true),
+            (Batch, ms(2), 0, false),
+            (Batch, ms(0), 1, false),
+            (Always, ms(2), 1, false),
+            (Never, ms(2), 1, false),
+        ];
+        for (fsync, window, appends, want) in cases {
+            assert_eq!(
+                wait_for_more(fsync, window, appends),
+                want,
+                "{fsync:?} {window:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sync_policy() {
+        // (fsync, appends, sub_writes, flushes) → sync
+        let cases = [
+            (Batch, 1, 0, 0, true),
+            (Batch, 0, 1, 0, true),
+            (Batch, 0, 0, 0, false),
+            (Always, 1, 0, 0, true),
+            (Never, 1, 1, 0, false),
+            (Never, 0, 0, 1, true),
+            (Batch, 0, 0, 1, true),
+        ];
+        for (fsync, appends, subs, flushes, want) in cases {
+            assert_eq!(
+                needs_sync(fsync, appends, subs, flushes),
+                want,
+                "{fsync:?} {appends} {subs} {flushes}"
+            );
+        }
+    }
+
+    #[test]
+    fn dedup_window_edges() {
+        let cases = [
+            (1_000, 1_000, 0, true),
+            (1_001, 1_000, 0, false),
+            (2_000, 1_000, 1_000, true),
+            (2_001, 1_000, 1_000, false),
+            (i64::MAX, i64::MIN, 10, false),
+        ];
+        for (now, at, window, want) in cases {
+            assert_eq!(within_window(now, at, window), want, "{now} {at} {window}");
+        }
     }
 }
