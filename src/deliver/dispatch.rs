@@ -365,6 +365,17 @@ impl Dispatcher {
     }
 }
 
+/// What the driver does next, decided under the endpoint lock and acted on after it.
+enum Step {
+    Attempt(Item, OwnedSemaphorePermit),
+    Refill,
+    /// Sleep until this many ms from now, or until woken.
+    Sleep(u64),
+    /// Wait to be woken (an attempt finished, new work arrived).
+    Wait,
+    Exit,
+}
+
 /// One endpoint's driver: starts attempts while there is work and capacity, sleeps until the
 /// next retry is due, refills from disk when spilled, and exits when the endpoint is idle.
 async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
@@ -374,54 +385,56 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
             ep.lock().running = false;
             return;
         }
-        let permit = match ep.permits.clone().acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => return,
+        let Ok(permit) = ep.permits.clone().acquire_owned().await else {
+            return;
         };
         let now = now_ms();
         let notified = ep.wake.notified();
         tokio::pin!(notified);
         // Register interest before looking, so a push between the look and the wait wakes us.
         notified.as_mut().enable();
-        let mut st = ep.lock();
-        st.promote(now);
-        if let Some(item) = st.ready.pop_front() {
-            st.inflight.insert(item.delivery.id);
-            drop(st);
-            inner.inflight.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(attempt(inner.clone(), ep.clone(), item, permit));
-            continue;
-        }
-        drop(permit);
-        if st.spilled && st.held() <= window / 2 && st.refilling.is_none() {
-            drop(st);
-            if let Err(e) = refill(&inner, &ep).await {
-                tracing::warn!(subscription = %ep.id, error = %e, "could not read the queue back from the journal; will try again");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        let step = {
+            let mut st = ep.lock();
+            st.promote(now);
+            if let Some(item) = st.ready.pop_front() {
+                st.inflight.insert(item.delivery.id);
+                Step::Attempt(item, permit)
+            } else if st.spilled && st.held() <= window / 2 && st.refilling.is_none() {
+                Step::Refill
+            } else if let Some((&(due, _), _)) = st.delayed.first_key_value() {
+                Step::Sleep((due - now).max(1) as u64)
+            } else if !st.inflight.is_empty() || st.spilled {
+                Step::Wait
+            } else {
+                // Idle: leave the map so a million quiet subscriptions hold nothing here.
+                st.running = false;
+                st.retired = true;
+                Step::Exit
             }
-            continue;
-        }
-        if let Some((&(due, _), _)) = st.delayed.first_key_value() {
-            drop(st);
-            let wait = Duration::from_millis((due - now).max(1) as u64);
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = notified => {}
+        };
+        match step {
+            Step::Attempt(item, permit) => {
+                inner.inflight.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(attempt(inner.clone(), ep.clone(), item, permit));
             }
-            continue;
+            Step::Refill => {
+                if let Err(e) = refill(&inner, &ep).await {
+                    tracing::warn!(subscription = %ep.id, error = %e, "could not read the queue back from the journal; will try again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            Step::Sleep(ms) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = notified => {}
+                }
+            }
+            Step::Wait => notified.await,
+            Step::Exit => {
+                inner.endpoints.remove_if(&ep.id, |_, e| Arc::ptr_eq(e, &ep));
+                return;
+            }
         }
-        if !st.inflight.is_empty() || st.spilled {
-            // Wait for an attempt to finish (it may schedule a retry) or for new work.
-            drop(st);
-            notified.await;
-            continue;
-        }
-        // Idle: leave the map so a million quiet subscriptions hold nothing here.
-        st.running = false;
-        st.retired = true;
-        drop(st);
-        inner.endpoints.remove_if(&ep.id, |_, e| Arc::ptr_eq(e, &ep));
-        return;
     }
 }
 

@@ -36,6 +36,7 @@
 
 mod bucket;
 mod keys;
+pub mod store;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

@@ -48,7 +48,7 @@ fn journal_error(e: JournalError) -> ApiError {
 
 /// Runs a journal read on the blocking pool.
 async fn read<T: Send + 'static>(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     f: impl FnOnce(&dyn crate::journal::Journal) -> Result<T, JournalError> + Send + 'static,
 ) -> Result<T, ApiError> {
     let journal = ctx.app.journal.clone();
@@ -59,7 +59,7 @@ async fn read<T: Send + 'static>(
 }
 
 /// Parses the shared query of the log and dead-letter listings.
-fn query(ctx: &Ctx, q: Option<&str>, status_allowed: bool) -> Result<DeliveryQuery, ApiError> {
+fn query(ctx: &Ctx<'_>, q: Option<&str>, status_allowed: bool) -> Result<DeliveryQuery, ApiError> {
     let mut out = DeliveryQuery {
         limit: 100,
         ..Default::default()
@@ -140,7 +140,7 @@ fn page(records: &[DeliveryRecord], limit: usize) -> Value {
 }
 
 /// `GET /v1/deliveries?subscription=&status=&limit=&before=&since=&until=`
-pub async fn list(ctx: &Ctx, q: Option<&str>) -> Response {
+pub async fn list(ctx: &Ctx<'_>, q: Option<&str>) -> Response {
     let query = match query(ctx, q, true) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
@@ -153,7 +153,7 @@ pub async fn list(ctx: &Ctx, q: Option<&str>) -> Response {
 }
 
 /// `GET /v1/dead-letters?subscription=&limit=&before=&since=&until=`
-pub async fn dead_letters(ctx: &Ctx, q: Option<&str>) -> Response {
+pub async fn dead_letters(ctx: &Ctx<'_>, q: Option<&str>) -> Response {
     let mut query = match query(ctx, q, false) {
         Ok(q) => q,
         Err(e) => return e.into_response(),
@@ -166,7 +166,7 @@ pub async fn dead_letters(ctx: &Ctx, q: Option<&str>) -> Response {
     }
 }
 
-async fn find(ctx: &Ctx, id: &str) -> Result<DeliveryRecord, ApiError> {
+async fn find(ctx: &Ctx<'_>, id: &str) -> Result<DeliveryRecord, ApiError> {
     let not_found = || ApiError::not_found(&format!("delivery `{id}`"));
     let id: DeliveryId = id.parse().map_err(|_| not_found())?;
     let record = read(ctx, move |j| j.delivery(id)).await?.ok_or_else(not_found)?;
@@ -178,7 +178,7 @@ async fn find(ctx: &Ctx, id: &str) -> Result<DeliveryRecord, ApiError> {
 }
 
 /// `GET /v1/deliveries/{id}`: the record and every attempt.
-pub async fn get(ctx: &Ctx, id: &str) -> Response {
+pub async fn get(ctx: &Ctx<'_>, id: &str) -> Response {
     let record = match find(ctx, id).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -194,7 +194,7 @@ pub async fn get(ctx: &Ctx, id: &str) -> Response {
 }
 
 /// `POST /v1/deliveries/{id}/retry`: run it again now.
-pub async fn retry(ctx: &Ctx, id: &str) -> Response {
+pub async fn retry(ctx: &Ctx<'_>, id: &str) -> Response {
     let record = match find(ctx, id).await {
         Ok(r) => r,
         Err(e) => return e.into_response(),

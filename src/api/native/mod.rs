@@ -22,7 +22,16 @@ use body::Mode;
 pub fn store_error(e: StoreError) -> ApiError {
     match e {
         StoreError::Render(r) => {
-            ApiError::validation(vec![FieldError::new(r.field().to_string(), r.to_string())])
+            let fields: Vec<FieldError> = r
+                .field_errors()
+                .iter()
+                .map(|f| FieldError::new(f.field.to_string(), f.problem.to_string()))
+                .collect();
+            if fields.is_empty() {
+                ApiError::validation(vec![FieldError::new("", r.to_string())])
+            } else {
+                ApiError::validation(fields)
+            }
         }
         StoreError::NotFound => ApiError::not_found("subscription"),
         StoreError::Journal(j) => {
@@ -41,7 +50,7 @@ fn view(t: &Target) -> Value {
 }
 
 /// `POST /v1/subscriptions`
-pub async fn create(ctx: &Ctx, req: http::Request<hyper::body::Incoming>) -> Response {
+pub async fn create(ctx: &Ctx<'_>, req: http::Request<hyper::body::Incoming>) -> Response {
     let body = match read_json(ctx, req).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
@@ -91,7 +100,7 @@ pub async fn create(ctx: &Ctx, req: http::Request<hyper::body::Incoming>) -> Res
 }
 
 /// `GET /v1/subscriptions?limit=&after=&enabled=`
-pub fn list(ctx: &Ctx, query: Option<&str>) -> Response {
+pub fn list(ctx: &Ctx<'_>, query: Option<&str>) -> Response {
     let params: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .into_owned()
         .collect();
@@ -127,7 +136,7 @@ pub fn list(ctx: &Ctx, query: Option<&str>) -> Response {
 }
 
 /// Looks a subscription up for the caller (a scoped token sees only its tenants).
-pub fn lookup(ctx: &Ctx, id: &str) -> Result<Arc<Target>, ApiError> {
+pub fn lookup(ctx: &Ctx<'_>, id: &str) -> Result<Arc<Target>, ApiError> {
     let id = parse_id(id)?;
     match ctx.app.subs.get(&id) {
         Some(t) if ctx.may_see(&t.sub) => Ok(t),
@@ -136,7 +145,7 @@ pub fn lookup(ctx: &Ctx, id: &str) -> Result<Arc<Target>, ApiError> {
 }
 
 /// `GET /v1/subscriptions/{id}`
-pub fn get(ctx: &Ctx, id: &str) -> Response {
+pub fn get(ctx: &Ctx<'_>, id: &str) -> Response {
     match lookup(ctx, id) {
         Ok(t) => json_response(StatusCode::OK, &view(&t)),
         Err(e) => e.into_response(),
@@ -145,7 +154,7 @@ pub fn get(ctx: &Ctx, id: &str) -> Response {
 
 /// `PUT` and `PATCH /v1/subscriptions/{id}`
 pub async fn change(
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     id: &str,
     mode: Mode,
     req: http::Request<hyper::body::Incoming>,
@@ -162,7 +171,7 @@ pub async fn change(
         .app
         .subs
         .update(&current.sub.id, ctx.actor, |sub| {
-            let fields = body::parse(&body, mode, Some(sub))?;
+            let fields = body::parse(&body, mode, Some(&*sub))?;
             fields.apply(sub);
             if sub.enabled {
                 sub.disabled_reason = None;
@@ -184,7 +193,7 @@ fn update_error(e: UpdateError<Vec<FieldError>>) -> ApiError {
 }
 
 /// `POST /v1/subscriptions/{id}/enable|disable`
-pub async fn set_enabled(ctx: &Ctx, id: &str, enabled: bool) -> Response {
+pub async fn set_enabled(ctx: &Ctx<'_>, id: &str, enabled: bool) -> Response {
     let current = match lookup(ctx, id) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
@@ -207,7 +216,7 @@ pub async fn set_enabled(ctx: &Ctx, id: &str, enabled: bool) -> Response {
 }
 
 /// `DELETE /v1/subscriptions/{id}`
-pub async fn delete(ctx: &Ctx, id: &str) -> Response {
+pub async fn delete(ctx: &Ctx<'_>, id: &str) -> Response {
     let current = match lookup(ctx, id) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
