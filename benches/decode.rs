@@ -2,7 +2,8 @@
 //!
 //! Three inputs: one ~600-byte structured CloudEvent, a 100-event NDJSON batch of the same
 //! event (throughput is per event, so ns/event reads straight off), and a Sitecore `item:saved`
-//! body. Run briefly with `cargo bench --bench decode -- --quick`.
+//! body; plus simd-json alone on the same event as a same-run reference. Run briefly with
+//! `cargo bench --bench decode -- --quick`.
 
 use std::hint::black_box;
 
@@ -10,6 +11,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald::decode::{Limits, decode};
 use herald::model::InputKind;
+use simd_json::prelude::*;
 
 const CLOUD_EVENT: &str = r#"{
   "specversion": "1.0",
@@ -102,6 +104,20 @@ fn bench(c: &mut Criterion) {
                 0,
             )
             .expect("valid")
+        })
+    });
+
+    // Reference point on the same machine in the same run (this box's speed drifts): simd-json
+    // alone turning the same event into a borrowed value tree, copy of the input included.
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("baseline_simd_json_borrowed_value", |b| {
+        let mut scratch = Vec::with_capacity(CLOUD_EVENT.len());
+        b.iter(|| {
+            scratch.clear();
+            scratch.extend_from_slice(black_box(CLOUD_EVENT.as_bytes()));
+            simd_json::to_borrowed_value(&mut scratch)
+                .map(|v| black_box(v).is_object())
+                .expect("valid")
         })
     });
 

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use simd_json::prelude::*;
 use simd_json::tape::Value;
 
-use super::{DecodeError, Obj, Shape, essence, push_attr, type_name};
+use super::{DecodeError, Obj, Shape, essence, push_attr, type_name, unsupported};
 use crate::model::event::attr;
 use crate::model::{Attributes, Event, InputKind};
 
@@ -45,10 +45,7 @@ pub(crate) fn shape(content_type: Option<&str>) -> Result<Shape, DecodeError> {
     } else if is(NDJSON_CONTENT_TYPE) {
         Ok(Shape::Lines)
     } else {
-        Err(DecodeError::ContentType {
-            got: ct.to_string(),
-            accepted: ACCEPTED,
-        })
+        Err(unsupported(ct, ACCEPTED))
     }
 }
 

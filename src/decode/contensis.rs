@@ -162,9 +162,10 @@ fn workflow_attrs(wf: &Obj<'_, '_>, attributes: &mut Attributes) {
 fn qualify(workflow_id: Option<&str>, state: Option<&str>, value: &str) -> String {
     let mut out = String::new();
     if let Some(w) = workflow_id {
-        let already = value.len() > w.len()
-            && value[..w.len()].eq_ignore_ascii_case(w)
-            && value.as_bytes()[w.len()] == b'.';
+        let v = value.as_bytes();
+        let already = v.len() > w.len()
+            && v[..w.len()].eq_ignore_ascii_case(w.as_bytes())
+            && v[w.len()] == b'.';
         if !already {
             out.push_str(w);
             out.push('.');
@@ -342,6 +343,7 @@ pub(crate) mod tests {
             (Some("wf"), Some("draft"), "submit", "wf.draft.submit"),
             (Some("wf"), None, "wfx.draft", "wf.wfx.draft"),
             (None, None, "draft.submit", "draft.submit"),
+            (Some("w"), None, "éé", "w.éé"),
         ];
         for (wf, state, v, want) in cases {
             assert_eq!(qualify(wf, state, v), want);

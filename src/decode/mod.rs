@@ -287,15 +287,25 @@ fn check_cms_content_type(
     let Some(ct) = content_type.map(essence).filter(|e| !e.is_empty()) else {
         return Ok(());
     };
+    let b = ct.as_bytes();
     let is_json = ct.eq_ignore_ascii_case("application/json")
-        || (ct.len() > 5 && ct[ct.len() - 5..].eq_ignore_ascii_case("+json"));
+        || (b.len() > 5 && b[b.len() - 5..].eq_ignore_ascii_case(b"+json"));
     if is_json {
         Ok(())
     } else {
-        Err(DecodeError::ContentType {
-            got: ct.to_string(),
-            accepted,
-        })
+        Err(unsupported(ct, accepted))
+    }
+}
+
+/// The `415` error, echoing at most 100 bytes of what was sent.
+pub(crate) fn unsupported(content_type: &str, accepted: &'static str) -> DecodeError {
+    let mut end = content_type.len().min(100);
+    while !content_type.is_char_boundary(end) {
+        end -= 1;
+    }
+    DecodeError::ContentType {
+        got: content_type[..end].to_string(),
+        accepted,
     }
 }
 
@@ -1064,7 +1074,13 @@ pub(crate) mod tests {
                 "{ct:?}"
             );
         }
-        for ct in ["application/xml", "text/json", "+json", "application/jsonx"] {
+        for ct in [
+            "application/xml",
+            "text/json",
+            "+json",
+            "application/jsonx",
+            "é+jsoné",
+        ] {
             let err = decode(InputKind::Sitecore, Some(ct), &body, &limits(), 0).expect_err(ct);
             assert_eq!(err.status(), 415, "{ct}");
         }
