@@ -45,14 +45,14 @@ async fn sigterm_drains_in_flight_attempts_and_exits_zero() {
     h.subscribe(json!({"name": "slowish", "url": cap.url("/")})).await;
     h.ingest("/v1/events", "application/json", cloudevent("t-1", "a.b").to_string()).await;
     cap.wait_for(1, Duration::from_secs(20)).await;
-    let status = h.terminate(Duration::from_secs(20));
+    let status = h.terminate(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status}; log:\n{}", h.log());
-    h.wait_notice("STOPPING=1", Duration::from_secs(1));
+    h.wait_notice("STOPPING=1", Duration::from_secs(1)).await;
     // The in-flight attempt was allowed to finish: it is delivered, not left queued.
     assert!(h.log().contains("herald stopped"), "{}", h.log());
     let h = h.restart().await;
     let v = h.api("GET", "/v1/deliveries?status=delivered", None).await.json();
-    assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}\n{}", h.log());
     assert_eq!(cap.count(), 1, "not delivered a second time after restart");
 }
 

@@ -109,15 +109,11 @@ impl Herald {
     }
 
     /// Starts again on the same data directory and config (after a kill or a clean stop).
-    pub async fn restart(self) -> Herald {
-        let Herald {
-            mut child,
-            dir,
-            config,
-            ..
-        } = self;
-        let _ = child.kill();
-        let _ = child.wait();
+    pub async fn restart(mut self) -> Herald {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        drop(self);
         Herald::launch(dir, config).await
     }
 
@@ -153,7 +149,7 @@ impl Herald {
             notify,
             notices: Vec::new(),
         };
-        let status = h.wait_notice("READY=1", Duration::from_secs(60));
+        let status = h.wait_notice("READY=1", Duration::from_secs(60)).await;
         for part in status.split_whitespace() {
             if let Some(a) = part.strip_prefix("http=") {
                 h.addr = a.parse().unwrap();
@@ -166,7 +162,7 @@ impl Herald {
     }
 
     /// Waits for a notify datagram containing `what`; returns its STATUS line (if any).
-    pub fn wait_notice(&mut self, what: &str, within: Duration) -> String {
+    pub async fn wait_notice(&mut self, what: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
         let mut buf = [0u8; 4096];
         loop {
@@ -186,7 +182,7 @@ impl Herald {
                 "no {what} from herald within {within:?}; log:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(10));
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -209,7 +205,7 @@ impl Herald {
     }
 
     /// `SIGTERM`, then waits (bounded) for the exit status.
-    pub fn terminate(&mut self, within: Duration) -> ExitStatus {
+    pub async fn terminate(&mut self, within: Duration) -> ExitStatus {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -224,7 +220,7 @@ impl Herald {
                 "herald did not exit within {within:?} of SIGTERM; log:\n{}",
                 self.log()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
