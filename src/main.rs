@@ -9,7 +9,11 @@ use herald::config::Config;
 use herald::ingest::server::Listeners;
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Webhook dispatch daemon for content-management events")]
+#[command(
+    name = "herald",
+    version,
+    about = "Webhook dispatch daemon for content-management events"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -80,8 +84,13 @@ fn main() -> ExitCode {
             };
             let result = runtime.block_on(async {
                 let listeners = Listeners::bind(&config.server)?;
-                herald::daemon::run(config, listeners, metrics, herald::daemon::shutdown_signal())
-                    .await
+                herald::daemon::run(
+                    config,
+                    listeners,
+                    metrics,
+                    herald::daemon::shutdown_signal(),
+                )
+                .await
             });
             match result {
                 Ok(()) => ExitCode::SUCCESS,

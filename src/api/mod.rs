@@ -70,7 +70,8 @@ fn routes() -> matchit::Router<Route> {
         ("/metrics", Route::Metrics),
     ];
     for (path, route) in table {
-        r.insert(path, route).expect("the route table has no conflicts");
+        r.insert(path, route)
+            .expect("the route table has no conflicts");
     }
     r
 }
@@ -189,8 +190,12 @@ impl App {
             (Route::Subscriptions, Method::GET) => native::list(&ctx, q),
             (Route::Subscriptions, _) => ApiError::method_not_allowed("GET, POST").into_response(),
             (Route::Subscription, Method::GET) => native::get(&ctx, id),
-            (Route::Subscription, Method::PUT) => native::change(&ctx, id, Mode::Replace, req).await,
-            (Route::Subscription, Method::PATCH) => native::change(&ctx, id, Mode::Patch, req).await,
+            (Route::Subscription, Method::PUT) => {
+                native::change(&ctx, id, Mode::Replace, req).await
+            }
+            (Route::Subscription, Method::PATCH) => {
+                native::change(&ctx, id, Mode::Patch, req).await
+            }
             (Route::Subscription, Method::DELETE) => native::delete(&ctx, id).await,
             (Route::Subscription, _) => {
                 ApiError::method_not_allowed("GET, PUT, PATCH, DELETE").into_response()
@@ -210,7 +215,11 @@ impl App {
         };
         let status = resp.status();
         if status.is_client_error() || status.is_server_error() {
-            let class = if status.is_client_error() { "4xx" } else { "5xx" };
+            let class = if status.is_client_error() {
+                "4xx"
+            } else {
+                "5xx"
+            };
             metrics::counter!(m::API_ERRORS, "dialect" => "native", "status" => class).increment(1);
         }
         resp
@@ -259,7 +268,13 @@ pub async fn read_json(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Result<Va
         .headers()
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     if let Some(ct) = ct
         && ct != "application/json"
         && !ct.ends_with("+json")

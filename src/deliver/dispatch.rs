@@ -431,7 +431,9 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
             }
             Step::Wait => notified.await,
             Step::Exit => {
-                inner.endpoints.remove_if(&ep.id, |_, e| Arc::ptr_eq(e, &ep));
+                inner
+                    .endpoints
+                    .remove_if(&ep.id, |_, e| Arc::ptr_eq(e, &ep));
                 return;
             }
         }
@@ -619,15 +621,8 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
         },
     };
     let policy = sub.retry.as_ref().unwrap_or(&cfg.retry);
-    let (next, t) = outcome::after_attempt(
-        &d,
-        ev,
-        record,
-        &summary,
-        policy,
-        fastrand::f64(),
-        now_ms(),
-    );
+    let (next, t) =
+        outcome::after_attempt(&d, ev, record, &summary, policy, fastrand::f64(), now_ms());
     inner.journal.record(t);
     match &next {
         Next::Delivered => {
@@ -647,7 +642,9 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
                             metrics::counter!(m::SUBSCRIPTIONS_AUTO_DISABLED).increment(1);
                             tracing::warn!(subscription = %id, "target answered 410 Gone; subscription disabled");
                         }
-                        Err(e) => tracing::warn!(subscription = %id, error = %e, "could not disable the subscription after 410 Gone"),
+                        Err(e) => {
+                            tracing::warn!(subscription = %id, error = %e, "could not disable the subscription after 410 Gone")
+                        }
                     }
                 });
             }

@@ -65,10 +65,9 @@ fn decode_error(e: &DecodeError) -> ApiError {
 impl Ingest {
     /// Handles one ingest request of the given input kind.
     pub async fn handle(&self, kind: InputKind, req: http::Request<Incoming>) -> Response {
-        if let Err(e) = auth::check_bearer(
-            req.headers().get(http::header::AUTHORIZATION),
-            &self.tokens,
-        ) {
+        if let Err(e) =
+            auth::check_bearer(req.headers().get(http::header::AUTHORIZATION), &self.tokens)
+        {
             return rejected(reject::UNAUTHORIZED, ApiError::unauthorized(e.message()));
         }
         let too_large = || {
@@ -115,11 +114,16 @@ impl Ingest {
             }
         };
         let received_at_ms = now_ms();
-        let mut events =
-            match decode::decode(kind, content_type.as_deref(), &body, &self.limits, received_at_ms) {
-                Ok(ev) => ev,
-                Err(e) => return rejected(e.reason(), decode_error(&e)),
-            };
+        let mut events = match decode::decode(
+            kind,
+            content_type.as_deref(),
+            &body,
+            &self.limits,
+            received_at_ms,
+        ) {
+            Ok(ev) => ev,
+            Err(e) => return rejected(e.reason(), decode_error(&e)),
+        };
         if let Some(space) = space {
             let value: Box<str> = space.to_lowercase().into();
             for e in &mut events {

@@ -168,7 +168,10 @@ pub async fn serve<H: Handler>(
         let _ = std::fs::remove_file(path);
     }
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             grace_s = grace.as_secs(),
             "open HTTP connections did not finish in time; closing them"

@@ -69,7 +69,9 @@ pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String
         .and_then(|b| {
             b.set_buckets_for_metric(
                 Matcher::Full(JOURNAL_BATCH_EVENTS.to_string()),
-                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0],
+                &[
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
+                ],
             )
         })
         .map_err(|e| e.to_string())?
@@ -81,25 +83,56 @@ pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String
 
 fn describe() {
     use crate::model::{AttemptClass, InputKind};
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(EVENTS_RECEIVED, "Events accepted (acknowledged with 202), by input source.");
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        EVENTS_RECEIVED,
+        "Events accepted (acknowledged with 202), by input source."
+    );
     describe_counter!(EVENTS_REJECTED, "Ingest requests refused, by reason.");
-    describe_counter!(EVENTS_DUPLICATE, "Events acknowledged again without redelivery (dedup).");
-    describe_counter!(DELIVERIES, "Deliveries finished, by outcome (delivered, dead).");
-    describe_counter!(DELIVERIES_CREATED, "Deliveries created by matching subscriptions.");
+    describe_counter!(
+        EVENTS_DUPLICATE,
+        "Events acknowledged again without redelivery (dedup)."
+    );
+    describe_counter!(
+        DELIVERIES,
+        "Deliveries finished, by outcome (delivered, dead)."
+    );
+    describe_counter!(
+        DELIVERIES_CREATED,
+        "Deliveries created by matching subscriptions."
+    );
     describe_counter!(DELIVERY_ATTEMPTS, "Delivery attempts, by result class.");
-    describe_histogram!(DELIVERY_DURATION, Unit::Seconds, "Duration of one delivery attempt.");
-    describe_gauge!(RETRY_QUEUE_DEPTH, "Deliveries waiting for a retry after a failure.");
+    describe_histogram!(
+        DELIVERY_DURATION,
+        Unit::Seconds,
+        "Duration of one delivery attempt."
+    );
+    describe_gauge!(
+        RETRY_QUEUE_DEPTH,
+        "Deliveries waiting for a retry after a failure."
+    );
     describe_gauge!(DEAD_LETTERS, "Dead letters kept.");
     describe_gauge!(SUBSCRIPTIONS, "Subscriptions stored.");
     describe_gauge!(INFLIGHT_DELIVERIES, "Delivery attempts in flight.");
-    describe_gauge!(PENDING_DELIVERIES, "Deliveries queued (memory and disk), not yet finished.");
-    describe_counter!(SUBSCRIPTIONS_AUTO_DISABLED, "Subscriptions disabled after 410 Gone.");
+    describe_gauge!(
+        PENDING_DELIVERIES,
+        "Deliveries queued (memory and disk), not yet finished."
+    );
+    describe_counter!(
+        SUBSCRIPTIONS_AUTO_DISABLED,
+        "Subscriptions disabled after 410 Gone."
+    );
     describe_counter!(JOURNAL_COMMITS, "Journal group commits.");
     describe_histogram!(JOURNAL_BATCH_EVENTS, "Events per journal group commit.");
     describe_counter!(JOURNAL_ERRORS, "Journal write failures, by kind.");
-    describe_gauge!(JOURNAL_HEALTHY, "1 when the journal accepts writes, 0 when failing.");
-    describe_counter!(API_ERRORS, "Management API error answers, by dialect and status class.");
+    describe_gauge!(
+        JOURNAL_HEALTHY,
+        "1 when the journal accepts writes, 0 when failing."
+    );
+    describe_counter!(
+        API_ERRORS,
+        "Management API error answers, by dialect and status class."
+    );
     for k in InputKind::ALL {
         metrics::counter!(EVENTS_RECEIVED, "source" => k.as_str()).absolute(0);
     }
@@ -115,7 +148,12 @@ fn describe() {
     metrics::counter!(EVENTS_DUPLICATE).absolute(0);
     metrics::counter!(DELIVERIES_CREATED).absolute(0);
     metrics::counter!(SUBSCRIPTIONS_AUTO_DISABLED).absolute(0);
-    for g in [RETRY_QUEUE_DEPTH, DEAD_LETTERS, INFLIGHT_DELIVERIES, PENDING_DELIVERIES] {
+    for g in [
+        RETRY_QUEUE_DEPTH,
+        DEAD_LETTERS,
+        INFLIGHT_DELIVERIES,
+        PENDING_DELIVERIES,
+    ] {
         metrics::gauge!(g).set(0.0);
     }
 }

@@ -55,7 +55,10 @@ async fn signed_delivery_has_standard_webhooks_headers_and_verifies() {
     assert_eq!(r.path, "/hook");
     // A CloudEvent passes through byte for byte.
     assert_eq!(r.body, sent.as_bytes());
-    assert_eq!(r.header("content-type"), Some("application/cloudevents+json"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/cloudevents+json")
+    );
     assert!(r.header("user-agent").unwrap().starts_with("Herald/"));
     assert_eq!(r.header("x-team"), Some("web"));
     assert_eq!(r.header("x-key"), Some("k"));
@@ -73,7 +76,9 @@ async fn signed_delivery_has_standard_webhooks_headers_and_verifies() {
     msg.extend_from_slice(&r.body);
     let sig = r.header("webhook-signature").unwrap();
     let b64 = sig.strip_prefix("v1,").expect("v1 signature");
-    let raw = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
     ring::hmac::verify(&k, &msg, &raw).expect("signature verifies");
     // And a tampered body does not.
     let mut bad = msg.clone();
@@ -97,7 +102,10 @@ async fn retries_after_500s_then_succeeds_with_a_stable_id() {
     )
     .await;
     let got = cap.wait_for(3, WAIT).await;
-    let ids: Vec<_> = got.iter().map(|c| c.header("webhook-id").unwrap()).collect();
+    let ids: Vec<_> = got
+        .iter()
+        .map(|c| c.header("webhook-id").unwrap())
+        .collect();
     assert_eq!(ids[0], ids[1]);
     assert_eq!(ids[1], ids[2]);
     let log = eventually(WAIT, "delivered in the log", || async {
@@ -112,7 +120,11 @@ async fn retries_after_500s_then_succeeds_with_a_stable_id() {
     assert_eq!(log["attempts"], 3);
     assert_eq!(log["last_attempt"]["status_code"], 200);
     let detail = h
-        .api("GET", &format!("/v1/deliveries/{}", log["id"].as_str().unwrap()), None)
+        .api(
+            "GET",
+            &format!("/v1/deliveries/{}", log["id"].as_str().unwrap()),
+            None,
+        )
         .await
         .json();
     let codes: Vec<_> = detail["attempt_log"]
@@ -123,11 +135,13 @@ async fn retries_after_500s_then_succeeds_with_a_stable_id() {
         .collect();
     assert_eq!(codes, vec![json!(500), json!(503), json!(200)]);
     assert_eq!(
-        h.metric("herald_delivery_attempts_total{class=\"5xx\"}").await,
+        h.metric("herald_delivery_attempts_total{class=\"5xx\"}")
+            .await,
         2.0
     );
     assert_eq!(
-        h.metric("herald_deliveries_total{outcome=\"delivered\"}").await,
+        h.metric("herald_deliveries_total{outcome=\"delivered\"}")
+            .await,
         1.0
     );
 }
@@ -152,7 +166,10 @@ async fn dead_letter_after_the_schedule_runs_out_then_manual_retry() {
             .api("GET", &format!("/v1/dead-letters?subscription={sub}"), None)
             .await
             .json();
-        v["data"].as_array().filter(|a| !a.is_empty()).map(|a| a[0].clone())
+        v["data"]
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .map(|a| a[0].clone())
     })
     .await;
     assert_eq!(dead["status"], "dead");
@@ -185,7 +202,9 @@ async fn dead_letter_after_the_schedule_runs_out_then_manual_retry() {
 async fn gone_disables_the_subscription() {
     let h = Herald::start().await;
     let cap = Capture::with_default(Reply::status(410)).await;
-    let sub = h.subscribe(json!({"name": "gone", "url": cap.url("/")})).await;
+    let sub = h
+        .subscribe(json!({"name": "gone", "url": cap.url("/")}))
+        .await;
     h.ingest(
         "/v1/events",
         "application/json",
@@ -194,7 +213,10 @@ async fn gone_disables_the_subscription() {
     .await;
     cap.wait_for(1, WAIT).await;
     let v = eventually(WAIT, "subscription disabled", || async {
-        let v = h.api("GET", &format!("/v1/subscriptions/{sub}"), None).await.json();
+        let v = h
+            .api("GET", &format!("/v1/subscriptions/{sub}"), None)
+            .await
+            .json();
         (v["enabled"] == false).then_some(v)
     })
     .await;
@@ -206,8 +228,12 @@ async fn gone_disables_the_subscription() {
         cloudevent("g-2", "x.y").to_string(),
     )
     .await;
-    h.wait_metric("herald_events_received_total{source=\"cloudevents\"}", 2.0, WAIT)
-        .await;
+    h.wait_metric(
+        "herald_events_received_total{source=\"cloudevents\"}",
+        2.0,
+        WAIT,
+    )
+    .await;
     assert_eq!(cap.count(), 1);
 }
 
@@ -227,7 +253,10 @@ async fn retry_after_is_honoured() {
     .await;
     let got = cap.wait_for(2, WAIT).await;
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_millis(900), "retried after {gap:?}, not ~1s");
+    assert!(
+        gap >= Duration::from_millis(900),
+        "retried after {gap:?}, not ~1s"
+    );
 }
 
 #[tokio::test]
@@ -235,8 +264,10 @@ async fn a_slow_endpoint_does_not_delay_a_fast_one() {
     let h = Herald::start().await;
     let slow = Capture::with_default(Reply::status(200).delay(Duration::from_secs(3))).await;
     let fast = Capture::start().await;
-    h.subscribe(json!({"name": "slow", "url": slow.url("/")})).await;
-    h.subscribe(json!({"name": "fast", "url": fast.url("/")})).await;
+    h.subscribe(json!({"name": "slow", "url": slow.url("/")}))
+        .await;
+    h.subscribe(json!({"name": "fast", "url": fast.url("/")}))
+        .await;
     // More events than the slow endpoint's concurrency limit can take at once.
     let batch: Vec<String> = (0..100)
         .map(|i| cloudevent(&format!("s-{i}"), "x.y").to_string())
@@ -250,7 +281,10 @@ async fn a_slow_endpoint_does_not_delay_a_fast_one() {
         took < Duration::from_secs(3),
         "the fast endpoint got all 100 only after {took:?}: it waited for the slow one"
     );
-    assert!(slow.count() <= 32, "slow endpoint exceeded its in-flight limit");
+    assert!(
+        slow.count() <= 32,
+        "slow endpoint exceeded its in-flight limit"
+    );
 }
 
 #[tokio::test]
@@ -276,7 +310,10 @@ async fn private_targets_are_refused_unless_allowed() {
             .api("GET", &format!("/v1/dead-letters?subscription={sub}"), None)
             .await
             .json();
-        v["data"].as_array().filter(|a| !a.is_empty()).map(|a| a[0].clone())
+        v["data"]
+            .as_array()
+            .filter(|a| !a.is_empty())
+            .map(|a| a[0].clone())
     })
     .await;
     assert_eq!(d["last_attempt"]["class"], "refused");
@@ -299,12 +336,18 @@ async fn formats_raw_and_sitecore() {
     h.subscribe(json!({"name": "raw", "url": raw.url("/"), "format": "raw"}))
         .await;
     let sc_id = h
-        .subscribe(json!({"name": "Publisher hook", "url": sc.url("/"), "format": "sitecore",
-                          "filters": [{"types": ["item:*"], "attributes": {"language": "en"}}]}))
+        .subscribe(
+            json!({"name": "Publisher hook", "url": sc.url("/"), "format": "sitecore",
+                          "filters": [{"types": ["item:*"], "attributes": {"language": "en"}}]}),
+        )
         .await;
     h.subscribe(json!({"name": "ce", "url": ce.url("/")})).await;
-    h.ingest("/v1/ingest/sitecore", "application/json", SITECORE_ITEM_SAVED)
-        .await;
+    h.ingest(
+        "/v1/ingest/sitecore",
+        "application/json",
+        SITECORE_ITEM_SAVED,
+    )
+    .await;
     let r = &raw.wait_for(1, WAIT).await[0];
     assert_eq!(r.body, SITECORE_ITEM_SAVED.as_bytes());
     let s = sc.wait_for(1, WAIT).await[0].json();
@@ -313,7 +356,10 @@ async fn formats_raw_and_sitecore() {
     assert_eq!(s["WebhookItemName"], "Publisher hook");
     assert_eq!(s["Item"]["Id"], "4c3a401e-8b78-440a-bf88-736a71ce8e5a");
     let c = &ce.wait_for(1, WAIT).await[0];
-    assert_eq!(c.header("content-type"), Some("application/cloudevents+json"));
+    assert_eq!(
+        c.header("content-type"),
+        Some("application/cloudevents+json")
+    );
     let c = c.json();
     assert_eq!(c["specversion"], "1.0");
     assert_eq!(c["type"], "item:saved");

@@ -45,11 +45,19 @@ async fn each_input_format_is_accepted_and_routed_by_type() {
         ]}))
         .await;
     let a = h
-        .ingest("/v1/ingest/sitecore", "application/json", SITECORE_ITEM_SAVED)
+        .ingest(
+            "/v1/ingest/sitecore",
+            "application/json",
+            SITECORE_ITEM_SAVED,
+        )
         .await;
     assert_eq!(a["accepted"], 1);
     let a = h
-        .ingest("/v1/ingest/datocms", "application/json", DATOCMS_ITEM_UPDATE)
+        .ingest(
+            "/v1/ingest/datocms",
+            "application/json",
+            DATOCMS_ITEM_UPDATE,
+        )
         .await;
     assert_eq!(a["ids"], json!(["456"]));
     h.ingest(
@@ -58,7 +66,10 @@ async fn each_input_format_is_accepted_and_routed_by_type() {
         CONTENSIS_PUBLISHED,
     )
     .await;
-    let batch = json!([cloudevent("b-1", "com.example.a"), cloudevent("b-2", "com.example.b")]);
+    let batch = json!([
+        cloudevent("b-1", "com.example.a"),
+        cloudevent("b-2", "com.example.b")
+    ]);
     let a = h
         .ingest(
             "/v1/events",
@@ -66,7 +77,10 @@ async fn each_input_format_is_accepted_and_routed_by_type() {
             batch.to_string(),
         )
         .await;
-    assert_eq!(a, json!({"accepted": 2, "ids": ["b-1", "b-2"], "duplicates": []}));
+    assert_eq!(
+        a,
+        json!({"accepted": 2, "ids": ["b-1", "b-2"], "duplicates": []})
+    );
     let got = cap.wait_for(5, WAIT).await;
     let bodies: Vec<String> = got
         .iter()
@@ -83,8 +97,12 @@ async fn each_input_format_is_accepted_and_routed_by_type() {
         cloudevent("n-1", "other.thing").to_string(),
     )
     .await;
-    h.wait_metric("herald_events_received_total{source=\"cloudevents\"}", 3.0, WAIT)
-        .await;
+    h.wait_metric(
+        "herald_events_received_total{source=\"cloudevents\"}",
+        3.0,
+        WAIT,
+    )
+    .await;
     assert_eq!(cap.count(), 5);
 }
 
@@ -101,7 +119,13 @@ async fn the_unix_socket_serves_the_same_api() {
         .map(|e| e.to_string())
         .join("\n");
     let a = h
-        .request_unix("POST", "/v1/events", Some("application/x-ndjson"), lines, None)
+        .request_unix(
+            "POST",
+            "/v1/events",
+            Some("application/x-ndjson"),
+            lines,
+            None,
+        )
         .await;
     assert_eq!(a.status, 202, "{}", a.text());
     assert_eq!(a.json()["accepted"], 2);
@@ -122,11 +146,18 @@ async fn bad_input_is_refused_clearly_and_disturbs_nothing() {
     })
     .await;
     let cap = Capture::start().await;
-    h.subscribe(json!({"name": "all", "url": cap.url("/")})).await;
+    h.subscribe(json!({"name": "all", "url": cap.url("/")}))
+        .await;
     let tok = Some("ingest-token-0123456789");
     let good = cloudevent("ok-1", "a.b").to_string();
     let a = h
-        .request("POST", "/v1/events", Some("application/json"), good.clone(), tok)
+        .request(
+            "POST",
+            "/v1/events",
+            Some("application/json"),
+            good.clone(),
+            tok,
+        )
         .await;
     assert_eq!(a.status, 202, "{}", a.text());
 
@@ -150,44 +181,128 @@ async fn bad_input_is_refused_clearly_and_disturbs_nothing() {
     ])
     .to_string();
     let cases = vec![
-        Case { name: "no token", content_type: Some("application/json"), body: good.clone(), token: None, status: 401, reason: "unauthorized" },
-        Case { name: "wrong token", content_type: Some("application/json"), body: good.clone(), token: Some("nope-nope-nope-nope"), status: 401, reason: "unauthorized" },
-        Case { name: "malformed", content_type: Some("application/json"), body: "{\"specversion\": ".into(), token: tok, status: 400, reason: "malformed" },
-        Case { name: "content type", content_type: Some("text/plain"), body: good.clone(), token: tok, status: 415, reason: "content_type" },
-        Case { name: "too large", content_type: Some("application/json"), body: big, token: tok, status: 413, reason: "too_large" },
-        Case { name: "too many items", content_type: Some("application/x-ndjson"), body: many, token: tok, status: 413, reason: "too_large" },
-        Case { name: "bad batch", content_type: Some("application/cloudevents-batch+json"), body: bad_batch, token: tok, status: 400, reason: "invalid" },
+        Case {
+            name: "no token",
+            content_type: Some("application/json"),
+            body: good.clone(),
+            token: None,
+            status: 401,
+            reason: "unauthorized",
+        },
+        Case {
+            name: "wrong token",
+            content_type: Some("application/json"),
+            body: good.clone(),
+            token: Some("nope-nope-nope-nope"),
+            status: 401,
+            reason: "unauthorized",
+        },
+        Case {
+            name: "malformed",
+            content_type: Some("application/json"),
+            body: "{\"specversion\": ".into(),
+            token: tok,
+            status: 400,
+            reason: "malformed",
+        },
+        Case {
+            name: "content type",
+            content_type: Some("text/plain"),
+            body: good.clone(),
+            token: tok,
+            status: 415,
+            reason: "content_type",
+        },
+        Case {
+            name: "too large",
+            content_type: Some("application/json"),
+            body: big,
+            token: tok,
+            status: 413,
+            reason: "too_large",
+        },
+        Case {
+            name: "too many items",
+            content_type: Some("application/x-ndjson"),
+            body: many,
+            token: tok,
+            status: 413,
+            reason: "too_large",
+        },
+        Case {
+            name: "bad batch",
+            content_type: Some("application/cloudevents-batch+json"),
+            body: bad_batch,
+            token: tok,
+            status: 400,
+            reason: "invalid",
+        },
     ];
     for c in &cases {
         let a = h
-            .request("POST", "/v1/events", c.content_type, c.body.clone(), c.token)
+            .request(
+                "POST",
+                "/v1/events",
+                c.content_type,
+                c.body.clone(),
+                c.token,
+            )
             .await;
         assert_eq!(a.status, c.status, "{}: {}", c.name, a.text());
         let v = a.json();
-        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{}: {v}", c.name);
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{}: {v}",
+            c.name
+        );
         if c.name == "bad batch" {
             let items = v["items"].as_array().expect("items listed");
             let idx: Vec<u64> = items.iter().map(|i| i["index"].as_u64().unwrap()).collect();
             assert_eq!(idx, vec![1, 2], "{v}");
-            assert!(items.iter().all(|i| !i["reason"].as_str().unwrap().is_empty()));
+            assert!(
+                items
+                    .iter()
+                    .all(|i| !i["reason"].as_str().unwrap().is_empty())
+            );
         }
     }
-    for reason in ["unauthorized", "malformed", "content_type", "too_large", "invalid"] {
+    for reason in [
+        "unauthorized",
+        "malformed",
+        "content_type",
+        "too_large",
+        "invalid",
+    ] {
         let want = cases.iter().filter(|c| c.reason == reason).count() as f64;
         let got = h
-            .metric(&format!("herald_events_rejected_total{{reason=\"{reason}\"}}"))
+            .metric(&format!(
+                "herald_events_rejected_total{{reason=\"{reason}\"}}"
+            ))
             .await;
         assert_eq!(got, want, "rejected {reason}");
     }
     // The event accepted first still arrives, and nothing from the refused requests does
     // (the bad batch's valid first item included: a batch is all or nothing).
     let after = h
-        .request("POST", "/v1/events", Some("application/json"), cloudevent("ok-2", "a.b").to_string(), tok)
+        .request(
+            "POST",
+            "/v1/events",
+            Some("application/json"),
+            cloudevent("ok-2", "a.b").to_string(),
+            tok,
+        )
         .await;
     assert_eq!(after.status, 202);
     let got = cap.wait_for(2, WAIT).await;
-    let ids: Vec<String> = got.iter().map(|c| c.json()["id"].as_str().unwrap().to_string()).collect();
-    assert!(ids.contains(&"ok-1".to_string()) && ids.contains(&"ok-2".to_string()), "{ids:?}");
-    h.wait_metric("herald_deliveries_total{outcome=\"delivered\"}", 2.0, WAIT).await;
+    let ids: Vec<String> = got
+        .iter()
+        .map(|c| c.json()["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        ids.contains(&"ok-1".to_string()) && ids.contains(&"ok-2".to_string()),
+        "{ids:?}"
+    );
+    h.wait_metric("herald_deliveries_total{outcome=\"delivered\"}", 2.0, WAIT)
+        .await;
     assert_eq!(cap.count(), 2, "only the two good events were delivered");
 }

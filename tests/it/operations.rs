@@ -11,12 +11,23 @@ use crate::support::{Capture, Herald, Reply};
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let h = Herald::start().await;
-    assert_eq!(h.request("GET", "/healthz", None, "", None).await.status, 200);
+    assert_eq!(
+        h.request("GET", "/healthz", None, "", None).await.status,
+        200
+    );
     let r = h.request("GET", "/readyz", None, "", None).await;
-    assert_eq!((r.status, r.json()["status"].clone()), (200, json!("ready")));
+    assert_eq!(
+        (r.status, r.json()["status"].clone()),
+        (200, json!("ready"))
+    );
     let m = h.request("GET", "/metrics", None, "", None).await;
     assert_eq!(m.status, 200);
-    assert!(m.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        m.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = m.text();
     for name in [
         "herald_events_received_total{source=\"sitecore\"}",
@@ -33,17 +44,33 @@ async fn health_readiness_and_metrics() {
     let cap = Capture::start().await;
     h.subscribe(json!({"name": "m", "url": cap.url("/")})).await;
     assert_eq!(h.metric("herald_subscriptions").await, 1.0);
-    h.ingest("/v1/events", "application/json", cloudevent("m-1", "a.b").to_string()).await;
+    h.ingest(
+        "/v1/events",
+        "application/json",
+        cloudevent("m-1", "a.b").to_string(),
+    )
+    .await;
     cap.wait_for(1, Duration::from_secs(20)).await;
-    h.wait_metric("herald_delivery_duration_seconds_count", 1.0, Duration::from_secs(20)).await;
+    h.wait_metric(
+        "herald_delivery_duration_seconds_count",
+        1.0,
+        Duration::from_secs(20),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_attempts_and_exits_zero() {
     let mut h = Herald::start().await;
     let cap = Capture::with_default(Reply::status(200).delay(Duration::from_millis(800))).await;
-    h.subscribe(json!({"name": "slowish", "url": cap.url("/")})).await;
-    h.ingest("/v1/events", "application/json", cloudevent("t-1", "a.b").to_string()).await;
+    h.subscribe(json!({"name": "slowish", "url": cap.url("/")}))
+        .await;
+    h.ingest(
+        "/v1/events",
+        "application/json",
+        cloudevent("t-1", "a.b").to_string(),
+    )
+    .await;
     cap.wait_for(1, Duration::from_secs(20)).await;
     let status = h.terminate(Duration::from_secs(20)).await;
     assert!(status.success(), "exit status {status}; log:\n{}", h.log());
@@ -51,7 +78,10 @@ async fn sigterm_drains_in_flight_attempts_and_exits_zero() {
     // The in-flight attempt was allowed to finish: it is delivered, not left queued.
     assert!(h.log().contains("herald stopped"), "{}", h.log());
     let h = h.restart().await;
-    let v = h.api("GET", "/v1/deliveries?status=delivered", None).await.json();
+    let v = h
+        .api("GET", "/v1/deliveries?status=delivered", None)
+        .await
+        .json();
     assert_eq!(v["data"].as_array().unwrap().len(), 1, "{v}\n{}", h.log());
     assert_eq!(cap.count(), 1, "not delivered a second time after restart");
 }
@@ -72,7 +102,11 @@ fn check_config_reports_every_error_with_its_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    for key in ["server.listen", "delivery.allow_networks[0]", "delivery.timeout"] {
+    for key in [
+        "server.listen",
+        "delivery.allow_networks[0]",
+        "delivery.timeout",
+    ] {
         assert!(err.contains(key), "{key} missing from:\n{err}");
     }
     let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/config/herald.toml");
@@ -80,5 +114,9 @@ fn check_config_reports_every_error_with_its_key() {
         .args(["check-config", shipped])
         .output()
         .unwrap();
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
 }

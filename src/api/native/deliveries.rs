@@ -67,9 +67,9 @@ fn query(ctx: &Ctx<'_>, q: Option<&str>, status_allowed: bool) -> Result<Deliver
     for (k, v) in form_urlencoded::parse(q.unwrap_or("").as_bytes()) {
         match &*k {
             "subscription" => {
-                let id: SubscriptionId = v
-                    .parse()
-                    .map_err(|_| ApiError::bad_request("`subscription` must be a subscription id"))?;
+                let id: SubscriptionId = v.parse().map_err(|_| {
+                    ApiError::bad_request("`subscription` must be a subscription id")
+                })?;
                 match ctx.app.subs.get(&id) {
                     Some(t) if !ctx.may_see(&t.sub) => {
                         return Err(ApiError::not_found(&format!("subscription `{id}`")));
@@ -90,7 +90,9 @@ fn query(ctx: &Ctx<'_>, q: Option<&str>, status_allowed: bool) -> Result<Deliver
                     .parse()
                     .ok()
                     .filter(|n| (1..=1000).contains(n))
-                    .ok_or_else(|| ApiError::bad_request("`limit` must be a number from 1 to 1000"))?
+                    .ok_or_else(|| {
+                        ApiError::bad_request("`limit` must be a number from 1 to 1000")
+                    })?
             }
             "before" => {
                 out.before = Some(v.parse().map(DeliveryId).map_err(|_| {
@@ -169,7 +171,9 @@ pub async fn dead_letters(ctx: &Ctx<'_>, q: Option<&str>) -> Response {
 async fn find(ctx: &Ctx<'_>, id: &str) -> Result<DeliveryRecord, ApiError> {
     let not_found = || ApiError::not_found(&format!("delivery `{id}`"));
     let id: DeliveryId = id.parse().map_err(|_| not_found())?;
-    let record = read(ctx, move |j| j.delivery(id)).await?.ok_or_else(not_found)?;
+    let record = read(ctx, move |j| j.delivery(id))
+        .await?
+        .ok_or_else(not_found)?;
     match ctx.app.subs.get(&record.subscription) {
         Some(t) if !ctx.may_see(&t.sub) => Err(not_found()),
         None if ctx.scoped() => Err(not_found()),

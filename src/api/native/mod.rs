@@ -34,9 +34,7 @@ pub fn store_error(e: StoreError) -> ApiError {
             }
         }
         StoreError::NotFound => ApiError::not_found("subscription"),
-        StoreError::Journal(j) => {
-            ApiError::unavailable(format!("{j}; the change was not saved"))
-        }
+        StoreError::Journal(j) => ApiError::unavailable(format!("{j}; the change was not saved")),
     }
 }
 
@@ -109,7 +107,8 @@ pub fn list(ctx: &Ctx<'_>, query: Option<&str>) -> Response {
         None => 100,
         Some(Ok(n)) if (1..=1000).contains(&n) => n,
         Some(_) => {
-            return ApiError::bad_request("`limit` must be a number from 1 to 1000").into_response();
+            return ApiError::bad_request("`limit` must be a number from 1 to 1000")
+                .into_response();
         }
     };
     let after = match get("after").map(str::parse::<SubscriptionId>) {

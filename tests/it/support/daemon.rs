@@ -175,7 +175,10 @@ impl Herald {
                 return status_of(n);
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("herald exited with {status} before {what}; log:\n{}", self.log());
+                panic!(
+                    "herald exited with {status} before {what}; log:\n{}",
+                    self.log()
+                );
             }
             assert!(
                 Instant::now() < deadline,
@@ -234,7 +237,15 @@ impl Herald {
         token: Option<&str>,
     ) -> Answer {
         let stream = tokio::net::TcpStream::connect(self.addr).await.unwrap();
-        send(TokioIo::new(stream), method, path, content_type, body.into(), token).await
+        send(
+            TokioIo::new(stream),
+            method,
+            path,
+            content_type,
+            body.into(),
+            token,
+        )
+        .await
     }
 
     /// One request over the unix socket.
@@ -248,7 +259,15 @@ impl Herald {
     ) -> Answer {
         let sock = self.socket.as_ref().expect("started with a unix socket");
         let stream = tokio::net::UnixStream::connect(sock).await.unwrap();
-        send(TokioIo::new(stream), method, path, content_type, body.into(), token).await
+        send(
+            TokioIo::new(stream),
+            method,
+            path,
+            content_type,
+            body.into(),
+            token,
+        )
+        .await
     }
 
     /// Management call with the admin token and a JSON body.
@@ -257,7 +276,8 @@ impl Herald {
             Some(v) => (Some("application/json"), Bytes::from(v.to_string())),
             None => (None, Bytes::new()),
         };
-        self.request(method, path, ct, bytes, Some(ADMIN_TOKEN)).await
+        self.request(method, path, ct, bytes, Some(ADMIN_TOKEN))
+            .await
     }
 
     /// Creates a subscription, asserting `201`; returns its id.
@@ -269,7 +289,9 @@ impl Herald {
 
     /// Posts to an ingest endpoint, asserting `202`; returns the body.
     pub async fn ingest(&self, path: &str, content_type: &str, body: impl Into<Bytes>) -> Value {
-        let a = self.request("POST", path, Some(content_type), body, None).await;
+        let a = self
+            .request("POST", path, Some(content_type), body, None)
+            .await;
         assert_eq!(a.status, 202, "ingest {path}: {}", a.text());
         a.json()
     }
