@@ -46,11 +46,11 @@
 //! The hot path (the `202` waits for the append commit) and the steady delete stream favour
 //! fjall by 4× and 1.7×; start-up favours redb but stays within seconds with fjall, because
 //! [`MAX_JOURNAL_BYTES`] caps what is replayed. Measured with this journal (the bench's
-//! `recover` part: 1,000,000 queued deliveries, 10 per event, 100 subscriptions): open +
-//! [`Journal::recover`] took 3.1–5.5 s right after the writing process was killed with
-//! SIGKILL and 1.6–3.2 s after a clean close, of which `recover`'s scan is 0.5–0.9 s and the
-//! rest fjall's journal replay (one outlier at 12.9 s while the kernel was still writing back
-//! the killed process's 280 MB).
+//! `recover` part: 1,000,000 queued deliveries, 10 per event, 100 subscriptions, the writing
+//! process killed with SIGKILL): open + [`Journal::recover`] costs 3–4 s of CPU (user + sys;
+//! ~200 MB peak RSS), of which `recover`'s own scan is 0.5–0.9 s and the rest fjall's journal
+//! replay. Wall time was 1.6–8.5 s depending on what else the 2-core box was running (up to
+//! 24 s with the load average at 7), about the same after a clean close.
 //!
 //! An LSM tree turns both the appends and the deletes into sequential journal writes (a
 //! delete is a small tombstone), where a copy-on-write B-tree rewrites a page path per
@@ -114,8 +114,9 @@ const CHANNEL_CAPACITY: usize = 4096;
 /// crash has to replay (512 MiB by default; replaying that took several seconds).
 pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
-/// How long a free-space reading is reused. One `statvfs` per commit at most; the
-/// `min_free_bytes` margin (256 MiB by default) covers what can be written in between.
+/// How long a free-space reading is reused: at most ten `statvfs` calls a second, however
+/// many appends; the `min_free_bytes` margin (256 MiB by default) covers what can be written
+/// in between.
 pub const SPACE_CHECK_EVERY: Duration = Duration::from_millis(100);
 
 /// Ids and sequence numbers are microsecond timestamps taken at or after the time stored in

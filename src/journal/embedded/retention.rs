@@ -27,6 +27,9 @@ use crate::model::{DeliveryId, DeliveryStatus, now_ms};
 /// Candidates per chunk: small enough that the writer spends a few milliseconds on one.
 pub(super) const CHUNK: usize = 1024;
 
+/// Rows read between two looks at the stop flag.
+const ROWS_PER_STOP_CHECK: usize = 16_384;
+
 /// What one sweep removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SweepStats {
@@ -118,7 +121,12 @@ pub(super) fn sweep(
 
     // 1. Finished delivery-log records older than the cutoff.
     let mut ids = Vec::with_capacity(CHUNK);
-    for g in ks.deliveries.range(..codec::u64_key(cutoff)) {
+    for (n, g) in ks.deliveries.range(..codec::u64_key(cutoff)).enumerate() {
+        // A long backlog of old queued records yields no candidates for a while: look up
+        // from the read loop too, so `close` never waits for a whole pass.
+        if n % ROWS_PER_STOP_CHECK == 0 && shared.stopping() {
+            return Err(JournalError::Closed);
+        }
         let (k, v) = g.into_inner().map_err(io)?;
         let finished = codec::decode_record(&v).map_or(true, |r| removable(r.status));
         if finished && let Some(id) = codec::read_u64(&k) {
@@ -141,7 +149,10 @@ pub(super) fn sweep(
     let mut referenced = Vec::new();
     {
         let snap = shared.db.snapshot();
-        for g in snap.iter(&ks.queue).chain(snap.iter(&ks.dead)) {
+        for (n, g) in snap.iter(&ks.queue).chain(snap.iter(&ks.dead)).enumerate() {
+            if n % ROWS_PER_STOP_CHECK == 0 && shared.stopping() {
+                return Err(JournalError::Closed);
+            }
             let (_, v) = g.into_inner().map_err(io)?;
             if let Ok(d) = codec::decode_delivery(&v)
                 && d.event_seq < cutoff
@@ -153,7 +164,10 @@ pub(super) fn sweep(
     referenced.sort_unstable();
     referenced.dedup();
     let mut events = Vec::with_capacity(CHUNK);
-    for g in ks.events.range(..codec::u64_key(cutoff)) {
+    for (n, g) in ks.events.range(..codec::u64_key(cutoff)).enumerate() {
+        if n % ROWS_PER_STOP_CHECK == 0 && shared.stopping() {
+            return Err(JournalError::Closed);
+        }
         let (k, v) = g.into_inner().map_err(io)?;
         let Some(seq) = codec::read_u64(&k) else {
             continue;
