@@ -85,7 +85,6 @@ pub async fn run(
     let pending: u64 = recovered.queued.iter().map(|(_, n)| n).sum();
     metrics::gauge!(m::PENDING_DELIVERIES).set(pending as f64);
     metrics::gauge!(m::RETRY_QUEUE_DEPTH).set(recovered.retrying as f64);
-    metrics::gauge!(m::DEAD_LETTERS).set(recovered.dead_letters as f64);
 
     let defaults = RenderDefaults {
         user_agent: http::HeaderValue::from_str(&config.delivery.user_agent)

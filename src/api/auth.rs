@@ -72,7 +72,8 @@ mod tests {
             Secret::new("bbbbbbbbbbbbbbbb"),
         ];
         let h = |s: &'static str| Some(HeaderValue::from_static(s));
-        let cases: Vec<(Option<HeaderValue>, Result<Option<usize>, AuthError>)> = vec![
+        type Case = (Option<HeaderValue>, Result<Option<usize>, AuthError>);
+        let cases: Vec<Case> = vec![
             (None, Err(AuthError::Missing)),
             (h("Basic abc"), Err(AuthError::Malformed)),
             (h("Bearer"), Err(AuthError::Malformed)),

@@ -41,6 +41,9 @@ enum Route {
     Delivery,
     DeliveryRetry,
     DeadLetters,
+    DeadLetterReplay,
+    DeadLettersReplay,
+    SubscriptionReplay,
     Healthz,
     Readyz,
     Metrics,
@@ -65,6 +68,9 @@ fn routes() -> matchit::Router<Route> {
         ("/v1/deliveries/{id}", Route::Delivery),
         ("/v1/deliveries/{id}/retry", Route::DeliveryRetry),
         ("/v1/dead-letters", Route::DeadLetters),
+        ("/v1/dead-letters/replay", Route::DeadLettersReplay),
+        ("/v1/dead-letters/{id}/replay", Route::DeadLetterReplay),
+        ("/v1/subscriptions/{id}/replay", Route::SubscriptionReplay),
         ("/healthz", Route::Healthz),
         ("/readyz", Route::Readyz),
         ("/metrics", Route::Metrics),
@@ -208,6 +214,11 @@ impl App {
             (Route::Delivery, Method::GET) => native::deliveries::get(&ctx, id).await,
             (Route::DeliveryRetry, Method::POST) => native::deliveries::retry(&ctx, id).await,
             (Route::DeadLetters, Method::GET) => native::deliveries::dead_letters(&ctx, q).await,
+            (Route::DeadLetterReplay, Method::POST) => native::replay::one(&ctx, id).await,
+            (Route::DeadLettersReplay, Method::POST) => native::replay::many(&ctx, req).await,
+            (Route::SubscriptionReplay, Method::POST) => {
+                native::replay::subscription(&ctx, id, req).await
+            }
             (Route::Deliveries | Route::Delivery | Route::DeadLetters, _) => {
                 ApiError::method_not_allowed("GET").into_response()
             }
@@ -253,11 +264,8 @@ impl App {
 }
 
 impl Handler for App {
-    fn handle(
-        self: Arc<Self>,
-        req: http::Request<Incoming>,
-    ) -> impl std::future::Future<Output = Response> + Send + 'static {
-        async move { self.dispatch(req).await }
+    async fn handle(self: Arc<Self>, req: http::Request<Incoming>) -> Response {
+        self.dispatch(req).await
     }
 }
 

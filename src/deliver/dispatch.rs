@@ -32,7 +32,7 @@ use crate::config::DeliveryConfig;
 use crate::journal::{Journal, JournalError};
 use crate::model::{
     AttemptClass, AttemptRecord, Delivery, DeliveryId, DeliveryRecord, DeliveryStatus, Event,
-    SubscriptionId, now_ms,
+    SeqGen, SubscriptionId, now_ms,
 };
 use crate::outcome::{self, AttemptSummary, DeadReason, EventRef, Next};
 use crate::render::AttemptCtx;
@@ -264,9 +264,6 @@ impl Dispatcher {
                 metrics::gauge!(m::RETRY_QUEUE_DEPTH).increment(1.0);
             }
         }
-        if was_dead {
-            metrics::gauge!(m::DEAD_LETTERS).decrement(1.0);
-        }
         {
             let mut st = ep.lock();
             if let Some(r) = st.refilling.as_mut() {
@@ -282,6 +279,50 @@ impl Dispatcher {
             },
         );
         Ok(RetryNow::Queued)
+    }
+
+    /// Delivers already-journaled events again to one subscription (a replay): one new
+    /// delivery per event, made durable before they are queued. Returns how many were created.
+    pub async fn redeliver(
+        &self,
+        sub: SubscriptionId,
+        events: Vec<Arc<Event>>,
+        ids: &SeqGen,
+    ) -> Result<usize, JournalError> {
+        let now = now_ms();
+        let mut created = Vec::with_capacity(events.len());
+        for event in events {
+            let d = Delivery {
+                id: DeliveryId(ids.next()),
+                subscription: sub,
+                event_seq: event.seq,
+                attempts: 0,
+                cycle_start: 0,
+                due_at_ms: now,
+                created_at_ms: now,
+            };
+            self.inner.journal.record(outcome::created(
+                &d,
+                EventRef {
+                    id: &event.id,
+                    event_type: &event.event_type,
+                },
+            ));
+            created.push((event, d));
+        }
+        if created.is_empty() {
+            return Ok(0);
+        }
+        self.inner
+            .journal
+            .flush()
+            .await
+            .map_err(|_| JournalError::Closed)??;
+        for (event, d) in &created {
+            self.enqueue(event, std::slice::from_ref(d));
+        }
+        metrics::counter!(m::DELIVERIES_CREATED).increment(created.len() as u64);
+        Ok(created.len())
     }
 
     /// Stops starting attempts and waits up to `deadline` for the ones in flight. Returns how
@@ -558,9 +599,16 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
     };
     let target = inner.subs.get(&d.subscription);
     let (Some(event), Some(target)) = (event, target) else {
-        // The subscription was deleted (or the event is gone): nothing to send to.
-        let (id, ty) = ("", "");
-        let t = outcome::abandoned(&d, EventRef { id, event_type: ty });
+        // The subscription was deleted (or, past retention, the event is gone): there is
+        // nothing to send, so the delivery ends as a dead letter without an attempt.
+        let ev = item.event.as_deref();
+        let t = outcome::abandoned(
+            &d,
+            EventRef {
+                id: ev.map_or("", |e| &e.id),
+                event_type: ev.map_or("", |e| &e.event_type),
+            },
+        );
         inner.journal.record(t);
         finished(&d, &Next::Dead(DeadReason::Exhausted));
         return Some(Next::Dead(DeadReason::Exhausted));
@@ -668,10 +716,10 @@ fn finished(d: &Delivery, next: &Next) {
             if was_retrying {
                 metrics::gauge!(m::RETRY_QUEUE_DEPTH).decrement(1.0);
             }
+            // The dead-letter gauge belongs to the journal, which knows the exact count.
             let outcome = if matches!(next, Next::Delivered) {
                 "delivered"
             } else {
-                metrics::gauge!(m::DEAD_LETTERS).increment(1.0);
                 "dead"
             };
             metrics::counter!(m::DELIVERIES, "outcome" => outcome).increment(1);

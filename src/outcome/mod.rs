@@ -125,6 +125,18 @@ pub fn after_attempt(
     }
 }
 
+/// A delivery created after its event was accepted (a replay to one subscription): queued,
+/// pending, indexed under its subscription.
+pub fn created(d: &Delivery, ev: EventRef<'_>) -> Transition {
+    Transition {
+        record: record(d, ev, DeliveryStatus::Pending, 0, Some(d.due_at_ms), None),
+        attempt: None,
+        dequeue: None,
+        enqueue: Some(*d),
+        dead: DeadOp::None,
+    }
+}
+
 /// A queued delivery given up without an attempt (its subscription was deleted).
 pub fn abandoned(d: &Delivery, ev: EventRef<'_>) -> Transition {
     Transition {

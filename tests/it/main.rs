@@ -4,6 +4,7 @@
 mod support;
 
 mod delivery;
+mod durability;
 mod ingest;
 mod operations;
 mod subscriptions;

@@ -6,6 +6,7 @@
 
 pub mod body;
 pub mod deliveries;
+pub mod replay;
 
 use std::sync::Arc;
 

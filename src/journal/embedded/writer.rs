@@ -381,6 +381,13 @@ impl<'a> Commit<'a> {
                 codec::queue_key(d.subscription, QueuePos::of(d)),
                 codec::encode_delivery(d),
             );
+            if t.dequeue.is_none() {
+                // A queue entry that replaces none is a delivery created after ingest (a
+                // subscription replay) or a dead letter queued again: index it by subscription
+                // (re-inserting an existing index entry is harmless).
+                self.batch
+                    .insert(&self.ks.by_sub, codec::by_sub_key(d.subscription, d.id), []);
+            }
         }
         match t.dead {
             DeadOp::None => {}

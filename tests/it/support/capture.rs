@@ -78,6 +78,8 @@ struct State {
     captured: Vec<Captured>,
     script: VecDeque<Reply>,
     default: Reply,
+    /// Answer every n-th request with a 500 (0: never).
+    fail_every: usize,
 }
 
 /// The receiver. Dropping it stops the server.
@@ -102,6 +104,7 @@ impl Capture {
             captured: Vec::new(),
             script: VecDeque::new(),
             default,
+            fail_every: 0,
         }));
         let arrived = Arc::new(Notify::new());
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -140,6 +143,11 @@ impl Capture {
     /// Answers the next requests with these replies, in order, then the default again.
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.state.lock().unwrap().script.extend(replies);
+    }
+
+    /// Fails a share of requests: every `n`-th gets a `500`.
+    pub fn fail_every(&self, n: usize) {
+        self.state.lock().unwrap().fail_every = n;
     }
 
     pub fn set_default(&self, reply: Reply) {
@@ -203,7 +211,12 @@ async fn answer(
             body,
             at: Instant::now(),
         });
-        s.script.pop_front().unwrap_or_else(|| s.default.clone())
+        let n = s.captured.len();
+        match s.script.pop_front() {
+            Some(r) => r,
+            None if s.fail_every > 0 && n.is_multiple_of(s.fail_every) => Reply::status(500),
+            None => s.default.clone(),
+        }
     };
     arrived.notify_waiters();
     if !reply.delay.is_zero() {

@@ -84,14 +84,18 @@ fn config_text(dir: &Path, o: &Options) -> String {
     };
     format!(
         "[server]\nlisten = \"127.0.0.1:0\"\n{sock}drain_timeout = \"5s\"\n{}\n\
-         [storage]\npath = \"{}\"\nmin_free_bytes = 0\n{}\n\
+         [storage]\npath = \"{}\"\n{}\n\
          [auth]\n{auth}\n\
          [ingest]\n{}\n\
          [delivery]\n{allow}timeout = \"5s\"\nconnect_timeout = \"2s\"\nretry_schedule = [\"100ms\", \"100ms\"]\nretry_jitter = 0.0\n{}\n\
          [log]\nlevel = \"info,herald=debug\"\n",
         o.server,
         dir.join("data").display(),
-        o.storage,
+        if o.storage.contains("min_free_bytes") {
+            o.storage.clone()
+        } else {
+            format!("min_free_bytes = 0\n{}", o.storage)
+        },
         o.ingest,
         o.delivery,
     )
@@ -191,14 +195,6 @@ impl Herald {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("herald.log")).unwrap_or_default()
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 
     /// `kill -9`.

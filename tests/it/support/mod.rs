@@ -3,5 +3,5 @@
 pub mod capture;
 pub mod daemon;
 
-pub use capture::{Capture, Captured, Reply};
+pub use capture::{Capture, Reply};
 pub use daemon::{ADMIN_TOKEN, Herald, Options, eventually};

@@ -1,0 +1,470 @@
+//! Nothing lost: restart recovery, kill -9 under load, dedup, replay, retention, disk trouble.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::delivery::cloudevent;
+use crate::support::{Capture, Herald, Options, Reply, eventually};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn delivery_of(h: &Herald, sub: &str) -> serde_json::Value {
+    let v = h
+        .api("GET", &format!("/v1/deliveries?subscription={sub}"), None)
+        .await
+        .json();
+    v["data"][0].clone()
+}
+
+#[tokio::test]
+async fn retries_resume_after_kill_9_with_their_attempt_counts() {
+    let mut h = Herald::start().await;
+    let cap = Capture::start().await;
+    cap.script([Reply::status(500)]);
+    let sub = h
+        .subscribe(
+            json!({"name": "r", "url": cap.url("/"), "retry": {"schedule": ["2s"], "jitter": 0}}),
+        )
+        .await;
+    h.ingest(
+        "/v1/events",
+        "application/json",
+        cloudevent("k-1", "a.b").to_string(),
+    )
+    .await;
+    let first = cap.wait_for(1, WAIT).await[0].clone();
+    eventually(WAIT, "the retry to be journaled", || async {
+        let d = delivery_of(&h, &sub).await;
+        (d["status"] == "retrying" && d["attempts"] == 1).then_some(())
+    })
+    .await;
+    h.kill9();
+    let h = h.restart().await;
+    let got = cap.wait_for(2, WAIT).await;
+    assert_eq!(got[1].header("webhook-id"), first.header("webhook-id"));
+    let gap = got[1].at - first.at;
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "the retry did not wait its time: {gap:?}"
+    );
+    let d = eventually(WAIT, "delivered", || async {
+        let d = delivery_of(&h, &sub).await;
+        (d["status"] == "delivered").then_some(d)
+    })
+    .await;
+    assert_eq!(
+        d["attempts"], 2,
+        "attempt count carried over the restart: {d}"
+    );
+    assert_eq!(cap.count(), 2);
+}
+
+#[tokio::test]
+async fn a_duplicate_event_is_acknowledged_but_not_redelivered() {
+    let h = Herald::start().await;
+    let cap = Capture::start().await;
+    h.subscribe(json!({"name": "d", "url": cap.url("/")})).await;
+    let e = cloudevent("dup-1", "a.b").to_string();
+    let a = h.ingest("/v1/events", "application/json", e.clone()).await;
+    assert_eq!(a["duplicates"], json!([]));
+    cap.wait_for(1, WAIT).await;
+    let b = h.ingest("/v1/events", "application/json", e).await;
+    assert_eq!(
+        b,
+        json!({"accepted": 1, "ids": ["dup-1"], "duplicates": ["dup-1"]})
+    );
+    // A batch repeating an id within itself: the repeat is a duplicate too.
+    let batch = json!([cloudevent("dup-2", "a.b"), cloudevent("dup-2", "a.b")]).to_string();
+    let c = h.ingest("/v1/events", "application/json", batch).await;
+    assert_eq!(c["duplicates"], json!(["dup-2"]));
+    h.wait_metric("herald_events_duplicate_total", 2.0, WAIT)
+        .await;
+    h.wait_metric("herald_deliveries_total{outcome=\"delivered\"}", 2.0, WAIT)
+        .await;
+    assert_eq!(cap.count(), 2);
+}
+
+#[tokio::test]
+async fn dead_letters_replay_one_or_by_filter() {
+    let h = Herald::start().await;
+    let cap = Capture::with_default(Reply::status(500)).await;
+    let other = Capture::with_default(Reply::status(500)).await;
+    let no_retry = json!({"schedule": [], "jitter": 0});
+    let sub = h
+        .subscribe(json!({"name": "a", "url": cap.url("/"), "retry": no_retry}))
+        .await;
+    let sub_b = h
+        .subscribe(json!({"name": "b", "url": other.url("/"), "retry": no_retry}))
+        .await;
+    for i in 0..3 {
+        h.ingest(
+            "/v1/events",
+            "application/json",
+            cloudevent(&format!("dl-{i}"), "a.b").to_string(),
+        )
+        .await;
+    }
+    let dead = eventually(WAIT, "three dead letters", || async {
+        let v = h
+            .api("GET", &format!("/v1/dead-letters?subscription={sub}"), None)
+            .await
+            .json();
+        let a = v["data"].as_array().cloned().unwrap_or_default();
+        (a.len() == 3).then_some(a)
+    })
+    .await;
+    eventually(WAIT, "b's dead letters", || async {
+        let v = h
+            .api(
+                "GET",
+                &format!("/v1/dead-letters?subscription={sub_b}"),
+                None,
+            )
+            .await
+            .json();
+        (v["data"].as_array().map_or(0, |a| a.len()) == 3).then_some(())
+    })
+    .await;
+    cap.set_default(Reply::status(200));
+    // One.
+    let id = dead[0]["id"].as_str().unwrap();
+    let a = h
+        .api("POST", &format!("/v1/dead-letters/{id}/replay"), None)
+        .await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    cap.wait_for(4, WAIT).await;
+    // The rest of this subscription's, by filter; the other subscription's stay dead.
+    let a = h
+        .api(
+            "POST",
+            "/v1/dead-letters/replay",
+            Some(json!({"subscription": sub})),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    assert_eq!(a.json()["replayed"], 2);
+    cap.wait_for(6, WAIT).await;
+    eventually(WAIT, "no dead letters left for a", || async {
+        let v = h
+            .api("GET", &format!("/v1/dead-letters?subscription={sub}"), None)
+            .await
+            .json();
+        (v["data"] == json!([])).then_some(())
+    })
+    .await;
+    let v = h
+        .api(
+            "GET",
+            &format!("/v1/dead-letters?subscription={sub_b}"),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(v["data"].as_array().unwrap().len(), 3);
+    assert_eq!(other.count(), 3);
+    // Replaying something that is not a dead letter is a 404.
+    let a = h.api("POST", "/v1/dead-letters/12345/replay", None).await;
+    assert_eq!(a.status, 404);
+}
+
+#[tokio::test]
+async fn a_subscription_replays_journaled_events_in_a_time_range() {
+    let h = Herald::start().await;
+    let first = Capture::start().await;
+    h.subscribe(json!({"name": "first", "url": first.url("/")}))
+        .await;
+    let before = jiff::Timestamp::now();
+    for (i, ty) in ["page.published", "page.published", "asset.deleted"]
+        .iter()
+        .enumerate()
+    {
+        h.ingest(
+            "/v1/events",
+            "application/json",
+            cloudevent(&format!("rp-{i}"), ty).to_string(),
+        )
+        .await;
+    }
+    first.wait_for(3, WAIT).await;
+    // A subscription created later, for pages only, asks for what it missed.
+    let late = Capture::start().await;
+    let sub = h
+        .subscribe(
+            json!({"name": "late", "url": late.url("/"), "filters": [{"types": ["page.*"]}]}),
+        )
+        .await;
+    let a = h
+        .api(
+            "POST",
+            &format!("/v1/subscriptions/{sub}/replay"),
+            Some(json!({"since": before.to_string()})),
+        )
+        .await;
+    assert_eq!(a.status, 202, "{}", a.text());
+    assert_eq!(a.json()["replayed"], 2);
+    let got = late.wait_for(2, WAIT).await;
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|c| c.json()["id"].as_str().unwrap().into())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, vec!["rp-0", "rp-1"]);
+    // A range before the events replays nothing.
+    let hour = jiff::SignedDuration::from_secs(3600);
+    let range =
+        json!({"since": (before - hour * 2).to_string(), "until": (before - hour).to_string()});
+    let a = h
+        .api(
+            "POST",
+            &format!("/v1/subscriptions/{sub}/replay"),
+            Some(range),
+        )
+        .await;
+    assert_eq!(a.json()["replayed"], 0, "{}", a.text());
+    let bad = h
+        .api(
+            "POST",
+            &format!("/v1/subscriptions/{sub}/replay"),
+            Some(json!({"since": "yesterday"})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn retention_removes_old_delivered_records() {
+    let h = Herald::start_with(Options {
+        storage: "retention = \"1s\"\nretention_interval = \"200ms\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let cap = Capture::start().await;
+    let sub = h
+        .subscribe(json!({"name": "ret", "url": cap.url("/")}))
+        .await;
+    h.ingest(
+        "/v1/events",
+        "application/json",
+        cloudevent("old-1", "a.b").to_string(),
+    )
+    .await;
+    cap.wait_for(1, WAIT).await;
+    eventually(WAIT, "the delivered record", || async {
+        (delivery_of(&h, &sub).await["status"] == "delivered").then_some(())
+    })
+    .await;
+    eventually(WAIT, "retention to remove the record", || async {
+        delivery_of(&h, &sub).await.is_null().then_some(())
+    })
+    .await;
+    // The subscription itself is not subject to retention.
+    assert_eq!(
+        h.api("GET", &format!("/v1/subscriptions/{sub}"), None)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_full_disk_refuses_ingest_loudly() {
+    let h = Herald::start_with(Options {
+        storage: "min_free_bytes = 1125899906842624\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let a = h
+        .request(
+            "POST",
+            "/v1/events",
+            Some("application/json"),
+            cloudevent("full-1", "a.b").to_string(),
+            None,
+        )
+        .await;
+    assert_eq!(a.status, 503, "{}", a.text());
+    let v = a.json();
+    assert_eq!(v["error"], "unavailable");
+    assert!(v["message"].as_str().unwrap().contains("full"), "{v}");
+    let r = h.request("GET", "/readyz", None, "", None).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(h.metric("herald_journal_healthy").await, 0.0);
+    assert_eq!(
+        h.metric("herald_events_rejected_total{reason=\"unavailable\"}")
+            .await,
+        1.0
+    );
+    assert!(h.metric("herald_journal_errors_total{kind=\"full\"}").await >= 1.0);
+    assert!(h.log().contains("full"), "a log line says why");
+}
+
+/// Thousands of events over HTTP and the unix socket, a receiver that fails every fifth
+/// request, `kill -9` mid-stream, a restart on the same data: every event that got a `202`
+/// reaches every matching subscription at least once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_nothing_that_was_acknowledged() {
+    let h = Herald::start_with(Options {
+        unix_socket: true,
+        ..Default::default()
+    })
+    .await;
+    let all = Capture::start().await;
+    let even = Capture::start().await;
+    all.fail_every(5);
+    even.fail_every(5);
+    let retry = json!({"schedule": ["50ms", "100ms", "200ms", "400ms", "800ms", "1s", "1s", "1s"], "jitter": 0});
+    h.subscribe(json!({"name": "all", "url": all.url("/"), "format": "raw", "retry": retry}))
+        .await;
+    h.subscribe(
+        json!({"name": "even", "url": even.url("/"), "format": "raw", "retry": retry,
+                       "filters": [{"attributes": {"shard": "even"}}]}),
+    )
+    .await;
+
+    let acked: Arc<Mutex<Vec<(String, bool)>>> = Arc::default();
+    let h = Arc::new(tokio::sync::Mutex::new(Some(h)));
+    let (tcp_addr, sock) = {
+        let g = h.lock().await;
+        let h = g.as_ref().unwrap();
+        (h.addr, h.socket.clone().unwrap())
+    };
+    let mut senders = Vec::new();
+    for lane in 0..4 {
+        let acked = acked.clone();
+        let sock = sock.clone();
+        senders.push(tokio::spawn(async move {
+            for batch in 0.. {
+                let events: Vec<serde_json::Value> = (0..20)
+                    .map(|i| {
+                        let n = batch * 20 + i;
+                        let mut e = cloudevent(&format!("l{lane}-{n}"), "load.test");
+                        e["shard"] = json!(if n % 2 == 0 { "even" } else { "odd" });
+                        e
+                    })
+                    .collect();
+                let body = events
+                    .iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                let sent = if lane % 2 == 0 {
+                    post(tcp_io(tcp_addr).await, body).await
+                } else {
+                    post(unix_io(&sock).await, body).await
+                };
+                match sent {
+                    Some(202) => acked.lock().unwrap().extend(
+                        events
+                            .iter()
+                            .map(|e| (e["id"].as_str().unwrap().to_string(), e["shard"] == "even")),
+                    ),
+                    _ => return, // Herald is gone.
+                }
+            }
+        }));
+    }
+    // Let a few thousand through, then kill -9 in the middle of the stream.
+    eventually(
+        Duration::from_secs(60),
+        "2000 acknowledged events",
+        || async { (acked.lock().unwrap().len() >= 2000).then_some(()) },
+    )
+    .await;
+    let mut herald = h.lock().await.take().unwrap();
+    herald.kill9();
+    for s in senders {
+        let _ = s.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    let herald = herald.restart().await;
+
+    let want_all: HashSet<&str> = acked.iter().map(|(id, _)| id.as_str()).collect();
+    let want_even: HashSet<&str> = acked
+        .iter()
+        .filter(|(_, e)| *e)
+        .map(|(id, _)| id.as_str())
+        .collect();
+    let ok_ids = |cap: &Capture| -> HashMap<String, usize> {
+        // Only requests answered 2xx count as delivered; count repeats for the duplicate rate.
+        let mut n: HashMap<String, usize> = HashMap::new();
+        for (i, c) in cap.captured().iter().enumerate() {
+            if (i + 1) % 5 == 0 {
+                continue; // answered 500 (every fifth request)
+            }
+            *n.entry(c.json()["id"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+        n
+    };
+    eventually(
+        Duration::from_secs(90),
+        "every acknowledged event at every matching subscription",
+        || async {
+            let a = ok_ids(&all);
+            let e = ok_ids(&even);
+            let missing_all = want_all.iter().filter(|id| !a.contains_key(**id)).count();
+            let missing_even = want_even.iter().filter(|id| !e.contains_key(**id)).count();
+            (missing_all == 0 && missing_even == 0).then_some(())
+        },
+    )
+    .await;
+    let a = ok_ids(&all);
+    let e = ok_ids(&even);
+    let is_even = |id: &str| {
+        let n: u64 = id.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap();
+        n.is_multiple_of(2)
+    };
+    assert!(
+        e.keys().all(|id| is_even(id)),
+        "an odd event reached the even subscription"
+    );
+    let delivered: usize = a.values().sum::<usize>() + e.values().sum::<usize>();
+    let unique = a.len() + e.len();
+    let dup_rate = (delivered - unique) as f64 / unique as f64;
+    eprintln!(
+        "crash test: {} acknowledged events, {} unique deliveries, {} successful requests, duplicate rate {:.2}%",
+        acked.len(),
+        unique,
+        delivered,
+        dup_rate * 100.0
+    );
+    drop(herald);
+}
+
+async fn tcp_io(
+    addr: std::net::SocketAddr,
+) -> Option<hyper_util::rt::TokioIo<tokio::net::TcpStream>> {
+    tokio::net::TcpStream::connect(addr)
+        .await
+        .ok()
+        .map(hyper_util::rt::TokioIo::new)
+}
+
+async fn unix_io(
+    path: &std::path::Path,
+) -> Option<hyper_util::rt::TokioIo<tokio::net::UnixStream>> {
+    tokio::net::UnixStream::connect(path)
+        .await
+        .ok()
+        .map(hyper_util::rt::TokioIo::new)
+}
+
+/// Posts NDJSON; `None` when the connection fails (the daemon was killed).
+async fn post<I>(io: Option<I>, body: String) -> Option<u16>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    use http_body_util::Full;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io?).await.ok()?;
+    tokio::spawn(conn);
+    let req = http::Request::post("/v1/events")
+        .header("host", "herald")
+        .header("content-type", "application/x-ndjson")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .ok()?;
+    let resp = sender.send_request(req).await.ok()?;
+    Some(resp.status().as_u16())
+}
