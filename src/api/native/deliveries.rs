@@ -46,11 +46,19 @@ fn journal_error(e: JournalError) -> ApiError {
     ApiError::unavailable(format!("cannot read the delivery log: {e}"))
 }
 
-/// Runs a journal read on the blocking pool.
-async fn read<T: Send + 'static>(
+/// Runs a journal read on the blocking pool, after a barrier: the delivery log is written
+/// asynchronously, and an operator who just retried a delivery must see that retry in the next
+/// read (read-your-writes), not the state from before it.
+pub async fn read<T: Send + 'static>(
     ctx: &Ctx<'_>,
     f: impl FnOnce(&dyn crate::journal::Journal) -> Result<T, JournalError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    ctx.app
+        .journal
+        .barrier()
+        .await
+        .map_err(|_| journal_error(JournalError::Closed))?
+        .map_err(journal_error)?;
     let journal = ctx.app.journal.clone();
     tokio::task::spawn_blocking(move || f(journal.as_ref()))
         .await

@@ -11,7 +11,7 @@ use http::StatusCode;
 use serde_json::{Value, json};
 
 use crate::api::error::{ApiError, Response, json_response};
-use crate::api::native::deliveries::parse_time;
+use crate::api::native::deliveries::{parse_time, read};
 use crate::api::native::lookup;
 use crate::api::{Ctx, read_json};
 use crate::journal::DeliveryQuery;
@@ -57,12 +57,10 @@ pub async fn one(ctx: &Ctx<'_>, id: &str) -> Response {
     let Ok(did) = id.parse::<DeliveryId>() else {
         return not_found().into_response();
     };
-    let journal = ctx.app.journal.clone();
-    let record = match tokio::task::spawn_blocking(move || journal.delivery(did)).await {
-        Ok(Ok(Some(r))) if r.status == DeliveryStatus::Dead => r,
-        Ok(Ok(_)) => return not_found().into_response(),
-        Ok(Err(e)) => return ApiError::unavailable(e.to_string()).into_response(),
-        Err(_) => return ApiError::internal("the journal read was cancelled").into_response(),
+    let record = match read(ctx, move |j| j.delivery(did)).await {
+        Ok(Some(r)) if r.status == DeliveryStatus::Dead => r,
+        Ok(_) => return not_found().into_response(),
+        Err(e) => return e.into_response(),
     };
     match ctx.app.subs.get(&record.subscription) {
         Some(t) if ctx.may_see(&t.sub) => {}
@@ -131,11 +129,9 @@ pub async fn many(ctx: &Ctx<'_>, req: http::Request<hyper::body::Incoming>) -> R
     let (mut replayed, mut skipped) = (0u64, 0u64);
     loop {
         let q = query.clone();
-        let journal = ctx.app.journal.clone();
-        let page = match tokio::task::spawn_blocking(move || journal.deliveries(&q)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return ApiError::unavailable(e.to_string()).into_response(),
-            Err(_) => return ApiError::internal("the journal read was cancelled").into_response(),
+        let page = match read(ctx, move |j| j.deliveries(&q)).await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
         };
         let full = page.len() == PAGE;
         query.before = page.last().map(|r| r.id);
@@ -201,15 +197,9 @@ pub async fn subscription(
     let mut after = None;
     let mut replayed = 0usize;
     loop {
-        let journal = ctx.app.journal.clone();
-        let page = match tokio::task::spawn_blocking(move || {
-            journal.events_between(since, until, after, PAGE)
-        })
-        .await
-        {
-            Ok(Ok(p)) => p,
-            Ok(Err(e)) => return ApiError::unavailable(e.to_string()).into_response(),
-            Err(_) => return ApiError::internal("the journal read was cancelled").into_response(),
+        let page = match read(ctx, move |j| j.events_between(since, until, after, PAGE)).await {
+            Ok(p) => p,
+            Err(e) => return e.into_response(),
         };
         let full = page.len() == PAGE;
         after = page.last().map(|e| e.seq);
