@@ -50,6 +50,9 @@ fn subscription(format: Format, signed: bool) -> Subscription {
         format,
         retry: None,
         timeout: None,
+        connect_timeout: None,
+        template: None,
+        extras: serde_json::Value::Null,
         disabled_reason: None,
         version: Version {
             created_by: "bench".into(),

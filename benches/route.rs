@@ -121,6 +121,9 @@ fn subscription(rng: &mut fastrand::Rng, tenant: &str, filters: Vec<Filter>) -> 
         format: Format::CloudEvents,
         retry: None,
         timeout: None,
+        connect_timeout: None,
+        template: None,
+        extras: serde_json::Value::Null,
         disabled_reason: None,
         version: Version {
             created_by: "admin@example.com".into(),

@@ -134,7 +134,7 @@ pub async fn run(
         journal.clone(),
         dispatcher.clone(),
         metrics.clone(),
-        config.auth.admin_tokens.clone(),
+        &config.auth,
         config.server.max_body_bytes,
     ));
 

@@ -90,7 +90,10 @@ pub struct App {
     pub journal: Arc<dyn Journal>,
     pub dispatcher: Dispatcher,
     pub metrics: PrometheusHandle,
-    pub admin_tokens: Vec<Secret>,
+    /// Every management token: the full-access ones first, then the scoped ones.
+    tokens: Vec<Secret>,
+    /// For each entry of `tokens`: `None` (full access) or the tenants it is limited to.
+    token_scopes: Vec<Option<Vec<Tenant>>>,
     pub max_body_bytes: usize,
     /// Set when a drain starts: `/readyz` fails so a load balancer stops sending.
     pub draining: AtomicBool,
@@ -103,6 +106,18 @@ pub struct Ctx<'a> {
     pub actor: &'a str,
     /// `None`: every tenant. Otherwise only subscriptions of these tenants.
     pub scopes: Option<&'a [Tenant]>,
+}
+
+impl<'a> Ctx<'a> {
+    /// Whether the caller may create or manage subscriptions of `tenant` (`None`: untenanted,
+    /// which only full-access tokens may touch).
+    pub fn may_use(&self, tenant: Option<&Tenant>) -> bool {
+        match (self.scopes, tenant) {
+            (None, _) => true,
+            (Some(scopes), Some(t)) => scopes.contains(t),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 impl Ctx<'_> {
@@ -126,9 +141,15 @@ impl App {
         journal: Arc<dyn Journal>,
         dispatcher: Dispatcher,
         metrics: PrometheusHandle,
-        admin_tokens: Vec<Secret>,
+        auth: &crate::config::AuthConfig,
         max_body_bytes: usize,
     ) -> App {
+        let mut tokens = auth.admin_tokens.clone();
+        let mut token_scopes = vec![None; tokens.len()];
+        for t in &auth.scoped_tokens {
+            tokens.push(t.token.clone());
+            token_scopes.push(Some(t.scopes.clone()));
+        }
         App {
             router: routes(),
             ingest,
@@ -136,7 +157,8 @@ impl App {
             journal,
             dispatcher,
             metrics,
-            admin_tokens,
+            tokens,
+            token_scopes,
             max_body_bytes,
             draining: AtomicBool::new(false),
         }
@@ -171,12 +193,15 @@ impl App {
         method: Method,
         req: http::Request<Incoming>,
     ) -> Response {
-        let actor = match auth::check_bearer(
+        let (actor, scopes) = match auth::check_bearer(
             req.headers().get(http::header::AUTHORIZATION),
-            &self.admin_tokens,
+            &self.tokens,
         ) {
-            Ok(None) => "api".to_string(),
-            Ok(Some(i)) => format!("token#{i}"),
+            Ok(None) => ("api".to_string(), None),
+            Ok(Some(i)) => (
+                format!("token#{i}"),
+                self.token_scopes.get(i).cloned().flatten(),
+            ),
             Err(e) => {
                 metrics::counter!(m::API_ERRORS, "dialect" => "native", "status" => "4xx")
                     .increment(1);
@@ -186,7 +211,7 @@ impl App {
         let ctx = Ctx {
             app: self,
             actor: &actor,
-            scopes: None,
+            scopes: scopes.as_deref(),
         };
         let query = req.uri().query().map(str::to_owned);
         let q = query.as_deref();

@@ -108,6 +108,16 @@ pub struct AuthConfig {
     pub admin_tokens: Vec<Secret>,
     /// Bearer tokens for ingest. Empty: ingest is open.
     pub ingest_tokens: Vec<Secret>,
+    /// Management tokens limited to tenants (`[[auth.tokens]]`): they see and change only the
+    /// subscriptions of their scopes (Sitecore space, Contensis project, DatoCMS site).
+    pub scoped_tokens: Vec<ScopedToken>,
+}
+
+/// A management token limited to some tenants.
+#[derive(Debug, Clone)]
+pub struct ScopedToken {
+    pub token: Secret,
+    pub scopes: Vec<crate::model::Tenant>,
 }
 
 #[derive(Debug, Clone)]
@@ -280,6 +290,24 @@ mod tests {
     }
 
     #[test]
+    fn scoped_tokens_parse_and_are_checked() {
+        let c = Config::from_toml(
+            "[[auth.tokens]]\ntoken = \"scoped-token-0123456789\"\nscopes = [\"space:Production\", \"project:website\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.auth.scoped_tokens.len(), 1);
+        assert_eq!(c.auth.scoped_tokens[0].scopes[1].name, "website");
+        let errs = Config::from_toml(
+            "[[auth.tokens]]\ntoken = \"short\"\n[[auth.tokens]]\ntoken = \"scoped-token-0123456789\"\nscopes = [\"planet:mars\"]\n",
+        )
+        .unwrap_err()
+        .0;
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"auth.tokens[0].token"), "{keys:?}");
+        assert!(keys.contains(&"auth.tokens[1].scopes[0]"), "{keys:?}");
+    }
+
+    #[test]
     fn open_admin_api_needs_local_listeners() {
         let errs = Config::from_toml("[server]\nlisten = \"0.0.0.0:8470\"\n")
             .unwrap_err()
@@ -308,7 +336,8 @@ mod tests {
                 .unwrap_or_else(|| panic!("section [{section}] missing"));
             assert!(
                 in_section.contains(&format!("\n{name} ="))
-                    || in_section.contains(&format!("\n# {name} =")),
+                    || in_section.contains(&format!("\n# {name} ="))
+                    || in_section.contains(&format!("\n# [[{key}]]")),
                 "key {key} is not documented in config/herald.toml"
             );
         }

@@ -57,6 +57,15 @@ pub struct RawIngest {
 pub struct RawAuth {
     pub admin_tokens: Option<Vec<String>>,
     pub ingest_tokens: Option<Vec<String>>,
+    pub tokens: Option<Vec<RawScopedToken>>,
+}
+
+/// `[[auth.tokens]]`: a management token limited to some tenants.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawScopedToken {
+    pub token: Option<String>,
+    pub scopes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

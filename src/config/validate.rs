@@ -9,8 +9,8 @@ use ipnet::IpNet;
 
 use super::raw::RawConfig;
 use super::{
-    AuthConfig, Config, DeliveryConfig, FsyncMode, IngestConfig, LogConfig, ServerConfig,
-    StorageConfig, defaults,
+    AuthConfig, Config, DeliveryConfig, FsyncMode, IngestConfig, LogConfig, ScopedToken,
+    ServerConfig, StorageConfig, defaults,
 };
 use crate::model::{RetryPolicy, Secret};
 use crate::telemetry::logging::LogFormat;
@@ -41,6 +41,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "ingest.dedup_window",
     "auth.admin_tokens",
     "auth.ingest_tokens",
+    "auth.tokens",
     "delivery.allow_networks",
     "delivery.timeout",
     "delivery.connect_timeout",
@@ -324,11 +325,57 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
         }
         list.into_iter().map(Secret::from).collect()
     };
+    let admin_tokens = tokens("auth.admin_tokens", raw.auth.admin_tokens);
+    let ingest_tokens = tokens("auth.ingest_tokens", raw.auth.ingest_tokens);
+    let mut scoped_tokens = Vec::new();
+    for (i, t) in raw.auth.tokens.unwrap_or_default().into_iter().enumerate() {
+        let key = format!("auth.tokens[{i}]");
+        let token = match t.token {
+            Some(tok)
+                if tok.len() >= 16 && !tok.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+            {
+                Secret::from(tok)
+            }
+            Some(_) => {
+                errs.push(
+                    &format!("{key}.token"),
+                    "a token must be at least 16 characters with no spaces",
+                );
+                continue;
+            }
+            None => {
+                errs.push(&format!("{key}.token"), "is required");
+                continue;
+            }
+        };
+        let mut scopes = Vec::new();
+        let raw_scopes = t.scopes.unwrap_or_default();
+        if raw_scopes.is_empty() {
+            errs.push(
+                &format!("{key}.scopes"),
+                "needs at least one scope such as \"space:Production\", \"project:website\" or \"site:12345\" (a token for everything goes in admin_tokens)",
+            );
+        }
+        for (j, sc) in raw_scopes.iter().enumerate() {
+            match parse_scope(sc) {
+                Some(t) => scopes.push(t),
+                None => errs.push(
+                    &format!("{key}.scopes[{j}]"),
+                    format!("`{sc}` is not `space:NAME`, `project:ID` or `site:ID`"),
+                ),
+            }
+        }
+        scoped_tokens.push(ScopedToken { token, scopes });
+    }
     let auth = AuthConfig {
-        admin_tokens: tokens("auth.admin_tokens", raw.auth.admin_tokens),
-        ingest_tokens: tokens("auth.ingest_tokens", raw.auth.ingest_tokens),
+        admin_tokens,
+        ingest_tokens,
+        scoped_tokens,
     };
-    if auth.admin_tokens.is_empty() && server.listen.as_ref().is_some_and(|a| !is_local(a)) {
+    if auth.admin_tokens.is_empty()
+        && auth.scoped_tokens.is_empty()
+        && server.listen.as_ref().is_some_and(|a| !is_local(a))
+    {
         errs.push(
             "auth.admin_tokens",
             "the management API would be open to the network: set admin_tokens, or listen on a loopback address",
@@ -491,4 +538,20 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
     } else {
         Err(ConfigErrors(errs.0))
     }
+}
+
+/// `space:NAME`, `project:ID`, `site:ID` → a tenant.
+fn parse_scope(s: &str) -> Option<crate::model::Tenant> {
+    use crate::model::{Tenant, TenantKind};
+    let (kind, name) = s.split_once(':')?;
+    let kind = match kind {
+        "space" => TenantKind::Space,
+        "project" => TenantKind::Project,
+        "site" => TenantKind::Site,
+        _ => return None,
+    };
+    (!name.is_empty()).then(|| Tenant {
+        kind,
+        name: name.to_string(),
+    })
 }

@@ -632,7 +632,7 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
             metrics::gauge!(m::INFLIGHT_DELIVERIES).increment(1.0);
             let limits = SendLimits {
                 timeout: sub.timeout.unwrap_or(cfg.timeout),
-                connect_timeout: cfg.connect_timeout,
+                connect_timeout: sub.connect_timeout.unwrap_or(cfg.connect_timeout),
                 max_response_body: cfg.max_response_body_bytes,
             };
             let a = inner.client.send(req, &limits).await;

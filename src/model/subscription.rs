@@ -95,6 +95,13 @@ pub enum Format {
     /// The Sitecore webhook event handler shape, `WebhookItemId`/`WebhookItemName` set to this
     /// subscription's id and name.
     Sitecore,
+    /// Sitecore Common Audit Log forwarding: a JSON array of the audit-log objects.
+    SitecoreAudit,
+    /// DatoCMS's default webhook body (spec §1.8), with this webhook's id, the call id and the
+    /// retry count filled in.
+    DatoCms,
+    /// Contensis's default webhook request structure (spec §2.5).
+    Contensis,
 }
 
 impl Format {
@@ -103,6 +110,9 @@ impl Format {
             Format::CloudEvents => "cloudevents",
             Format::Raw => "raw",
             Format::Sitecore => "sitecore",
+            Format::SitecoreAudit => "sitecore-audit",
+            Format::DatoCms => "datocms",
+            Format::Contensis => "contensis",
         }
     }
 
@@ -111,9 +121,26 @@ impl Format {
             "cloudevents" => Format::CloudEvents,
             "raw" => Format::Raw,
             "sitecore" => Format::Sitecore,
+            "sitecore-audit" => Format::SitecoreAudit,
+            "datocms" => Format::DatoCms,
+            "contensis" => Format::Contensis,
             _ => return None,
         })
     }
+}
+
+/// A body template, kept as the user wrote it and compiled (parsed and checked) by
+/// `render::Plan::compile` when the subscription is saved, so a bad template is refused then and
+/// never re-parsed per delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Template {
+    /// DatoCMS `custom_payload`: a Mustache template rendered over the default DatoCMS body.
+    Mustache(String),
+    /// Contensis `templates`: `(key, template)` pairs, the key being `resourceType` or
+    /// `resourceType.contentTypeId`; templates hold `{/json/pointer}` placeholders resolved
+    /// against the event context `{"event", "user", "resource"}`. The most specific key wins;
+    /// no matching key means the format's default body.
+    Contensis(Vec<(String, String)>),
 }
 
 /// One extra request header. `value` may be write-only (`secret`): stored, sent, never returned.
@@ -192,9 +219,21 @@ pub struct Subscription {
     pub retry: Option<RetryPolicy>,
     /// `None`: the daemon's `[delivery] timeout`.
     pub timeout: Option<Duration>,
+    /// `None`: the daemon's `[delivery] connect_timeout` (DatoCMS uses 2 s).
+    #[serde(default)]
+    pub connect_timeout: Option<Duration>,
+    /// The body template, if any; `None` sends the format's default body. Dialects also template
+    /// the URL (DatoCMS: Mustache; Contensis: `{/pointer}`) and Contensis header values.
+    #[serde(default)]
+    pub template: Option<Template>,
     /// Why the subscription was disabled by Herald itself (a `410 Gone`), if it was.
     pub disabled_reason: Option<String>,
     pub version: Version,
+    /// What a dialect needs to show the subscription back exactly as it was written (the
+    /// DatoCMS `events` list, a Contensis localized name, Sitecore `logLevel`, …) and that the
+    /// common fields above do not carry. `Null` for native subscriptions.
+    #[serde(default)]
+    pub extras: serde_json::Value,
 }
 
 impl Subscription {

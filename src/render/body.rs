@@ -53,25 +53,32 @@ pub(crate) enum BodyPlan {
         /// The subscription's name, JSON-quoted once here.
         item_name: Box<[u8]>,
     },
+    /// Sitecore audit-log forwarding: the audit-log object in a JSON array.
+    SitecoreAudit,
 }
 
 impl BodyPlan {
-    pub(crate) fn compile(sub: &Subscription) -> BodyPlan {
-        match sub.format {
+    /// `None` for a format this build cannot render.
+    pub(crate) fn compile(sub: &Subscription) -> Option<BodyPlan> {
+        Some(match sub.format {
             Format::CloudEvents => BodyPlan::CloudEvents,
             Format::Raw => BodyPlan::Raw,
             Format::Sitecore => BodyPlan::Sitecore {
                 item_id: json::quoted(&sub.id.to_string()),
                 item_name: json::quoted(&sub.name),
             },
-        }
+            Format::SitecoreAudit => BodyPlan::SitecoreAudit,
+            Format::DatoCms | Format::Contensis => return None,
+        })
     }
 
     /// The `content-type` that goes with this body (a subscription header may override it).
     pub(crate) fn content_type(&self) -> HeaderValue {
         match self {
             BodyPlan::CloudEvents => HeaderValue::from_static(CLOUDEVENTS_JSON),
-            BodyPlan::Raw | BodyPlan::Sitecore { .. } => HeaderValue::from_static(APPLICATION_JSON),
+            BodyPlan::Raw | BodyPlan::Sitecore { .. } | BodyPlan::SitecoreAudit => {
+                HeaderValue::from_static(APPLICATION_JSON)
+            }
         }
     }
 
@@ -81,6 +88,7 @@ impl BodyPlan {
             BodyPlan::CloudEvents => Format::CloudEvents.as_str(),
             BodyPlan::Raw => Format::Raw.as_str(),
             BodyPlan::Sitecore { .. } => Format::Sitecore.as_str(),
+            BodyPlan::SitecoreAudit => Format::SitecoreAudit.as_str(),
         }
     }
 
@@ -92,6 +100,13 @@ impl BodyPlan {
             }
             BodyPlan::CloudEvents => Ok(cloudevent(event)),
             BodyPlan::Sitecore { item_id, item_name } => sitecore(event, item_id, item_name),
+            BodyPlan::SitecoreAudit => {
+                let mut b = Vec::with_capacity(event.payload.len() + 2);
+                b.push(b'[');
+                b.extend_from_slice(&event.payload);
+                b.push(b']');
+                Ok(Bytes::from(b))
+            }
         }
     }
 }
@@ -218,7 +233,7 @@ mod tests {
     use crate::render::fixtures::{CLOUDEVENT, SITECORE_ITEM_ADDED, SUB_ID, event, subscription};
 
     fn plan(format: Format) -> BodyPlan {
-        BodyPlan::compile(&subscription(format))
+        BodyPlan::compile(&subscription(format)).expect("format is supported")
     }
 
     fn render(format: Format, e: &Event) -> String {

@@ -27,6 +27,9 @@ pub(crate) fn subscription(format: Format) -> Subscription {
         format,
         retry: None,
         timeout: None,
+        connect_timeout: None,
+        template: None,
+        extras: serde_json::Value::Null,
         disabled_reason: None,
         version: Version {
             created_by: "test".into(),

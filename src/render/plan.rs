@@ -104,6 +104,8 @@ pub enum FieldProblem {
     UsernameColon,
     #[error(transparent)]
     Secret(#[from] SecretProblem),
+    #[error("this format cannot be rendered by this build of Herald")]
+    FormatUnavailable,
 }
 
 /// One invalid subscription field, named by its path: `url`, `headers.X-Key`, `auth.token`,
@@ -242,7 +244,10 @@ impl Plan {
         }
         tail.extend(auth);
 
-        let body = BodyPlan::compile(sub);
+        let Some(body) = BodyPlan::compile(sub) else {
+            errors.push(FieldError::new("format", FieldProblem::FormatUnavailable));
+            return Err(RenderError::Invalid(errors.into()));
+        };
         let mut take =
             |name: HeaderName, default: HeaderValue| match tail.iter().position(|h| h.0 == name) {
                 Some(i) => tail.remove(i),

@@ -36,6 +36,9 @@ fn subscription(n: u32, enabled: bool, filters: Vec<Filter>) -> Subscription {
         format: Format::CloudEvents,
         retry: None,
         timeout: None,
+        connect_timeout: None,
+        template: None,
+        extras: serde_json::Value::Null,
         disabled_reason: None,
         version: Version {
             created_by: "test".into(),

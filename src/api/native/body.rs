@@ -265,7 +265,7 @@ pub fn parse(
         Some(Value::String(s)) => Format::parse(s).unwrap_or_else(|| {
             errs.push(FieldError::new(
                 "format",
-                "must be one of \"cloudevents\", \"raw\", \"sitecore\"",
+                "must be one of \"cloudevents\", \"raw\", \"sitecore\", \"sitecore-audit\", \"datocms\", \"contensis\"",
             ));
             Format::CloudEvents
         }),
@@ -886,6 +886,9 @@ mod tests {
             format: Format::CloudEvents,
             retry: None,
             timeout: None,
+            connect_timeout: None,
+            template: None,
+            extras: serde_json::Value::Null,
             disabled_reason: None,
             version: Version {
                 created_by: "t".into(),

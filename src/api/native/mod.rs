@@ -50,6 +50,14 @@ fn view(t: &Target) -> Value {
 
 /// `POST /v1/subscriptions`
 pub async fn create(ctx: &Ctx<'_>, req: http::Request<hyper::body::Incoming>) -> Response {
+    if ctx.scoped() {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "a token limited to tenants creates subscriptions through its CMS dialect's API",
+        )
+        .into_response();
+    }
     let body = match read_json(ctx, req).await {
         Ok(v) => v,
         Err(e) => return e.into_response(),
@@ -75,6 +83,9 @@ pub async fn create(ctx: &Ctx<'_>, req: http::Request<hyper::body::Incoming>) ->
         format: Default::default(),
         retry: None,
         timeout: None,
+        connect_timeout: None,
+        template: None,
+        extras: serde_json::Value::Null,
         disabled_reason: None,
         version: Version {
             created_by: ctx.actor.to_string(),
