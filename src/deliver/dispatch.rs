@@ -335,6 +335,9 @@ impl Dispatcher {
         let until = tokio::time::Instant::now() + deadline;
         loop {
             let notified = self.inner.idle.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a completion in between is not missed.
+            notified.as_mut().enable();
             let n = self.inner.inflight.load(Ordering::SeqCst);
             if n == 0 {
                 return 0;
