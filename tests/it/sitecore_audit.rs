@@ -916,7 +916,7 @@ async fn scoped_tokens_see_only_their_space() {
             .collect()
     };
     let scoped_list = call(&h, "GET", CONFIGS, None, SCOPED_TOKEN).await;
-    assert_eq!(ids(scoped_list.json()), [mine.clone()]);
+    assert_eq!(ids(scoped_list.json()), [mine.as_str()]);
     let mut all = ids(call(&h, "GET", CONFIGS, None, ADMIN_TOKEN).await.json());
     all.sort();
     let mut want = vec![mine.clone(), theirs.clone()];
