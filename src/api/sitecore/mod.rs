@@ -169,6 +169,8 @@ fn list_inner(ctx: &Ctx<'_>, query: Option<&str>) -> Result<Response, AuditApiEr
     let mut errors = FieldErrors::new();
     for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
         match &*k {
+            // An empty `space=` is no filter, as a form with an empty field means.
+            "space" if v.trim().is_empty() => {}
             "space" => space = Some(body::space_tenant(&v).name),
             "limit" => match v.parse::<usize>() {
                 Ok(n) if (1..=MAX_LIMIT).contains(&n) => limit = n,
