@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod error;
 pub mod native;
+pub mod sitecore;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +45,10 @@ enum Route {
     DeadLetterReplay,
     DeadLettersReplay,
     SubscriptionReplay,
+    /// Sitecore Common Audit Log `/api/v1/eventConfigurations`.
+    AuditConfigs,
+    /// Sitecore Common Audit Log `/api/v1/eventConfigurations/{id}`.
+    AuditConfig,
     Healthz,
     Readyz,
     Metrics,
@@ -71,6 +76,8 @@ fn routes() -> matchit::Router<Route> {
         ("/v1/dead-letters/replay", Route::DeadLettersReplay),
         ("/v1/dead-letters/{id}/replay", Route::DeadLetterReplay),
         ("/v1/subscriptions/{id}/replay", Route::SubscriptionReplay),
+        ("/api/v1/eventConfigurations", Route::AuditConfigs),
+        ("/api/v1/eventConfigurations/{id}", Route::AuditConfig),
         ("/healthz", Route::Healthz),
         ("/readyz", Route::Readyz),
         ("/metrics", Route::Metrics),
@@ -80,6 +87,32 @@ fn routes() -> matchit::Router<Route> {
             .expect("the route table has no conflicts");
     }
     r
+}
+
+impl Route {
+    /// The management dialect a route belongs to: its error shape and its metrics label.
+    fn dialect(self) -> &'static str {
+        match self {
+            Route::AuditConfigs | Route::AuditConfig => sitecore::DIALECT,
+            _ => "native",
+        }
+    }
+
+    /// The `401` answer in the route's dialect.
+    fn unauthorized(self, e: auth::AuthError) -> Response {
+        match self {
+            Route::AuditConfigs | Route::AuditConfig => sitecore::unauthorized(e),
+            _ => ApiError::unauthorized(e.message()).into_response(),
+        }
+    }
+}
+
+/// Whether a token scope covers a subscription's tenant. Names compare case-insensitively:
+/// routing lower-cases the tenant attribute (`space`, `project`, `site`), so `Production` and
+/// `production` are one tenant to Herald, and a scope must not tell them apart either.
+fn same_tenant(scope: &Tenant, tenant: &Tenant) -> bool {
+    scope.kind == tenant.kind
+        && (scope.name == tenant.name || scope.name.to_lowercase() == tenant.name.to_lowercase())
 }
 
 /// The application the listeners serve.
@@ -114,7 +147,7 @@ impl<'a> Ctx<'a> {
     pub fn may_use(&self, tenant: Option<&Tenant>) -> bool {
         match (self.scopes, tenant) {
             (None, _) => true,
-            (Some(scopes), Some(t)) => scopes.contains(t),
+            (Some(scopes), Some(t)) => scopes.iter().any(|s| same_tenant(s, t)),
             (Some(_), None) => false,
         }
     }
@@ -124,7 +157,10 @@ impl Ctx<'_> {
     pub fn may_see(&self, sub: &Subscription) -> bool {
         match self.scopes {
             None => true,
-            Some(scopes) => sub.tenant.as_ref().is_some_and(|t| scopes.contains(t)),
+            Some(scopes) => sub
+                .tenant
+                .as_ref()
+                .is_some_and(|t| scopes.iter().any(|s| same_tenant(s, t))),
         }
     }
 
@@ -203,9 +239,9 @@ impl App {
                 self.token_scopes.get(i).cloned().flatten(),
             ),
             Err(e) => {
-                metrics::counter!(m::API_ERRORS, "dialect" => "native", "status" => "4xx")
+                metrics::counter!(m::API_ERRORS, "dialect" => route.dialect(), "status" => "4xx")
                     .increment(1);
-                return ApiError::unauthorized(e.message()).into_response();
+                return route.unauthorized(e);
             }
         };
         let ctx = Ctx {
@@ -244,6 +280,13 @@ impl App {
             (Route::SubscriptionReplay, Method::POST) => {
                 native::replay::subscription(&ctx, id, req).await
             }
+            (Route::AuditConfigs, Method::POST) => sitecore::create(&ctx, req).await,
+            (Route::AuditConfigs, Method::GET) => sitecore::list(&ctx, q),
+            (Route::AuditConfig, Method::GET) => sitecore::get(&ctx, id),
+            (Route::AuditConfig, Method::PATCH) => sitecore::patch(&ctx, id, req).await,
+            (Route::AuditConfig, Method::DELETE) => sitecore::delete(&ctx, id).await,
+            (Route::AuditConfigs, _) => sitecore::method_not_allowed("GET, POST"),
+            (Route::AuditConfig, _) => sitecore::method_not_allowed("GET, PATCH, DELETE"),
             (Route::Deliveries | Route::Delivery | Route::DeadLetters, _) => {
                 ApiError::method_not_allowed("GET").into_response()
             }
@@ -256,7 +299,8 @@ impl App {
             } else {
                 "5xx"
             };
-            metrics::counter!(m::API_ERRORS, "dialect" => "native", "status" => class).increment(1);
+            metrics::counter!(m::API_ERRORS, "dialect" => route.dialect(), "status" => class)
+                .increment(1);
         }
         resp
     }

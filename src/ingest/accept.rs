@@ -19,6 +19,7 @@ use crate::api::error::{ApiError, ItemError, Response, json_response};
 use crate::decode::{self, DecodeError};
 use crate::deliver::dispatch::Dispatcher;
 use crate::journal::{AppendStatus, Journal, JournalError, NewEvent};
+use crate::model::event::attr;
 use crate::model::{Delivery, DeliveryId, Event, InputKind, Secret, SeqGen, now_ms};
 use crate::route::store::{Subscriptions, Target};
 use crate::telemetry::metrics::{self as m, reject};
@@ -124,10 +125,10 @@ impl Ingest {
             Ok(ev) => ev,
             Err(e) => return rejected(e.reason(), decode_error(&e)),
         };
-        if let Some(space) = space {
-            let value: Box<str> = space.to_lowercase().into();
+        if kind == InputKind::SitecoreAudit {
+            let value = audit_space(space.as_deref());
             for e in &mut events {
-                e.attributes.push(("space".into(), value.clone()));
+                e.attributes.push((attr::SPACE.into(), value.clone()));
             }
         }
         self.accept(kind, events).await
@@ -201,6 +202,20 @@ fn unavailable(e: &JournalError) -> ApiError {
     ApiError::unavailable(format!("{e}; nothing was accepted, send it again later"))
 }
 
+/// The `space` attribute of a forwarded audit log: the `?space=` value lower-cased (filters
+/// compare lower-case), or [`ALL_SPACES`] when the query names none (or an empty one). A Sitecore
+/// audit configuration's filter accepts its own space and `*`, so a log that names no space
+/// reaches every space's configurations, and one that names a space reaches only that space's.
+pub fn audit_space(space: Option<&str>) -> Box<str> {
+    match space.map(str::trim) {
+        Some(s) if !s.is_empty() => s.to_lowercase().into(),
+        _ => ALL_SPACES.into(),
+    }
+}
+
+/// The `space` value of an audit log sent without `?space=`: it is for every space.
+pub const ALL_SPACES: &str = "*";
+
 /// The first value of `name` in a query string, form-decoded (`%20` and `+` are spaces).
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     form_urlencoded::parse(query?.as_bytes())
@@ -211,6 +226,22 @@ pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_space_table() {
+        let cases = [
+            (Some("Production"), "production"),
+            (Some(" prod "), "prod"),
+            (Some("Développement"), "développement"),
+            (Some(""), ALL_SPACES),
+            (Some("  "), ALL_SPACES),
+            (None, ALL_SPACES),
+            (Some("*"), ALL_SPACES),
+        ];
+        for (space, want) in cases {
+            assert_eq!(&*audit_space(space), want, "{space:?}");
+        }
+    }
 
     #[test]
     fn query_params() {

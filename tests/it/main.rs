@@ -7,4 +7,5 @@ mod delivery;
 mod durability;
 mod ingest;
 mod operations;
+mod sitecore_audit;
 mod subscriptions;
