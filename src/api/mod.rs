@@ -7,6 +7,7 @@
 //! dialect's own error shape; the native one is in `error`.
 
 pub mod auth;
+pub mod datocms;
 pub mod error;
 pub mod native;
 
@@ -44,9 +45,26 @@ enum Route {
     DeadLetterReplay,
     DeadLettersReplay,
     SubscriptionReplay,
+    DatoWebhooks,
+    DatoWebhook,
+    DatoCalls,
+    DatoCall,
+    DatoCallResend,
     Healthz,
     Readyz,
     Metrics,
+}
+
+/// The management dialect a route belongs to: its error shape and its metric label.
+fn dialect_of(route: Route) -> &'static str {
+    match route {
+        Route::DatoWebhooks
+        | Route::DatoWebhook
+        | Route::DatoCalls
+        | Route::DatoCall
+        | Route::DatoCallResend => "datocms",
+        _ => "native",
+    }
 }
 
 fn routes() -> matchit::Router<Route> {
@@ -71,6 +89,11 @@ fn routes() -> matchit::Router<Route> {
         ("/v1/dead-letters/replay", Route::DeadLettersReplay),
         ("/v1/dead-letters/{id}/replay", Route::DeadLetterReplay),
         ("/v1/subscriptions/{id}/replay", Route::SubscriptionReplay),
+        ("/webhooks", Route::DatoWebhooks),
+        ("/webhooks/{id}", Route::DatoWebhook),
+        ("/webhook_calls", Route::DatoCalls),
+        ("/webhook_calls/{id}", Route::DatoCall),
+        ("/webhook_calls/{id}/resend_webhook", Route::DatoCallResend),
         ("/healthz", Route::Healthz),
         ("/readyz", Route::Readyz),
         ("/metrics", Route::Metrics),
@@ -97,6 +120,8 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Set when a drain starts: `/readyz` fails so a load balancer stops sending.
     pub draining: AtomicBool,
+    /// Serializes DatoCMS webhook writes (the unique-name check and its write).
+    pub datocms_writes: tokio::sync::Mutex<()>,
 }
 
 /// One management request: who is asking and what they may see.
@@ -161,6 +186,7 @@ impl App {
             token_scopes,
             max_body_bytes,
             draining: AtomicBool::new(false),
+            datocms_writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -203,9 +229,13 @@ impl App {
                 self.token_scopes.get(i).cloned().flatten(),
             ),
             Err(e) => {
-                metrics::counter!(m::API_ERRORS, "dialect" => "native", "status" => "4xx")
+                let dialect = dialect_of(route);
+                metrics::counter!(m::API_ERRORS, "dialect" => dialect, "status" => "4xx")
                     .increment(1);
-                return ApiError::unauthorized(e.message()).into_response();
+                return match dialect {
+                    "datocms" => datocms::unauthorized(e),
+                    _ => ApiError::unauthorized(e.message()).into_response(),
+                };
             }
         };
         let ctx = Ctx {
@@ -244,6 +274,11 @@ impl App {
             (Route::SubscriptionReplay, Method::POST) => {
                 native::replay::subscription(&ctx, id, req).await
             }
+            (Route::DatoWebhooks, m) => datocms::webhooks(&ctx, m, req).await,
+            (Route::DatoWebhook, m) => datocms::webhook(&ctx, id, m, req).await,
+            (Route::DatoCalls, m) => datocms::calls::calls(&ctx, m, q).await,
+            (Route::DatoCall, m) => datocms::calls::call(&ctx, m, id).await,
+            (Route::DatoCallResend, m) => datocms::calls::resend(&ctx, m, id).await,
             (Route::Deliveries | Route::Delivery | Route::DeadLetters, _) => {
                 ApiError::method_not_allowed("GET").into_response()
             }
@@ -256,7 +291,8 @@ impl App {
             } else {
                 "5xx"
             };
-            metrics::counter!(m::API_ERRORS, "dialect" => "native", "status" => class).increment(1);
+            metrics::counter!(m::API_ERRORS, "dialect" => dialect_of(route), "status" => class)
+                .increment(1);
         }
         resp
     }
