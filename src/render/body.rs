@@ -7,15 +7,38 @@
 //! original body with [`super::json`]. Each built body is written into one buffer sized up front,
 //! so a delivery costs one allocation for its body.
 //!
-//! New body kinds (DatoCMS default body, Mustache or Contensis templates, Sitecore audit arrays)
-//! are new [`BodyPlan`] variants with their compiled form inside; `Plan::render` does not change.
+//! Each body kind is a [`BodyPlan`] variant with its compiled form inside (the dialect default
+//! bodies live in their own modules: [`super::datocms`]); `Plan::render` does not change.
 
 use bytes::Bytes;
 use http::HeaderValue;
 
 use crate::model::{Event, Format, InputKind, Subscription};
 
+use super::datocms;
 use super::json::{self, Place, ScanError, SetMember, Value};
+use super::plan::AttemptCtx;
+
+/// Why an event's payload could not be turned into the body a subscription asked for. Retrying
+/// will not help: the payload does not change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// It does not have the JSON structure the body shape needs (a Sitecore body that is not an
+    /// object, say).
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// A template needs it as JSON data and it is not valid JSON.
+    #[error("not valid JSON: {0}")]
+    Json(Box<str>),
+    /// The rendered body would be larger than [`MAX_BODY_BYTES`] (a template that repeats a
+    /// large value many times).
+    #[error("the rendered body would exceed {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+}
+
+/// Largest body a template may render. Bounds the memory one render can take whatever the
+/// template and payload (ingest bodies are 10 MiB at most by default).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// `content-type` of a structured-mode CloudEvent.
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
@@ -55,6 +78,11 @@ pub(crate) enum BodyPlan {
     },
     /// Sitecore audit-log forwarding: the audit-log object in a JSON array.
     SitecoreAudit,
+    /// The DatoCMS default body (spec §1.8).
+    DatoCms {
+        /// `webhook_id`: this subscription as the DatoCMS API shows it, JSON-quoted once here.
+        webhook_id: Box<[u8]>,
+    },
 }
 
 impl BodyPlan {
@@ -68,7 +96,10 @@ impl BodyPlan {
                 item_name: json::quoted(&sub.name),
             },
             Format::SitecoreAudit => BodyPlan::SitecoreAudit,
-            Format::DatoCms | Format::Contensis => return None,
+            Format::DatoCms => BodyPlan::DatoCms {
+                webhook_id: json::quoted(&datocms::webhook_id(&sub.id)),
+            },
+            Format::Contensis => return None,
         })
     }
 
@@ -76,9 +107,10 @@ impl BodyPlan {
     pub(crate) fn content_type(&self) -> HeaderValue {
         match self {
             BodyPlan::CloudEvents => HeaderValue::from_static(CLOUDEVENTS_JSON),
-            BodyPlan::Raw | BodyPlan::Sitecore { .. } | BodyPlan::SitecoreAudit => {
-                HeaderValue::from_static(APPLICATION_JSON)
-            }
+            BodyPlan::Raw
+            | BodyPlan::Sitecore { .. }
+            | BodyPlan::SitecoreAudit
+            | BodyPlan::DatoCms { .. } => HeaderValue::from_static(APPLICATION_JSON),
         }
     }
 
@@ -89,17 +121,19 @@ impl BodyPlan {
             BodyPlan::Raw => Format::Raw.as_str(),
             BodyPlan::Sitecore { .. } => Format::Sitecore.as_str(),
             BodyPlan::SitecoreAudit => Format::SitecoreAudit.as_str(),
+            BodyPlan::DatoCms { .. } => Format::DatoCms.as_str(),
         }
     }
 
-    pub(crate) fn render(&self, event: &Event) -> Result<Bytes, ScanError> {
+    /// The body for one attempt (`ctx`: the DatoCMS body carries the call id and retry count).
+    pub(crate) fn render(&self, event: &Event, ctx: &AttemptCtx) -> Result<Bytes, PayloadError> {
         match self {
             BodyPlan::Raw => Ok(event.payload.clone()),
             BodyPlan::CloudEvents if event.kind == InputKind::CloudEvent => {
                 Ok(event.payload.clone())
             }
             BodyPlan::CloudEvents => Ok(cloudevent(event)),
-            BodyPlan::Sitecore { item_id, item_name } => sitecore(event, item_id, item_name),
+            BodyPlan::Sitecore { item_id, item_name } => Ok(sitecore(event, item_id, item_name)?),
             BodyPlan::SitecoreAudit => {
                 let mut b = Vec::with_capacity(event.payload.len() + 2);
                 b.push(b'[');
@@ -107,13 +141,18 @@ impl BodyPlan {
                 b.push(b']');
                 Ok(Bytes::from(b))
             }
+            BodyPlan::DatoCms { webhook_id } => {
+                let mut out = Vec::new();
+                datocms::write_body(event, ctx, webhook_id, &mut out)?;
+                Ok(Bytes::from(out))
+            }
         }
     }
 }
 
 /// The payload as a JSON value to embed: its bytes, or `null` for an empty payload so the
 /// envelope stays valid JSON.
-fn embeddable(payload: &[u8]) -> &[u8] {
+pub(crate) fn embeddable(payload: &[u8]) -> &[u8] {
     if payload.iter().all(u8::is_ascii_whitespace) {
         b"null"
     } else {
@@ -236,8 +275,14 @@ mod tests {
         BodyPlan::compile(&subscription(format)).expect("format is supported")
     }
 
+    const CTX: AttemptCtx = AttemptCtx {
+        delivery: crate::model::DeliveryId(7),
+        attempt: 1,
+        timestamp_s: 1,
+    };
+
     fn render(format: Format, e: &Event) -> String {
-        let body = plan(format).render(e).expect("renders");
+        let body = plan(format).render(e, &CTX).expect("renders");
         let text = String::from_utf8(body.to_vec()).expect("utf-8");
         // Whatever the shape, the result is one valid JSON document.
         serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
@@ -268,7 +313,7 @@ mod tests {
             ),
         ];
         for (format, e) in cases {
-            let body = plan(format).render(&e).expect("renders");
+            let body = plan(format).render(&e, &CTX).expect("renders");
             assert_eq!(body, e.payload, "{format:?} {:?}", e.kind);
             assert_eq!(body.as_ptr(), e.payload.as_ptr(), "{format:?} copied");
         }
@@ -380,7 +425,7 @@ mod tests {
         ];
         for e in cases {
             assert!(
-                plan(Format::Sitecore).render(&e).is_err(),
+                plan(Format::Sitecore).render(&e, &CTX).is_err(),
                 "{:?}",
                 e.payload
             );
@@ -393,6 +438,8 @@ mod tests {
             (Format::CloudEvents, CLOUDEVENTS_JSON),
             (Format::Raw, APPLICATION_JSON),
             (Format::Sitecore, APPLICATION_JSON),
+            (Format::SitecoreAudit, APPLICATION_JSON),
+            (Format::DatoCms, APPLICATION_JSON),
         ];
         for (format, want) in cases {
             assert_eq!(plan(format).content_type(), want, "{format:?}");

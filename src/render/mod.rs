@@ -8,12 +8,15 @@
 //! Standard Webhooks signing and `json` the byte-level JSON writing and scanning they share.
 
 mod body;
+mod datocms;
 #[cfg(test)]
 mod fixtures;
 mod json;
 mod plan;
 mod sign;
 
+pub use body::{MAX_BODY_BYTES, PayloadError};
+pub use datocms::webhook_id as datocms_webhook_id;
 pub use json::ScanError;
 pub use plan::{
     AttemptCtx, FieldError, FieldProblem, Plan, RESERVED_HEADERS, RenderDefaults, RenderError,

@@ -13,8 +13,12 @@
 //!
 //! Headers go out in a fixed order: `content-type`, `user-agent`, `webhook-id`,
 //! `webhook-timestamp`, `webhook-signature`, the subscription's headers, then auth. A
-//! subscription header named `content-type` or `user-agent` replaces the default instead of
-//! adding a second one. `http` lower-cases header names; HTTP/1.1 and HTTP/2 treat them
+//! subscription header named `content-type` or `user-agent` (or `accept`) replaces the default
+//! instead of adding a second one. DatoCMS-dialect subscriptions send what DatoCMS sends
+//! (`content-type: application/json`, `accept: */*`, `user-agent: DatoCMS (datocms.com)`, spec
+//! §1.8). The Standard Webhooks `webhook-id` and `webhook-timestamp` go out on every dialect (a
+//! documented Herald addition receivers may use to dedup); `webhook-signature` only when the
+//! subscription has a signing secret, which the CMS dialects never set. `http` lower-cases header names; HTTP/1.1 and HTTP/2 treat them
 //! case-insensitively, so the spelling the user chose is kept only in the stored subscription.
 
 use std::fmt;
@@ -25,11 +29,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
-use crate::model::{DeliveryId, Event, HeaderSpec, Subscription, TargetAuth};
+use crate::model::{DeliveryId, Dialect, Event, HeaderSpec, Subscription, TargetAuth};
 
 use super::Request;
-use super::body::BodyPlan;
-use super::json::ScanError;
+use super::body::{BodyPlan, PayloadError};
+use super::datocms;
 use super::sign::{SIGNATURE_LEN, SecretProblem, Signer};
 
 pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
@@ -133,11 +137,11 @@ pub enum RenderError {
     Invalid(Box<[FieldError]>),
     /// The event's payload does not have the structure the body shape needs (a Sitecore body
     /// that is not a JSON object, say). Retrying will not help.
-    #[error("the event payload cannot be rendered as a `{format}` body")]
+    #[error("the event payload cannot be rendered as a `{format}` body: {source}")]
     Payload {
         format: &'static str,
         #[source]
-        source: ScanError,
+        source: PayloadError,
     },
     /// A header value produced at render time is not a valid HTTP header value.
     #[error("{field}: the rendered value is not a valid HTTP header value")]
@@ -253,10 +257,21 @@ impl Plan {
                 Some(i) => tail.remove(i),
                 None => (name, default),
             };
-        let head = [
-            take(header::CONTENT_TYPE, body.content_type()),
-            take(header::USER_AGENT, defaults.user_agent.clone()),
-        ];
+        let head: Vec<(HeaderName, HeaderValue)> = match sub.dialect {
+            // What DatoCMS sends (spec §1.8), in its order after the content type.
+            Dialect::DatoCms => vec![
+                take(header::CONTENT_TYPE, body.content_type()),
+                take(header::ACCEPT, HeaderValue::from_static("*/*")),
+                take(
+                    header::USER_AGENT,
+                    HeaderValue::from_static(datocms::USER_AGENT),
+                ),
+            ],
+            Dialect::Native | Dialect::SitecoreAudit | Dialect::Contensis => vec![
+                take(header::CONTENT_TYPE, body.content_type()),
+                take(header::USER_AGENT, defaults.user_agent.clone()),
+            ],
+        };
         let placeholder = HeaderValue::from_static("");
         let mut per_attempt = vec![WEBHOOK_ID, WEBHOOK_TIMESTAMP];
         if signer.is_some() {
@@ -287,7 +302,7 @@ impl Plan {
     pub fn render(&self, event: &Event, ctx: &AttemptCtx) -> Result<Request, RenderError> {
         let body = self
             .body
-            .render(event)
+            .render(event, ctx)
             .map_err(|source| RenderError::Payload {
                 format: self.body.name(),
                 source,
@@ -433,7 +448,7 @@ fn compile_auth(auth: &TargetAuth) -> Result<(HeaderName, HeaderValue), FieldErr
 mod tests {
     use super::*;
     use crate::model::{Format, HttpMethod, InputKind, Secret};
-    use crate::render::fixtures::{SITECORE_ITEM_ADDED, event, subscription};
+    use crate::render::fixtures::{DATOCMS_ITEM_UPDATE, SITECORE_ITEM_ADDED, event, subscription};
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -625,6 +640,92 @@ mod tests {
             "application/json; charset=utf-8"
         );
         assert_eq!(req.headers[header::USER_AGENT], "Mine/1");
+    }
+
+    #[test]
+    fn dialect_default_headers() {
+        let ua = concat!("Herald/", env!("CARGO_PKG_VERSION"));
+        type Edit = fn(&mut Subscription);
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Dialect, Format, Edit, Headers); 4] = [
+            (
+                Dialect::Native,
+                Format::DatoCms,
+                |_| {},
+                &[("content-type", "application/json"), ("user-agent", ua)],
+            ),
+            (
+                Dialect::DatoCms,
+                Format::DatoCms,
+                |_| {},
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "*/*"),
+                    ("user-agent", "DatoCMS (datocms.com)"),
+                ],
+            ),
+            // DatoCMS lets `headers` set anything, these included; auth follows them.
+            (
+                Dialect::DatoCms,
+                Format::DatoCms,
+                |s| {
+                    s.headers = vec![
+                        header("X-Foo", "Bar", false),
+                        header("Accept", "application/json", false),
+                    ];
+                    s.auth = Some(TargetAuth::Basic {
+                        username: "ciao".into(),
+                        password: Secret::new("miao"),
+                    });
+                },
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "application/json"),
+                    ("user-agent", "DatoCMS (datocms.com)"),
+                    ("x-foo", "Bar"),
+                    ("authorization", "Basic Y2lhbzptaWFv"),
+                ],
+            ),
+            (
+                Dialect::SitecoreAudit,
+                Format::SitecoreAudit,
+                |s| {
+                    s.auth = Some(TargetAuth::Header {
+                        name: "X-Secret".into(),
+                        value: Secret::new("s3cr3t"),
+                    })
+                },
+                &[
+                    ("content-type", "application/json"),
+                    ("user-agent", ua),
+                    ("x-secret", "s3cr3t"),
+                ],
+            ),
+        ];
+        for (dialect, format, edit, want) in cases {
+            let mut sub = subscription(format);
+            sub.dialect = dialect;
+            edit(&mut sub);
+            let req = compile(&sub)
+                .expect("compiles")
+                .render(
+                    &event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE),
+                    &ctx(1, 1_700_000_000),
+                )
+                .expect("renders");
+            // The Standard Webhooks id and timestamp go on every dialect (no secret: no
+            // signature); everything else is the dialect's.
+            let got: Vec<(&str, &str)> = req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+                .filter(|(n, _)| !n.starts_with("webhook-"))
+                .collect();
+            assert_eq!(got, want, "{dialect:?}");
+            assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
+            assert_eq!(req.headers[WEBHOOK_TIMESTAMP], "1700000000");
+            assert!(!req.headers.contains_key(WEBHOOK_SIGNATURE));
+        }
     }
 
     #[test]
