@@ -124,10 +124,10 @@ const REQUIRED: [&str; 7] = [
 
 /// The id DatoCMS clients see for a subscription: the UUID's 32 lower-case hex digits.
 /// DatoCMS's own ids are numeric strings, but every client treats them as opaque strings; the
-/// simple form is the native id without its hyphens, so an operator can match the two.
-/// The DatoCMS default body's `webhook_id` must be this same string.
+/// simple form is the native id without its hyphens, so an operator can match the two. The
+/// renderer owns the one definition, so the default body's `webhook_id` always agrees.
 pub fn webhook_id(id: &SubscriptionId) -> String {
-    id.simple()
+    crate::render::datocms_webhook_id(id)
 }
 
 /// Parses a webhook id from a path or body: the simple form, or the hyphenated native form.
