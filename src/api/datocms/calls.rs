@@ -295,19 +295,20 @@ fn admits(q: &CallQuery, r: &DeliveryRecord) -> bool {
 /// Compares by the order key; calls without a value for the key (never sent, no retry due) go
 /// last in both directions, ties go by call id in the same direction.
 fn compare(q: &CallQuery, a: &DeliveryRecord, b: &DeliveryRecord) -> Ordering {
-    let by = |x: Option<i128>, y: Option<i128>| match (x, y) {
+    let by = |x: Option<(u128, i64)>, y: Option<(u128, i64)>| match (x, y) {
         (Some(x), Some(y)) if q.descending => y.cmp(&x),
         (Some(x), Some(y)) => x.cmp(&y),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
     };
-    let key = |r: &DeliveryRecord| -> Option<i128> {
+    // Webhook ids order as their hex text does, i.e. as the UUID's 128-bit value.
+    let key = |r: &DeliveryRecord| -> Option<(u128, i64)> {
         match q.order {
-            OrderKey::WebhookId => Some(r.subscription.0.as_u128() as i128),
-            OrderKey::CreatedAt => Some(r.created_at_ms as i128),
-            OrderKey::LastSentAt => last_sent_ms(r).map(i128::from),
-            OrderKey::NextRetryAt => next_retry_ms(r).map(i128::from),
+            OrderKey::WebhookId => Some((r.subscription.0.as_u128(), 0)),
+            OrderKey::CreatedAt => Some((0, r.created_at_ms)),
+            OrderKey::LastSentAt => last_sent_ms(r).map(|t| (0, t)),
+            OrderKey::NextRetryAt => next_retry_ms(r).map(|t| (0, t)),
         }
     };
     by(key(a), key(b)).then_with(|| {
@@ -584,14 +585,24 @@ mod tests {
         use DeliveryStatus::*;
         vec![
             record(1, 1, "item.update", Pending, 100),
-            sent(record(2, 2, "item.create", Delivered, 200), 210, 1, None),
+            sent(
+                record(2, u128::MAX - 1, "item.create", Delivered, 200),
+                210,
+                1,
+                None,
+            ),
             sent(
                 record(3, 1, "upload.create", Retrying, 300),
                 320,
                 2,
                 Some(900),
             ),
-            sent(record(4, 2, "item.update", Dead, 400), 450, 8, None),
+            sent(
+                record(4, u128::MAX - 1, "item.update", Dead, 400),
+                450,
+                8,
+                None,
+            ),
             sent(
                 record(5, 1, "item.update", Retrying, 500),
                 510,
