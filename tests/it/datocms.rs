@@ -910,8 +910,8 @@ async fn tokens_scoped_to_a_site_see_and_receive_only_that_site() {
                 .collect::<Vec<_>>()
         }
     };
-    assert_eq!(listed(SITE_A_TOKEN).await, [a_id.clone()]);
-    assert_eq!(listed(SITE_B_TOKEN).await, [b_id.clone()]);
+    assert_eq!(listed(SITE_A_TOKEN).await, [a_id.as_str()]);
+    assert_eq!(listed(SITE_B_TOKEN).await, [b_id.as_str()]);
     assert_eq!(listed(ADMIN_TOKEN).await.len(), 3);
     let a = call_as(
         &h,
