@@ -40,7 +40,7 @@ pub enum Code {
     InsufficientPermissions,
     /// No such webhook or webhook call (or not visible to this token).
     NotFound,
-    /// No such route for this method.
+    /// The path does not serve this method.
     InvalidEndpoint,
     /// A `filter[...]` query parameter is unknown or has a bad value.
     InvalidFilterFieldsParam,
@@ -90,7 +90,8 @@ impl Code {
             Code::InvalidJsonBody | Code::InvalidContentTypeHeader => StatusCode::BAD_REQUEST,
             Code::InvalidAuthorizationHeader => StatusCode::UNAUTHORIZED,
             Code::InsufficientPermissions => StatusCode::FORBIDDEN,
-            Code::NotFound | Code::InvalidEndpoint => StatusCode::NOT_FOUND,
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::InvalidEndpoint => StatusCode::METHOD_NOT_ALLOWED,
             Code::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Exception => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -324,7 +325,7 @@ mod tests {
             (Code::InvalidAuthorizationHeader, 401),
             (Code::InsufficientPermissions, 403),
             (Code::NotFound, 404),
-            (Code::InvalidEndpoint, 404),
+            (Code::InvalidEndpoint, 405),
             (Code::InvalidFilterFieldsParam, 422),
             (Code::InvalidOrdering, 422),
             (Code::InvalidParams, 422),

@@ -46,14 +46,16 @@ pub fn unauthorized(e: AuthError) -> Response {
     DatoError::new(Code::InvalidAuthorizationHeader, e.message()).into_response()
 }
 
-/// A method the route does not serve.
-pub fn method_not_allowed(allowed: &str) -> Response {
-    DatoError::new(
+/// A method the route does not serve: `405` with `Allow`.
+pub fn method_not_allowed(allowed: &'static str) -> Response {
+    let mut resp = DatoError::new(
         Code::InvalidEndpoint,
         format!("this endpoint accepts {allowed}"),
     )
-    .status(StatusCode::METHOD_NOT_ALLOWED)
-    .into_response()
+    .into_response();
+    resp.headers_mut()
+        .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+    resp
 }
 
 fn answer(result: Result<(StatusCode, Value), DatoError>) -> Response {
@@ -323,8 +325,9 @@ mod tests {
         let r = unauthorized(AuthError::Missing);
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers()[http::header::CONTENT_TYPE], "application/json");
-        let r = method_not_allowed("GET");
+        let r = method_not_allowed("GET, POST");
         assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[http::header::ALLOW], "GET, POST");
     }
 
     #[test]
