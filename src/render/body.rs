@@ -13,11 +13,12 @@
 use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::model::{Event, Format, InputKind, Subscription};
+use crate::model::{Event, Format, InputKind, Subscription, Template};
 
 use super::datocms;
 use super::json::{self, Place, ScanError, SetMember, Value};
-use super::plan::AttemptCtx;
+use super::mustache;
+use super::plan::{AttemptCtx, FieldError, FieldProblem};
 
 /// Why an event's payload could not be turned into the body a subscription asked for. Retrying
 /// will not help: the payload does not change.
@@ -62,6 +63,60 @@ const CE_OWN_ATTRIBUTES: [&str; 8] = [
     "data",
 ];
 
+/// This subscription's id in the forms the dialect bodies splice in, JSON-quoted once when the
+/// plan is compiled.
+#[derive(Debug)]
+pub(crate) struct Ids {
+    /// DatoCMS `webhook_id` ([`datocms::webhook_id`]).
+    pub datocms_webhook_id: Box<[u8]>,
+}
+
+impl Ids {
+    pub(crate) fn new(sub: &Subscription) -> Ids {
+        Ids {
+            datocms_webhook_id: json::quoted(&datocms::webhook_id(&sub.id)),
+        }
+    }
+}
+
+/// One render: the event, the attempt, and what the body, URL and header templates share,
+/// built on first use and only once (the DatoCMS default body as Mustache data).
+pub(crate) struct Scope<'a> {
+    pub event: &'a Event,
+    pub ctx: &'a AttemptCtx,
+    ids: &'a Ids,
+    dato: Option<serde_json::Value>,
+}
+
+impl<'a> Scope<'a> {
+    pub(crate) fn new(event: &'a Event, ctx: &'a AttemptCtx, ids: &'a Ids) -> Scope<'a> {
+        Scope {
+            event,
+            ctx,
+            ids,
+            dato: None,
+        }
+    }
+
+    /// The DatoCMS default body of this attempt as a JSON value: the data of Mustache
+    /// templates (DatoCMS: "the original payload we would send is used as source").
+    pub(crate) fn datocms_data(&mut self) -> Result<&serde_json::Value, PayloadError> {
+        if self.dato.is_none() {
+            let mut body = Vec::new();
+            datocms::write_body(
+                self.event,
+                self.ctx,
+                &self.ids.datocms_webhook_id,
+                &mut body,
+            )?;
+            let value = serde_json::from_slice(&body)
+                .map_err(|e| PayloadError::Json(e.to_string().into()))?;
+            self.dato = Some(value);
+        }
+        Ok(self.dato.get_or_insert(serde_json::Value::Null))
+    }
+}
+
 /// The body a subscription receives, decided when it is compiled.
 #[derive(Debug)]
 pub(crate) enum BodyPlan {
@@ -79,15 +134,40 @@ pub(crate) enum BodyPlan {
     /// Sitecore audit-log forwarding: the audit-log object in a JSON array.
     SitecoreAudit,
     /// The DatoCMS default body (spec §1.8).
-    DatoCms {
-        /// `webhook_id`: this subscription as the DatoCMS API shows it, JSON-quoted once here.
-        webhook_id: Box<[u8]>,
-    },
+    DatoCms,
+    /// A DatoCMS `custom_payload`: Mustache over the DatoCMS default body.
+    Mustache(mustache::Template),
 }
 
 impl BodyPlan {
-    /// `None` for a format this build cannot render.
-    pub(crate) fn compile(sub: &Subscription) -> Option<BodyPlan> {
+    /// The body plan for `sub`'s format and template, or `None` with the reasons pushed to
+    /// `errors` (a template that does not parse, a format this build cannot render).
+    pub(crate) fn compile(sub: &Subscription, errors: &mut Vec<FieldError>) -> Option<BodyPlan> {
+        match &sub.template {
+            None => {}
+            Some(Template::Mustache(src)) => {
+                return match mustache::Template::compile(src) {
+                    Ok(t) => Some(BodyPlan::Mustache(t)),
+                    Err(e) => {
+                        errors.push(FieldError::new("template", FieldProblem::Syntax(e)));
+                        None
+                    }
+                };
+            }
+            Some(Template::Contensis(_)) => {
+                errors.push(FieldError::new("template", FieldProblem::FormatUnavailable));
+                return None;
+            }
+        }
+        let plan = Self::for_format(sub);
+        if plan.is_none() {
+            errors.push(FieldError::new("format", FieldProblem::FormatUnavailable));
+        }
+        plan
+    }
+
+    /// The format's default body.
+    fn for_format(sub: &Subscription) -> Option<BodyPlan> {
         Some(match sub.format {
             Format::CloudEvents => BodyPlan::CloudEvents,
             Format::Raw => BodyPlan::Raw,
@@ -96,9 +176,7 @@ impl BodyPlan {
                 item_name: json::quoted(&sub.name),
             },
             Format::SitecoreAudit => BodyPlan::SitecoreAudit,
-            Format::DatoCms => BodyPlan::DatoCms {
-                webhook_id: json::quoted(&datocms::webhook_id(&sub.id)),
-            },
+            Format::DatoCms => BodyPlan::DatoCms,
             Format::Contensis => return None,
         })
     }
@@ -110,7 +188,8 @@ impl BodyPlan {
             BodyPlan::Raw
             | BodyPlan::Sitecore { .. }
             | BodyPlan::SitecoreAudit
-            | BodyPlan::DatoCms { .. } => HeaderValue::from_static(APPLICATION_JSON),
+            | BodyPlan::DatoCms
+            | BodyPlan::Mustache(_) => HeaderValue::from_static(APPLICATION_JSON),
         }
     }
 
@@ -121,12 +200,14 @@ impl BodyPlan {
             BodyPlan::Raw => Format::Raw.as_str(),
             BodyPlan::Sitecore { .. } => Format::Sitecore.as_str(),
             BodyPlan::SitecoreAudit => Format::SitecoreAudit.as_str(),
-            BodyPlan::DatoCms { .. } => Format::DatoCms.as_str(),
+            BodyPlan::DatoCms => Format::DatoCms.as_str(),
+            BodyPlan::Mustache(_) => "mustache template",
         }
     }
 
-    /// The body for one attempt (`ctx`: the DatoCMS body carries the call id and retry count).
-    pub(crate) fn render(&self, event: &Event, ctx: &AttemptCtx) -> Result<Bytes, PayloadError> {
+    /// The body for one attempt (the DatoCMS body carries the call id and retry count).
+    pub(crate) fn render(&self, scope: &mut Scope<'_>) -> Result<Bytes, PayloadError> {
+        let event = scope.event;
         match self {
             BodyPlan::Raw => Ok(event.payload.clone()),
             BodyPlan::CloudEvents if event.kind == InputKind::CloudEvent => {
@@ -141,9 +222,14 @@ impl BodyPlan {
                 b.push(b']');
                 Ok(Bytes::from(b))
             }
-            BodyPlan::DatoCms { webhook_id } => {
+            BodyPlan::DatoCms => {
                 let mut out = Vec::new();
-                datocms::write_body(event, ctx, webhook_id, &mut out)?;
+                datocms::write_body(event, scope.ctx, &scope.ids.datocms_webhook_id, &mut out)?;
+                Ok(Bytes::from(out))
+            }
+            BodyPlan::Mustache(template) => {
+                let mut out = Vec::with_capacity(template.source().len() + 256);
+                template.render(scope.datocms_data()?, &mut out)?;
                 Ok(Bytes::from(out))
             }
         }
@@ -272,7 +358,12 @@ mod tests {
     use crate::render::fixtures::{CLOUDEVENT, SITECORE_ITEM_ADDED, SUB_ID, event, subscription};
 
     fn plan(format: Format) -> BodyPlan {
-        BodyPlan::compile(&subscription(format)).expect("format is supported")
+        BodyPlan::compile(&subscription(format), &mut Vec::new()).expect("format is supported")
+    }
+
+    fn render_with(plan: &BodyPlan, e: &Event) -> Result<Bytes, PayloadError> {
+        let ids = Ids::new(&subscription(Format::Raw));
+        plan.render(&mut Scope::new(e, &CTX, &ids))
     }
 
     const CTX: AttemptCtx = AttemptCtx {
@@ -282,7 +373,7 @@ mod tests {
     };
 
     fn render(format: Format, e: &Event) -> String {
-        let body = plan(format).render(e, &CTX).expect("renders");
+        let body = render_with(&plan(format), e).expect("renders");
         let text = String::from_utf8(body.to_vec()).expect("utf-8");
         // Whatever the shape, the result is one valid JSON document.
         serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
@@ -313,7 +404,7 @@ mod tests {
             ),
         ];
         for (format, e) in cases {
-            let body = plan(format).render(&e, &CTX).expect("renders");
+            let body = render_with(&plan(format), &e).expect("renders");
             assert_eq!(body, e.payload, "{format:?} {:?}", e.kind);
             assert_eq!(body.as_ptr(), e.payload.as_ptr(), "{format:?} copied");
         }
@@ -425,7 +516,7 @@ mod tests {
         ];
         for e in cases {
             assert!(
-                plan(Format::Sitecore).render(&e, &CTX).is_err(),
+                render_with(&plan(Format::Sitecore), &e).is_err(),
                 "{:?}",
                 e.payload
             );

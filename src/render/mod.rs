@@ -12,8 +12,10 @@ mod datocms;
 #[cfg(test)]
 mod fixtures;
 mod json;
+mod mustache;
 mod plan;
 mod sign;
+mod syntax;
 
 pub use body::{MAX_BODY_BYTES, PayloadError};
 pub use datocms::webhook_id as datocms_webhook_id;
@@ -23,6 +25,7 @@ pub use plan::{
     WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
 };
 pub use sign::SecretProblem;
+pub use syntax::{SyntaxError, SyntaxProblem};
 
 /// A fully rendered outbound request: what `crate::deliver` sends, byte for byte.
 #[derive(Debug, Clone)]
