@@ -1011,3 +1011,120 @@ async fn tokens_scoped_to_a_site_see_and_receive_only_that_site() {
     api_error(&a, 404, "NOT_FOUND");
     assert_eq!(cap_a.count(), 1);
 }
+
+#[tokio::test]
+async fn mustache_custom_payload_and_url() {
+    let h = Herald::start().await;
+    let cap = Capture::start().await;
+    // A templated URL and a payload with sections, dotted names, escaped and raw values.
+    let template = concat!(
+        r#"{"event": "{{entity_type}}.{{event_type}}", "title": "{{entity.attributes.title}}", "#,
+        r#""raw": "{{{entity.attributes.title}}}", "call": "{{webhook_call_id}}", "#,
+        r#""hook": "{{webhook_id}}", "retries": {{attempted_auto_retries_count}}, "#,
+        r#""models": [{{#related_entities}}"{{attributes.api_key}}"{{/related_entities}}], "#,
+        r#""id": "{{#entity}}{{id}}{{/entity}}"{{^previous_entity}}, "new": true{{/previous_entity}}}"#
+    );
+    let mut doc = webhook_doc(
+        "templated",
+        &format!(
+            "{}/hooks/{{{{entity_type}}}}/{{{{entity.id}}}}?env={{{{environment}}}}",
+            cap.url("")
+        ),
+        json!([{"entity_type": "item", "event_types": ["update"]}]),
+        true,
+    );
+    doc["data"]["attributes"]["custom_payload"] = json!(template);
+    let templated = create(&h, ADMIN_TOKEN, &doc).await;
+    // The seed's own example, pointed at the capture receiver: its template is not JSON.
+    let mut seed = seed_create();
+    seed["data"]["attributes"]["url"] = json!(cap.url("/seed"));
+    let seed_id = create(&h, ADMIN_TOKEN, &seed).await;
+
+    h.ingest(
+        "/v1/ingest/datocms",
+        "application/json",
+        item_update("m-1", "205"),
+    )
+    .await;
+    let got = cap.wait_for(2, WAIT).await;
+    let by_path = |p: &str| {
+        got.iter()
+            .find(|c| c.path.starts_with(p))
+            .unwrap_or_else(|| panic!("no request to {p}: {got:?}"))
+    };
+
+    let r = by_path("/hooks/");
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.path, "/hooks/item/39830648?env=foo-bar");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("user-agent"), Some("DatoCMS (datocms.com)"));
+    assert_eq!(r.header("authorization"), Some("Basic Y2lhbzptaWFv"));
+    let call = r.header("webhook-id").unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        format!(
+            concat!(
+                r#"{{"event": "item.update", "title": "On &quot;Mustache&quot; &amp; &lt;html&gt;", "#,
+                r#""raw": "On "Mustache" & <html>", "call": "{call}", "#,
+                r#""hook": "{hook}", "retries": 0, "#,
+                r#""models": ["author"], "#,
+                r#""id": "39830648"}}"#
+            ),
+            call = call,
+            hook = templated
+        )
+    );
+
+    let r = by_path("/seed");
+    assert_eq!(
+        r.header("authorization"),
+        Some("Basic dXNlcjpwYXNzd29yZA==")
+    );
+    assert_eq!(r.header("x-foo"), Some("Bar"));
+    assert_eq!(
+        String::from_utf8_lossy(&r.body),
+        r#"{ "message": "update event triggered on item!", "entity_id": "39830648"] }"#
+    );
+
+    // The log shows the templated request too.
+    let v = calls_when(
+        &h,
+        ADMIN_TOKEN,
+        &format!("?filter[fields][webhook_id][eq]={templated}"),
+        |v| v["data"][0]["attributes"]["status"] == "success",
+    )
+    .await;
+    let a = &v["data"][0]["attributes"];
+    assert_eq!(
+        a["request_url"],
+        cap.url("/hooks/item/39830648?env=foo-bar")
+    );
+    assert_eq!(
+        a["request_payload"],
+        String::from_utf8_lossy(&by_path("/hooks/").body).as_ref()
+    );
+    let v = calls_when(
+        &h,
+        ADMIN_TOKEN,
+        &format!("?filter[fields][webhook_id][eq]={seed_id}"),
+        |v| v["data"][0]["attributes"]["status"] == "success",
+    )
+    .await;
+    assert_eq!(v["meta"]["total_count"], 1);
+
+    // A template that does not compile is refused when saved, never at delivery.
+    let mut bad = seed_create();
+    bad["data"]["attributes"]["name"] = json!("bad payload");
+    bad["data"]["attributes"]["custom_payload"] = json!("{{#entity}} never closed");
+    let a = dato(&h, "POST", "/webhooks", Some(&bad)).await;
+    invalid_field(&a, "custom_payload", "VALIDATION_FORMAT");
+    let mut bad = seed_create();
+    bad["data"]["attributes"]["name"] = json!("bad url");
+    bad["data"]["attributes"]["url"] = json!("https://example.com/{{#entity}}");
+    let a = dato(&h, "POST", "/webhooks", Some(&bad)).await;
+    invalid_field(&a, "url", "VALIDATION_FORMAT");
+    let put = json!({"data": {"type": "webhook", "id": templated,
+        "attributes": {"custom_payload": "{{/entity}}"}}});
+    let a = dato(&h, "PUT", &format!("/webhooks/{templated}"), Some(&put)).await;
+    invalid_field(&a, "custom_payload", "VALIDATION_FORMAT");
+}
