@@ -673,6 +673,8 @@ async fn no_auto_retry_fails_once_and_resend_uses_current_settings() {
     let body = got[1].json();
     assert_eq!(body["webhook_call_id"], call_id.as_str());
     assert_eq!(body["webhook_id"], id.as_str());
+    // The resend is the call's second attempt (manual resends count, see the docs).
+    assert_eq!(body["attempted_auto_retries_count"], 1);
     let v = calls_when(&h, ADMIN_TOKEN, "", |v| {
         v["data"][0]["attributes"]["status"] == "success"
     })
