@@ -56,14 +56,38 @@ enum Route {
 }
 
 /// The management dialect a route belongs to: its error shape and its metric label.
-fn dialect_of(route: Route) -> &'static str {
-    match route {
-        Route::DatoWebhooks
-        | Route::DatoWebhook
-        | Route::DatoCalls
-        | Route::DatoCall
-        | Route::DatoCallResend => "datocms",
-        _ => "native",
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Native,
+    DatoCms,
+}
+
+impl Family {
+    fn of(route: Route) -> Family {
+        match route {
+            Route::DatoWebhooks
+            | Route::DatoWebhook
+            | Route::DatoCalls
+            | Route::DatoCall
+            | Route::DatoCallResend => Family::DatoCms,
+            _ => Family::Native,
+        }
+    }
+
+    /// The `dialect` label of `herald_api_errors_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Family::Native => "native",
+            Family::DatoCms => "datocms",
+        }
+    }
+
+    /// The answer to a request without a valid token, in the family's error shape.
+    fn unauthorized(self, e: auth::AuthError) -> Response {
+        match self {
+            Family::Native => ApiError::unauthorized(e.message()).into_response(),
+            Family::DatoCms => datocms::unauthorized(e),
+        }
     }
 }
 
@@ -229,13 +253,10 @@ impl App {
                 self.token_scopes.get(i).cloned().flatten(),
             ),
             Err(e) => {
-                let dialect = dialect_of(route);
-                metrics::counter!(m::API_ERRORS, "dialect" => dialect, "status" => "4xx")
+                let family = Family::of(route);
+                metrics::counter!(m::API_ERRORS, "dialect" => family.label(), "status" => "4xx")
                     .increment(1);
-                return match dialect {
-                    "datocms" => datocms::unauthorized(e),
-                    _ => ApiError::unauthorized(e.message()).into_response(),
-                };
+                return family.unauthorized(e);
             }
         };
         let ctx = Ctx {
@@ -291,7 +312,7 @@ impl App {
             } else {
                 "5xx"
             };
-            metrics::counter!(m::API_ERRORS, "dialect" => dialect_of(route), "status" => class)
+            metrics::counter!(m::API_ERRORS, "dialect" => Family::of(route).label(), "status" => class)
                 .increment(1);
         }
         resp
