@@ -7,6 +7,7 @@
 //! dialect's own error shape; the native one is in `error`.
 
 pub mod auth;
+pub mod datocms;
 pub mod error;
 pub mod native;
 pub mod sitecore;
@@ -49,9 +50,54 @@ enum Route {
     AuditConfigs,
     /// Sitecore Common Audit Log `/api/v1/eventConfigurations/{id}`.
     AuditConfig,
+    DatoWebhooks,
+    DatoWebhook,
+    DatoCalls,
+    DatoCall,
+    DatoCallResend,
     Healthz,
     Readyz,
     Metrics,
+}
+
+/// The management dialect a route belongs to: its error shape and its metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Native,
+    SitecoreAudit,
+    DatoCms,
+}
+
+impl Family {
+    fn of(route: Route) -> Family {
+        match route {
+            Route::DatoWebhooks
+            | Route::DatoWebhook
+            | Route::DatoCalls
+            | Route::DatoCall
+            | Route::DatoCallResend => Family::DatoCms,
+            Route::AuditConfigs | Route::AuditConfig => Family::SitecoreAudit,
+            _ => Family::Native,
+        }
+    }
+
+    /// The `dialect` label of `herald_api_errors_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Family::Native => "native",
+            Family::SitecoreAudit => sitecore::DIALECT,
+            Family::DatoCms => "datocms",
+        }
+    }
+
+    /// The answer to a request without a valid token, in the family's error shape.
+    fn unauthorized(self, e: auth::AuthError) -> Response {
+        match self {
+            Family::Native => ApiError::unauthorized(e.message()).into_response(),
+            Family::SitecoreAudit => sitecore::unauthorized(e),
+            Family::DatoCms => datocms::unauthorized(e),
+        }
+    }
 }
 
 fn routes() -> matchit::Router<Route> {
@@ -78,6 +124,11 @@ fn routes() -> matchit::Router<Route> {
         ("/v1/subscriptions/{id}/replay", Route::SubscriptionReplay),
         ("/api/v1/eventConfigurations", Route::AuditConfigs),
         ("/api/v1/eventConfigurations/{id}", Route::AuditConfig),
+        ("/webhooks", Route::DatoWebhooks),
+        ("/webhooks/{id}", Route::DatoWebhook),
+        ("/webhook_calls", Route::DatoCalls),
+        ("/webhook_calls/{id}", Route::DatoCall),
+        ("/webhook_calls/{id}/resend_webhook", Route::DatoCallResend),
         ("/healthz", Route::Healthz),
         ("/readyz", Route::Readyz),
         ("/metrics", Route::Metrics),
@@ -87,24 +138,6 @@ fn routes() -> matchit::Router<Route> {
             .expect("the route table has no conflicts");
     }
     r
-}
-
-impl Route {
-    /// The management dialect a route belongs to: its error shape and its metrics label.
-    fn dialect(self) -> &'static str {
-        match self {
-            Route::AuditConfigs | Route::AuditConfig => sitecore::DIALECT,
-            _ => "native",
-        }
-    }
-
-    /// The `401` answer in the route's dialect.
-    fn unauthorized(self, e: auth::AuthError) -> Response {
-        match self {
-            Route::AuditConfigs | Route::AuditConfig => sitecore::unauthorized(e),
-            _ => ApiError::unauthorized(e.message()).into_response(),
-        }
-    }
 }
 
 /// Whether a token scope covers a subscription's tenant. Names compare case-insensitively:
@@ -130,6 +163,8 @@ pub struct App {
     pub max_body_bytes: usize,
     /// Set when a drain starts: `/readyz` fails so a load balancer stops sending.
     pub draining: AtomicBool,
+    /// Serializes DatoCMS webhook writes (the unique-name check and its write).
+    pub datocms_writes: tokio::sync::Mutex<()>,
 }
 
 /// One management request: who is asking and what they may see.
@@ -197,6 +232,7 @@ impl App {
             token_scopes,
             max_body_bytes,
             draining: AtomicBool::new(false),
+            datocms_writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -239,9 +275,10 @@ impl App {
                 self.token_scopes.get(i).cloned().flatten(),
             ),
             Err(e) => {
-                metrics::counter!(m::API_ERRORS, "dialect" => route.dialect(), "status" => "4xx")
+                let family = Family::of(route);
+                metrics::counter!(m::API_ERRORS, "dialect" => family.label(), "status" => "4xx")
                     .increment(1);
-                return route.unauthorized(e);
+                return family.unauthorized(e);
             }
         };
         let ctx = Ctx {
@@ -287,6 +324,11 @@ impl App {
             (Route::AuditConfig, Method::DELETE) => sitecore::delete(&ctx, id).await,
             (Route::AuditConfigs, _) => sitecore::method_not_allowed("GET, POST"),
             (Route::AuditConfig, _) => sitecore::method_not_allowed("GET, PATCH, DELETE"),
+            (Route::DatoWebhooks, m) => datocms::webhooks(&ctx, m, req).await,
+            (Route::DatoWebhook, m) => datocms::webhook(&ctx, id, m, req).await,
+            (Route::DatoCalls, m) => datocms::calls::calls(&ctx, m, q).await,
+            (Route::DatoCall, m) => datocms::calls::call(&ctx, m, id).await,
+            (Route::DatoCallResend, m) => datocms::calls::resend(&ctx, m, id).await,
             (Route::Deliveries | Route::Delivery | Route::DeadLetters, _) => {
                 ApiError::method_not_allowed("GET").into_response()
             }
@@ -299,7 +341,7 @@ impl App {
             } else {
                 "5xx"
             };
-            metrics::counter!(m::API_ERRORS, "dialect" => route.dialect(), "status" => class)
+            metrics::counter!(m::API_ERRORS, "dialect" => Family::of(route).label(), "status" => class)
                 .increment(1);
         }
         resp

@@ -87,3 +87,29 @@ pub(crate) const SITECORE_ITEM_ADDED: &str = r#"{
 pub(crate) const CLOUDEVENT: &str = r#"{ "specversion" : "1.0", "id":"ce-42", "source":"urn:cms",
   "type":"entry.published", "time":"2024-05-01T10:00:00Z", "datacontenttype":"application/json",
   "data": {"entryId": "e1", "title": "Caf\u00e9 \"Ole\"", "WebhookItemId": "stale"} }"#;
+
+/// The DatoCMS default body of spec §1.8, the elided parts filled in (as in `decode::datocms`).
+pub(crate) const DATOCMS_ITEM_UPDATE: &str = r#"{
+  "site_id": "example-site-id",
+  "webhook_id": "123",
+  "environment": "foo-bar",
+  "is_environment_primary": true,
+  "webhook_call_id": "456",
+  "event_triggered_at": "2024-08-26T14:30:00Z",
+  "attempted_auto_retries_count": 3,
+  "entity_type": "item",
+  "event_type": "update",
+  "entity": { "id": "39830648", "type": "item",
+              "attributes": { "name": "Mark Smith" },
+              "relationships": { "item_type": { "data": { "id": "810928", "type": "item_type" } },
+                                 "creator": { "data": { "id": "42011", "type": "account" } } },
+              "meta": { "created_at": "2024-08-20T10:00:00Z", "updated_at": "2024-08-26T14:30:00Z",
+                        "published_at": "2024-08-21T09:00:00Z", "first_published_at": "2024-08-21T09:00:00Z",
+                        "status": "updated", "current_version": "117626080" } },
+  "previous_entity": { "id": "39830648", "type": "item", "attributes": { "name": "Mark Smyth" } },
+  "related_entities": [ { "id": "810928", "type": "item_type", "attributes": { "name": "Author", "api_key": "author" }, "relationships": {} } ]
+}"#;
+
+/// DatoCMS's own cache-tags example (spec §1.8): no envelope members at all.
+pub(crate) const DATOCMS_CACHE_TAGS: &str = r#"{ "entity_type":"cda_cache_tags", "event_type":"invalidate",
+    "entity": { "id":"cda_cache_tags", "type":"cda_cache_tags", "attributes": { "tags": ["N*r;L","6-KZ@"] } } }"#;

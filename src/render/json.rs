@@ -16,7 +16,13 @@ use smallvec::SmallVec;
 /// Appends `s` as a JSON string (quotes included), escaped exactly as `serde_json` does.
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
-    let bytes = s.as_bytes();
+    write_escaped(out, s.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends `bytes` (UTF-8) escaped as the contents of a JSON string, without the quotes: for
+/// text that goes inside a string a template already opened.
+pub(crate) fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         // One table lookup per byte: measured twice as fast as a `match` on the byte.
@@ -35,7 +41,6 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

@@ -8,18 +8,24 @@
 //! Standard Webhooks signing and `json` the byte-level JSON writing and scanning they share.
 
 mod body;
+mod datocms;
 #[cfg(test)]
 mod fixtures;
 mod json;
+mod mustache;
 mod plan;
 mod sign;
+mod syntax;
 
+pub use body::{MAX_BODY_BYTES, PayloadError};
+pub use datocms::webhook_id as datocms_webhook_id;
 pub use json::ScanError;
 pub use plan::{
     AttemptCtx, FieldError, FieldProblem, Plan, RESERVED_HEADERS, RenderDefaults, RenderError,
     WEBHOOK_ID, WEBHOOK_SIGNATURE, WEBHOOK_TIMESTAMP,
 };
 pub use sign::SecretProblem;
+pub use syntax::{SyntaxError, SyntaxProblem};
 
 /// A fully rendered outbound request: what `crate::deliver` sends, byte for byte.
 #[derive(Debug, Clone)]

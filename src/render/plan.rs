@@ -13,8 +13,12 @@
 //!
 //! Headers go out in a fixed order: `content-type`, `user-agent`, `webhook-id`,
 //! `webhook-timestamp`, `webhook-signature`, the subscription's headers, then auth. A
-//! subscription header named `content-type` or `user-agent` replaces the default instead of
-//! adding a second one. `http` lower-cases header names; HTTP/1.1 and HTTP/2 treat them
+//! subscription header named `content-type` or `user-agent` (or `accept`) replaces the default
+//! instead of adding a second one. DatoCMS-dialect subscriptions send what DatoCMS sends
+//! (`content-type: application/json`, `accept: */*`, `user-agent: DatoCMS (datocms.com)`, spec
+//! §1.8). The Standard Webhooks `webhook-id` and `webhook-timestamp` go out on every dialect (a
+//! documented Herald addition receivers may use to dedup); `webhook-signature` only when the
+//! subscription has a signing secret, which the CMS dialects never set. `http` lower-cases header names; HTTP/1.1 and HTTP/2 treat them
 //! case-insensitively, so the spelling the user chose is kept only in the stored subscription.
 
 use std::fmt;
@@ -25,12 +29,14 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
-use crate::model::{DeliveryId, Event, HeaderSpec, Subscription, TargetAuth};
+use crate::model::{DeliveryId, Dialect, Event, HeaderSpec, Subscription, TargetAuth};
 
 use super::Request;
-use super::body::BodyPlan;
-use super::json::ScanError;
+use super::body::{BodyPlan, Ids, PayloadError, Scope};
+use super::datocms;
+use super::mustache;
 use super::sign::{SIGNATURE_LEN, SecretProblem, Signer};
+use super::syntax::SyntaxError;
 
 pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -106,6 +112,9 @@ pub enum FieldProblem {
     Secret(#[from] SecretProblem),
     #[error("this format cannot be rendered by this build of Herald")]
     FormatUnavailable,
+    /// A body, URL or header template that does not parse.
+    #[error("template syntax error at {0}")]
+    Syntax(#[from] SyntaxError),
 }
 
 /// One invalid subscription field, named by its path: `url`, `headers.X-Key`, `auth.token`,
@@ -118,7 +127,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<Box<str>>, problem: FieldProblem) -> Self {
+    pub(crate) fn new(field: impl Into<Box<str>>, problem: FieldProblem) -> Self {
         FieldError {
             field: field.into(),
             problem,
@@ -133,15 +142,18 @@ pub enum RenderError {
     Invalid(Box<[FieldError]>),
     /// The event's payload does not have the structure the body shape needs (a Sitecore body
     /// that is not a JSON object, say). Retrying will not help.
-    #[error("the event payload cannot be rendered as a `{format}` body")]
+    #[error("the event payload cannot be rendered as a `{format}` body: {source}")]
     Payload {
         format: &'static str,
         #[source]
-        source: ScanError,
+        source: PayloadError,
     },
     /// A header value produced at render time is not a valid HTTP header value.
     #[error("{field}: the rendered value is not a valid HTTP header value")]
     HeaderValue { field: Box<str> },
+    /// A templated URL rendered to something that is not an absolute http(s) URL.
+    #[error("url: the rendered URL is invalid: {0}")]
+    Url(FieldProblem),
 }
 
 impl RenderError {
@@ -162,10 +174,11 @@ fn list(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Where requests go. One variant today; templated URLs become a second.
-#[derive(Clone)]
+/// Where requests go: a URL fixed at compile time, or a template rendered per attempt and
+/// checked then (DatoCMS URLs may hold Mustache tags).
 enum Target {
     Fixed(Uri),
+    Mustache(mustache::Template),
 }
 
 impl fmt::Debug for Target {
@@ -178,8 +191,67 @@ impl fmt::Debug for Target {
                 let query = if uri.query().is_some() { "?***" } else { "" };
                 write!(f, "{scheme}://{authority}{}{query}", uri.path())
             }
+            Target::Mustache(t) => {
+                let src = t.source();
+                let (path, query) = src.split_once('?').map_or((src, ""), |(p, _)| (p, "?***"));
+                write!(f, "mustache({path}{query})")
+            }
         }
     }
+}
+
+impl Target {
+    fn compile(sub: &Subscription) -> Result<Target, FieldProblem> {
+        if sub.dialect == Dialect::DatoCms {
+            let template = mustache::Template::compile(&sub.url)?;
+            return match template.as_plain_text() {
+                Some(url) => Ok(Target::Fixed(parse_url(&url)?)),
+                None => Ok(Target::Mustache(template)),
+            };
+        }
+        Ok(Target::Fixed(parse_url(&sub.url)?))
+    }
+
+    fn render(&self, scope: &mut Scope<'_>) -> Result<Uri, RenderError> {
+        let rendered = match self {
+            Target::Fixed(uri) => return Ok(uri.clone()),
+            Target::Mustache(t) => {
+                let data = scope
+                    .datocms_data()
+                    .map_err(|source| RenderError::Payload {
+                        format: "mustache URL",
+                        source,
+                    })?;
+                let mut out = Vec::with_capacity(t.source().len() + 64);
+                t.render(data, &mut out)
+                    .map_err(|source| RenderError::Payload {
+                        format: "mustache URL",
+                        source,
+                    })?;
+                out
+            }
+        };
+        parse_url(&percent_encode_invalid(&rendered)).map_err(RenderError::Url)
+    }
+}
+
+/// `rendered` with every byte a URI cannot hold (spaces, quotes, non-ASCII…) percent-encoded and
+/// everything else, `%` included, kept: a value spliced into a URL template comes out as a
+/// browser would send it, and a URL that was already encoded is not encoded twice.
+fn percent_encode_invalid(rendered: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(rendered.len());
+    for &b in rendered {
+        let keep = b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b);
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
 }
 
 /// A subscription compiled for rendering. See the module docs.
@@ -192,6 +264,7 @@ pub struct Plan {
     headers: HeaderMap,
     signer: Option<Signer>,
     body: BodyPlan,
+    ids: Ids,
 }
 
 impl fmt::Debug for Plan {
@@ -211,7 +284,7 @@ impl Plan {
     pub fn compile(sub: &Subscription, defaults: &RenderDefaults) -> Result<Plan, RenderError> {
         let mut errors = Vec::new();
 
-        let target = compile_url(&sub.url)
+        let target = Target::compile(sub)
             .map_err(|p| errors.push(FieldError::new("url", p)))
             .ok();
 
@@ -244,8 +317,7 @@ impl Plan {
         }
         tail.extend(auth);
 
-        let Some(body) = BodyPlan::compile(sub) else {
-            errors.push(FieldError::new("format", FieldProblem::FormatUnavailable));
+        let Some(body) = BodyPlan::compile(sub, &mut errors) else {
             return Err(RenderError::Invalid(errors.into()));
         };
         let mut take =
@@ -253,10 +325,21 @@ impl Plan {
                 Some(i) => tail.remove(i),
                 None => (name, default),
             };
-        let head = [
-            take(header::CONTENT_TYPE, body.content_type()),
-            take(header::USER_AGENT, defaults.user_agent.clone()),
-        ];
+        let head: Vec<(HeaderName, HeaderValue)> = match sub.dialect {
+            // What DatoCMS sends (spec §1.8), in its order after the content type.
+            Dialect::DatoCms => vec![
+                take(header::CONTENT_TYPE, body.content_type()),
+                take(header::ACCEPT, HeaderValue::from_static("*/*")),
+                take(
+                    header::USER_AGENT,
+                    HeaderValue::from_static(datocms::USER_AGENT),
+                ),
+            ],
+            Dialect::Native | Dialect::SitecoreAudit | Dialect::Contensis => vec![
+                take(header::CONTENT_TYPE, body.content_type()),
+                take(header::USER_AGENT, defaults.user_agent.clone()),
+            ],
+        };
         let placeholder = HeaderValue::from_static("");
         let mut per_attempt = vec![WEBHOOK_ID, WEBHOOK_TIMESTAMP];
         if signer.is_some() {
@@ -278,6 +361,7 @@ impl Plan {
                 headers,
                 signer,
                 body,
+                ids: Ids::new(sub),
             }),
             _ => Err(RenderError::Invalid(errors.into_boxed_slice())),
         }
@@ -285,9 +369,11 @@ impl Plan {
 
     /// Renders the request for one attempt of one delivery.
     pub fn render(&self, event: &Event, ctx: &AttemptCtx) -> Result<Request, RenderError> {
+        let mut scope = Scope::new(event, ctx, &self.ids);
+        let uri = self.target.render(&mut scope)?;
         let body = self
             .body
-            .render(event)
+            .render(&mut scope)
             .map_err(|source| RenderError::Payload {
                 format: self.body.name(),
                 source,
@@ -329,9 +415,6 @@ impl Plan {
             set(WEBHOOK_SIGNATURE, ts_end..ts_end + sig_len)?;
         }
 
-        let uri = match &self.target {
-            Target::Fixed(uri) => uri.clone(),
-        };
         Ok(Request {
             method: self.method.clone(),
             uri,
@@ -346,7 +429,8 @@ fn field_name(name: &str) -> String {
     format!("headers.{name}")
 }
 
-fn compile_url(url: &str) -> Result<Target, FieldProblem> {
+/// Parses and checks a URL: absolute, http or https, a host, no user info.
+fn parse_url(url: &str) -> Result<Uri, FieldProblem> {
     let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
         // `example.com/hook` fails to parse at all; saying what is missing helps more.
         if url.contains("://") {
@@ -367,7 +451,7 @@ fn compile_url(url: &str) -> Result<Target, FieldProblem> {
     if authority.host().is_empty() {
         return Err(FieldProblem::UrlNotAbsolute);
     }
-    Ok(Target::Fixed(uri))
+    Ok(uri)
 }
 
 /// Parses a header name and refuses the reserved ones.
@@ -432,8 +516,9 @@ fn compile_auth(auth: &TargetAuth) -> Result<(HeaderName, HeaderValue), FieldErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Format, HttpMethod, InputKind, Secret};
-    use crate::render::fixtures::{SITECORE_ITEM_ADDED, event, subscription};
+    use crate::model::{Format, HttpMethod, InputKind, Secret, Template};
+    use crate::render::SyntaxProblem;
+    use crate::render::fixtures::{DATOCMS_ITEM_UPDATE, SITECORE_ITEM_ADDED, event, subscription};
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -625,6 +710,221 @@ mod tests {
             "application/json; charset=utf-8"
         );
         assert_eq!(req.headers[header::USER_AGENT], "Mine/1");
+    }
+
+    #[test]
+    fn dialect_default_headers() {
+        let ua = concat!("Herald/", env!("CARGO_PKG_VERSION"));
+        type Edit = fn(&mut Subscription);
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Dialect, Format, Edit, Headers); 4] = [
+            (
+                Dialect::Native,
+                Format::DatoCms,
+                |_| {},
+                &[("content-type", "application/json"), ("user-agent", ua)],
+            ),
+            (
+                Dialect::DatoCms,
+                Format::DatoCms,
+                |_| {},
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "*/*"),
+                    ("user-agent", "DatoCMS (datocms.com)"),
+                ],
+            ),
+            // DatoCMS lets `headers` set anything, these included; auth follows them.
+            (
+                Dialect::DatoCms,
+                Format::DatoCms,
+                |s| {
+                    s.headers = vec![
+                        header("X-Foo", "Bar", false),
+                        header("Accept", "application/json", false),
+                    ];
+                    s.auth = Some(TargetAuth::Basic {
+                        username: "ciao".into(),
+                        password: Secret::new("miao"),
+                    });
+                },
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "application/json"),
+                    ("user-agent", "DatoCMS (datocms.com)"),
+                    ("x-foo", "Bar"),
+                    ("authorization", "Basic Y2lhbzptaWFv"),
+                ],
+            ),
+            (
+                Dialect::SitecoreAudit,
+                Format::SitecoreAudit,
+                |s| {
+                    s.auth = Some(TargetAuth::Header {
+                        name: "X-Secret".into(),
+                        value: Secret::new("s3cr3t"),
+                    })
+                },
+                &[
+                    ("content-type", "application/json"),
+                    ("user-agent", ua),
+                    ("x-secret", "s3cr3t"),
+                ],
+            ),
+        ];
+        for (dialect, format, edit, want) in cases {
+            let mut sub = subscription(format);
+            sub.dialect = dialect;
+            edit(&mut sub);
+            let req = compile(&sub)
+                .expect("compiles")
+                .render(
+                    &event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE),
+                    &ctx(1, 1_700_000_000),
+                )
+                .expect("renders");
+            // The Standard Webhooks id and timestamp go on every dialect (no secret: no
+            // signature); everything else is the dialect's.
+            let got: Vec<(&str, &str)> = req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+                .filter(|(n, _)| !n.starts_with("webhook-"))
+                .collect();
+            assert_eq!(got, want, "{dialect:?}");
+            assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
+            assert_eq!(req.headers[WEBHOOK_TIMESTAMP], "1700000000");
+            assert!(!req.headers.contains_key(WEBHOOK_SIGNATURE));
+        }
+    }
+
+    fn datocms_sub(template: Option<&str>, url: &str) -> Subscription {
+        let mut sub = subscription(Format::DatoCms);
+        sub.dialect = Dialect::DatoCms;
+        sub.url = url.into();
+        sub.template = template.map(|t| Template::Mustache(t.into()));
+        sub
+    }
+
+    #[test]
+    fn datocms_custom_payload_and_url_templates() {
+        // A section over `related_entities`, dotted names, an unescaped value, the per-attempt
+        // members, and a URL built from the same data.
+        let template = "{\n  \"event\": \"{{entity_type}}.{{event_type}}\",\n  \"name\": \"{{{entity.attributes.name}}}\",\n  \"call\": \"{{webhook_call_id}}\", \"retry\": {{attempted_auto_retries_count}},\n  \"webhook\": \"{{webhook_id}}\",\n  \"models\": [{{#related_entities}}\"{{attributes.api_key}}\"{{/related_entities}}]\n}\n";
+        let url = "https://hooks.example.com/{{entity_type}}/{{entity.id}}?name={{entity.attributes.name}}&status={{entity.meta.status}}";
+        let plan = compile(&datocms_sub(Some(template), url)).expect("compiles");
+        let e = event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE);
+        let req = plan.render(&e, &ctx(3, 1_700_000_000)).expect("renders");
+        assert_eq!(
+            std::str::from_utf8(&req.body).expect("utf-8"),
+            "{\n  \"event\": \"item.update\",\n  \"name\": \"Mark Smith\",\n  \"call\": \"7123456789012345\", \"retry\": 2,\n  \"webhook\": \"95398c44f23241a8b9478aefec4ce6eb\",\n  \"models\": [\"author\"]\n}\n"
+        );
+        assert_eq!(
+            req.uri,
+            "https://hooks.example.com/item/39830648?name=Mark%20Smith&status=updated"
+        );
+        assert_eq!(req.headers[header::CONTENT_TYPE], "application/json");
+        // A URL without tags is fixed at compile time, like any other.
+        let plan = compile(&datocms_sub(
+            Some("{{event_type}}"),
+            "https://a.example/{{! x }}in",
+        ))
+        .expect("compiles");
+        let req = plan.render(&e, &ctx(1, 1)).expect("renders");
+        assert_eq!(req.uri, "https://a.example/in");
+        assert_eq!(&req.body[..], b"update");
+        assert!(format!("{plan:?}").contains("a.example/in"));
+    }
+
+    #[test]
+    fn template_compile_errors_name_the_field_and_position() {
+        let cases: [(Subscription, &str, SyntaxError); 3] = [
+            (
+                datocms_sub(
+                    Some("{\n  {{#entity}}\"id\": \"{{id}}\"\n}"),
+                    "https://x.example/",
+                ),
+                "template",
+                SyntaxError {
+                    line: 2,
+                    column: 3,
+                    problem: SyntaxProblem::UnclosedSection("entity".into()),
+                },
+            ),
+            (
+                datocms_sub(None, "https://x.example/{{entity.id}"),
+                "url",
+                SyntaxError {
+                    line: 1,
+                    column: 19,
+                    problem: SyntaxProblem::UnclosedTag("{{".into()),
+                },
+            ),
+            (
+                datocms_sub(Some("{{a}}{{/b}}"), "https://x.example/"),
+                "template",
+                SyntaxError {
+                    line: 1,
+                    column: 6,
+                    problem: SyntaxProblem::UnopenedSection("b".into()),
+                },
+            ),
+        ];
+        for (sub, field, syntax) in cases {
+            let err = compile(&sub).expect_err(field);
+            let want = [FieldError::new(field, FieldProblem::Syntax(syntax.clone()))];
+            assert_eq!(err.field_errors(), want, "{field}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("{field}: template syntax error at {syntax}")),
+                "{msg}"
+            );
+        }
+        // Only DatoCMS URLs are templates: elsewhere the braces are part of the URL.
+        let mut native = datocms_sub(None, "https://x.example/{{entity.id}}");
+        native.dialect = Dialect::Native;
+        let req = compile(&native)
+            .expect("a URL")
+            .render(
+                &event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE),
+                &ctx(1, 1),
+            )
+            .expect("renders");
+        assert_eq!(req.uri, "https://x.example/{{entity.id}}");
+    }
+
+    #[test]
+    fn rendered_urls_are_checked_at_render_time() {
+        let e = event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE);
+        let cases = [
+            ("{{entity.attributes.name}}", FieldProblem::UrlNotAbsolute),
+            (
+                "ftp://{{entity.id}}.example/",
+                FieldProblem::UrlScheme("ftp".into()),
+            ),
+            (
+                "https://{{missing}}/x",
+                FieldProblem::UrlSyntax("invalid format".into()),
+            ),
+        ];
+        for (url, want) in cases {
+            let plan = compile(&datocms_sub(None, url)).expect(url);
+            match plan.render(&e, &ctx(1, 1)) {
+                Err(e @ RenderError::Url(_)) => {
+                    assert!(
+                        matches!(&e, RenderError::Url(p) if *p == want),
+                        "{url}: {e:?}"
+                    );
+                    assert!(
+                        e.to_string()
+                            .starts_with("url: the rendered URL is invalid: "),
+                        "{e}"
+                    );
+                    assert!(e.field_errors().is_empty());
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod datocms;
 mod delivery;
 mod durability;
 mod ingest;
