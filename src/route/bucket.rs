@@ -1,9 +1,9 @@
 //! The entries stored under one index key: an immutable, path-copied vector.
 //!
-//! Readers walk a bucket with no lock and no reference counting: they reach it through the
-//! index's lock-free map while holding its guard, and a bucket never changes once published.
-//! The single writer (under the index's mutex) derives a new bucket from the current one and
-//! swaps it in; the old one is reclaimed when the last reader that could see it has left.
+//! Readers walk a bucket with no lock and no reference counting: they reach it through the index
+//! snapshot they loaded, and a bucket never changes once published. The single writer (under the
+//! index's mutex) derives a new bucket from the current one and puts it in the next snapshot;
+//! nodes are reference-counted, so the old ones are freed with the last snapshot that holds them.
 //!
 //! Most keys hold a handful of entries and are a single exactly-sized leaf, so a write copies at
 //! most [`WIDTH`] entries. A key shared by many subscriptions (every subscriber to `item:saved`
@@ -57,26 +57,27 @@ impl<T> Slot<T> {
 
 enum Node<T> {
     /// At depth 0: up to `WIDTH` entries, exactly sized.
-    Leaf(Box<[Slot<T>]>),
+    Leaf(Arc<[Slot<T>]>),
     /// At depth `d > 0`: up to `WIDTH` children of depth `d - 1`, all full except the last.
-    Inner(Box<[Arc<Node<T>>]>),
+    Inner(Arc<[Node<T>]>),
+}
+
+impl<T> Clone for Node<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Node::Leaf(s) => Node::Leaf(Arc::clone(s)),
+            Node::Inner(c) => Node::Inner(Arc::clone(c)),
+        }
+    }
 }
 
 impl<T> Node<T> {
-    /// A copy of this node that shares its children (or clones its entries' pointers).
-    fn shallow_clone(&self) -> Self {
-        match self {
-            Node::Leaf(s) => Node::Leaf(s.clone()),
-            Node::Inner(c) => Node::Inner(c.clone()),
-        }
-    }
-
     /// A chain of `depth` single-child nodes ending in a leaf holding `slot`.
     fn path(depth: u8, slot: Slot<T>) -> Self {
         if depth == 0 {
-            Node::Leaf(Box::new([slot]))
+            Node::Leaf(Arc::new([slot]))
         } else {
-            Node::Inner(Box::new([Arc::new(Node::path(depth - 1, slot))]))
+            Node::Inner(Arc::new([Node::path(depth - 1, slot)]))
         }
     }
 
@@ -94,7 +95,7 @@ impl<T> Node<T> {
                 let mut v = Vec::with_capacity(s.len() + 1);
                 v.extend(s.iter().cloned());
                 v.push(slot);
-                Node::Leaf(v.into_boxed_slice())
+                Node::Leaf(v.into())
             }
             Node::Inner(c) => {
                 let shift = BITS * u32::from(depth);
@@ -103,11 +104,11 @@ impl<T> Node<T> {
                 match c.get(ci) {
                     Some(child) => {
                         let rem = len & ((1 << shift) - 1);
-                        v[ci] = Arc::new(child.push(depth - 1, rem, slot));
+                        v[ci] = child.push(depth - 1, rem, slot);
                     }
-                    None => v.push(Arc::new(Node::path(depth - 1, slot))),
+                    None => v.push(Node::path(depth - 1, slot)),
                 }
-                Node::Inner(v.into_boxed_slice())
+                Node::Inner(v.into())
             }
         }
     }
@@ -125,8 +126,8 @@ impl<T> Node<T> {
                 let ci = len.checked_sub(1)? >> shift;
                 let (child, slot) = c.get(ci)?.pop(depth - 1, len - (ci << shift))?;
                 let mut v = c[..ci].to_vec();
-                v.extend(child.map(Arc::new));
-                let node = (!v.is_empty()).then(|| Node::Inner(v.into_boxed_slice()));
+                v.extend(child);
+                let node = (!v.is_empty()).then(|| Node::Inner(v.into()));
                 Some((node, slot))
             }
         }
@@ -136,17 +137,17 @@ impl<T> Node<T> {
     fn set(&self, depth: u8, i: usize, slot: Slot<T>) -> Option<Self> {
         match self {
             Node::Leaf(s) => {
-                let mut v = s.clone();
+                let mut v = s.to_vec();
                 *v.get_mut(i)? = slot;
-                Some(Node::Leaf(v))
+                Some(Node::Leaf(v.into()))
             }
             Node::Inner(c) => {
                 let shift = BITS * u32::from(depth);
                 let ci = i >> shift;
                 let child = c.get(ci)?.set(depth - 1, i & ((1 << shift) - 1), slot)?;
-                let mut v = c.clone();
-                v[ci] = Arc::new(child);
-                Some(Node::Inner(v))
+                let mut v = c.to_vec();
+                v[ci] = child;
+                Some(Node::Inner(v.into()))
             }
         }
     }
@@ -162,7 +163,8 @@ impl<T> Node<T> {
     }
 }
 
-/// A non-empty, immutable sequence of entries. Every operation returns a new bucket.
+/// A non-empty, immutable sequence of entries. Every operation returns a new bucket; cloning
+/// one is a reference-count increment.
 pub(super) struct Bucket<T> {
     root: Node<T>,
     /// A bucket cannot reach 2^32 entries: that alone would be 64 GiB of entries.
@@ -170,10 +172,20 @@ pub(super) struct Bucket<T> {
     depth: u8,
 }
 
+impl<T> Clone for Bucket<T> {
+    fn clone(&self) -> Self {
+        Bucket {
+            root: self.root.clone(),
+            len: self.len,
+            depth: self.depth,
+        }
+    }
+}
+
 impl<T> Bucket<T> {
     pub fn single(slot: Slot<T>) -> Self {
         Bucket {
-            root: Node::Leaf(Box::new([slot])),
+            root: Node::Leaf(Arc::new([slot])),
             len: 1,
             depth: 0,
         }
@@ -184,22 +196,13 @@ impl<T> Bucket<T> {
         debug_assert!(slots.len() <= WIDTH);
         (!slots.is_empty()).then(|| Bucket {
             len: slots.len() as u32,
-            root: Node::Leaf(slots.into_boxed_slice()),
+            root: Node::Leaf(slots.into()),
             depth: 0,
         })
     }
 
     pub fn len(&self) -> usize {
         self.len as usize
-    }
-
-    /// A copy that shares everything below the root.
-    pub fn shallow_clone(&self) -> Self {
-        Bucket {
-            root: self.root.shallow_clone(),
-            len: self.len,
-            depth: self.depth,
-        }
     }
 
     /// Visits every entry in order.
@@ -217,10 +220,9 @@ impl<T> Bucket<T> {
         let capacity = 1usize << (BITS * (u32::from(self.depth) + 1));
         if len == capacity {
             // Full at this depth: the old root becomes the first child of a new, taller root.
-            let old = Arc::new(self.root.shallow_clone());
-            let new = Arc::new(Node::path(self.depth, slot));
+            let new = Node::path(self.depth, slot);
             return Bucket {
-                root: Node::Inner(Box::new([old, new])),
+                root: Node::Inner(Arc::new([self.root.clone(), new])),
                 len: self.len + 1,
                 depth: self.depth + 1,
             };
@@ -243,7 +245,7 @@ impl<T> Bucket<T> {
         while let Node::Inner(c) = &root
             && c.len() == 1
         {
-            root = c[0].shallow_clone();
+            root = c[0].clone();
             depth -= 1;
         }
         let rest = Bucket {

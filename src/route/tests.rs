@@ -3,7 +3,7 @@ use crate::model::filter::{AttributeMatch, TypePattern};
 use crate::model::{Dialect, Format, HttpMethod, InputKind, Version};
 use bytes::Bytes;
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// What the dispatcher would store: the subscription plus its own data.
 #[derive(Debug)]
@@ -651,4 +651,52 @@ fn readers_never_miss_during_writes() {
 fn ascii_lower_borrows_when_it_can() {
     assert!(matches!(ascii_lower("item:saved"), Cow::Borrowed(_)));
     assert_eq!(ascii_lower("Item:Saved"), "item:saved");
+}
+
+#[test]
+fn upsert_many_is_one_batch() {
+    let index = TopicIndex::new();
+    index.upsert(item(0, true, vec![filter(&["item:saved"], &[])]));
+    index.upsert_many((0..100).map(|n| item(n, n % 2 == 0, vec![filter(&["item:*"], &[])])));
+    assert_eq!(index.len(), 100);
+    let e = event("item:saved", &[]);
+    assert_eq!(routed(&index, &e), wanted(&index, &e));
+    assert_eq!(routed(&index, &e).len(), 50);
+    for n in 0..100 {
+        index.remove(&id(n));
+    }
+    assert_empty_shape(&index);
+}
+
+#[test]
+fn get_finds_every_stored_subscription() {
+    let index = TopicIndex::new();
+    for n in 0..500 {
+        index.upsert(item(n, n % 3 != 0, vec![]));
+    }
+    for n in 0..500 {
+        assert_eq!(index.get(&id(n)).map(|i| i.0.id), Some(id(n)));
+    }
+    assert!(index.get(&id(500)).is_none());
+    index.remove(&id(7));
+    assert!(index.get(&id(7)).is_none());
+    assert_eq!(index.len(), 499);
+}
+
+#[test]
+fn colliding_id_keys_keep_every_subscription() {
+    let a = item(1, true, vec![]);
+    let b = item(2, true, vec![]);
+    let one = Ids::One(Arc::clone(&a));
+    let both = one.with(&b);
+    assert_eq!(both.find(&id(1)).map(|i| i.0.id), Some(id(1)));
+    assert_eq!(both.find(&id(2)).map(|i| i.0.id), Some(id(2)));
+    let renamed = item(2, false, vec![]);
+    let both = both.with(&renamed);
+    assert_eq!(both.find(&id(2)).map(|i| i.0.enabled), Some(false));
+    let rest = both.without(&id(1)).expect("one left");
+    assert!(rest.find(&id(1)).is_none());
+    assert!(rest.find(&id(2)).is_some());
+    assert!(matches!(rest, Ids::One(_)));
+    assert!(one.without(&id(1)).is_none());
 }
