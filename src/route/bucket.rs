@@ -164,17 +164,136 @@ impl<T> Node<T> {
 }
 
 /// A non-empty, immutable sequence of entries. Every operation returns a new bucket; cloning
-/// one is a reference-count increment.
-pub(super) struct Bucket<T> {
+/// one costs a reference-count increment.
+pub(super) struct Bucket<T>(Repr<T>);
+
+enum Repr<T> {
+    /// The common case: one entry, held inline by the map, no allocation of its own.
+    One(Slot<T>),
+    /// Two to [`WIDTH`] entries.
+    Leaf(Arc<[Slot<T>]>),
+    /// More than [`WIDTH`] entries.
+    Deep(Arc<Tree<T>>),
+}
+
+impl<T> Clone for Bucket<T> {
+    fn clone(&self) -> Self {
+        Bucket(match &self.0 {
+            Repr::One(s) => Repr::One(s.clone()),
+            Repr::Leaf(s) => Repr::Leaf(Arc::clone(s)),
+            Repr::Deep(t) => Repr::Deep(Arc::clone(t)),
+        })
+    }
+}
+
+impl<T> Bucket<T> {
+    pub fn single(slot: Slot<T>) -> Self {
+        Bucket(Repr::One(slot))
+    }
+
+    /// A bucket of at most [`WIDTH`] entries; `None` when `slots` is empty.
+    pub fn from_leaf(mut slots: Vec<Slot<T>>) -> Option<Self> {
+        debug_assert!(slots.len() <= WIDTH);
+        match slots.len() {
+            0 => None,
+            1 => slots.pop().map(Bucket::single),
+            _ => Some(Bucket(Repr::Leaf(slots.into()))),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.0 {
+            Repr::One(_) => 1,
+            Repr::Leaf(s) => s.len(),
+            Repr::Deep(t) => t.len(),
+        }
+    }
+
+    /// Visits every entry in order.
+    #[inline]
+    pub fn for_each<F: FnMut(&Slot<T>)>(&self, mut f: F) {
+        match &self.0 {
+            Repr::One(s) => f(s),
+            Repr::Leaf(s) => s.iter().for_each(f),
+            Repr::Deep(t) => t.root.for_each(&mut f),
+        }
+    }
+
+    pub fn get(&self, i: usize) -> Option<&Slot<T>> {
+        match &self.0 {
+            Repr::One(s) => (i == 0).then_some(s),
+            Repr::Leaf(s) => s.get(i),
+            Repr::Deep(t) => t.root.get(t.depth, i),
+        }
+    }
+
+    pub fn push(&self, slot: Slot<T>) -> Self {
+        Bucket::from_tree(self.tree().push(slot))
+    }
+
+    /// Removes the last entry: the rest (`None` when empty) and the entry.
+    pub fn pop(&self) -> Option<(Option<Self>, Slot<T>)> {
+        let (rest, slot) = self.tree().pop()?;
+        Some((rest.map(Bucket::from_tree), slot))
+    }
+
+    /// Replaces entry `i`; `None` when `i` is out of range.
+    pub fn set(&self, i: usize, slot: Slot<T>) -> Option<Self> {
+        Some(Bucket::from_tree(self.tree().set(i, slot)?))
+    }
+
+    fn tree(&self) -> Tree<T> {
+        match &self.0 {
+            Repr::One(s) => Tree {
+                root: Node::Leaf(Arc::new([s.clone()])),
+                len: 1,
+                depth: 0,
+            },
+            Repr::Leaf(s) => Tree {
+                root: Node::Leaf(Arc::clone(s)),
+                len: s.len() as u32,
+                depth: 0,
+            },
+            Repr::Deep(t) => (**t).clone(),
+        }
+    }
+
+    fn from_tree(t: Tree<T>) -> Self {
+        match t.root {
+            Node::Leaf(s) if s.len() == 1 => Bucket(Repr::One(s[0].clone())),
+            Node::Leaf(s) => Bucket(Repr::Leaf(s)),
+            root @ Node::Inner(_) => Bucket(Repr::Deep(Arc::new(Tree { root, ..t }))),
+        }
+    }
+
+    #[cfg(test)]
+    fn check_shape(&self) {
+        let t = self.tree();
+        t.check_shape();
+        match &self.0 {
+            Repr::One(_) => assert_eq!(t.len(), 1),
+            Repr::Leaf(s) => assert!(s.len() > 1 && s.len() <= WIDTH),
+            Repr::Deep(_) => assert!(t.len() > WIDTH),
+        }
+    }
+
+    #[cfg(test)]
+    fn depth(&self) -> u8 {
+        self.tree().depth
+    }
+}
+
+/// The general shape every write operates on.
+struct Tree<T> {
     root: Node<T>,
     /// A bucket cannot reach 2^32 entries: that alone would be 64 GiB of entries.
     len: u32,
     depth: u8,
 }
 
-impl<T> Clone for Bucket<T> {
+impl<T> Clone for Tree<T> {
     fn clone(&self) -> Self {
-        Bucket {
+        Tree {
             root: self.root.clone(),
             len: self.len,
             depth: self.depth,
@@ -182,52 +301,24 @@ impl<T> Clone for Bucket<T> {
     }
 }
 
-impl<T> Bucket<T> {
-    pub fn single(slot: Slot<T>) -> Self {
-        Bucket {
-            root: Node::Leaf(Arc::new([slot])),
-            len: 1,
-            depth: 0,
-        }
-    }
-
-    /// A one-leaf bucket; `None` when `slots` is empty. `slots` must hold at most [`WIDTH`].
-    pub fn from_leaf(slots: Vec<Slot<T>>) -> Option<Self> {
-        debug_assert!(slots.len() <= WIDTH);
-        (!slots.is_empty()).then(|| Bucket {
-            len: slots.len() as u32,
-            root: Node::Leaf(slots.into()),
-            depth: 0,
-        })
-    }
-
-    pub fn len(&self) -> usize {
+impl<T> Tree<T> {
+    fn len(&self) -> usize {
         self.len as usize
     }
 
-    /// Visits every entry in order.
-    #[inline]
-    pub fn for_each<F: FnMut(&Slot<T>)>(&self, mut f: F) {
-        self.root.for_each(&mut f)
-    }
-
-    pub fn get(&self, i: usize) -> Option<&Slot<T>> {
-        self.root.get(self.depth, i)
-    }
-
-    pub fn push(&self, slot: Slot<T>) -> Self {
+    fn push(&self, slot: Slot<T>) -> Self {
         let len = self.len();
         let capacity = 1usize << (BITS * (u32::from(self.depth) + 1));
         if len == capacity {
             // Full at this depth: the old root becomes the first child of a new, taller root.
             let new = Node::path(self.depth, slot);
-            return Bucket {
+            return Tree {
                 root: Node::Inner(Arc::new([self.root.clone(), new])),
                 len: self.len + 1,
                 depth: self.depth + 1,
             };
         }
-        Bucket {
+        Tree {
             root: self.root.push(self.depth, len, slot),
             len: self.len + 1,
             depth: self.depth,
@@ -235,7 +326,7 @@ impl<T> Bucket<T> {
     }
 
     /// Removes the last entry: the rest (`None` when empty) and the entry.
-    pub fn pop(&self) -> Option<(Option<Self>, Slot<T>)> {
+    fn pop(&self) -> Option<(Option<Self>, Slot<T>)> {
         let (root, slot) = self.root.pop(self.depth, self.len())?;
         let Some(mut root) = root else {
             return Some((None, slot));
@@ -248,7 +339,7 @@ impl<T> Bucket<T> {
             root = c[0].clone();
             depth -= 1;
         }
-        let rest = Bucket {
+        let rest = Tree {
             root,
             len: self.len - 1,
             depth,
@@ -257,8 +348,8 @@ impl<T> Bucket<T> {
     }
 
     /// Replaces entry `i`; `None` when `i` is out of range.
-    pub fn set(&self, i: usize, slot: Slot<T>) -> Option<Self> {
-        Some(Bucket {
+    fn set(&self, i: usize, slot: Slot<T>) -> Option<Self> {
+        Some(Tree {
             root: self.root.set(self.depth, i, slot)?,
             len: self.len,
             depth: self.depth,
@@ -375,12 +466,12 @@ mod tests {
         for i in 1..(WIDTH * WIDTH + 1) as u32 {
             b = b.push(slot(i));
         }
-        assert_eq!(b.depth, 2);
+        assert_eq!(b.depth(), 2);
         b.check_shape();
         for _ in 0..(WIDTH * WIDTH + 1 - WIDTH) {
             b = b.pop().and_then(|(rest, _)| rest).expect("non-empty");
         }
-        assert_eq!((b.len(), b.depth), (WIDTH, 0));
+        assert_eq!((b.len(), b.depth()), (WIDTH, 0));
         b.check_shape();
         assert!(b.set(WIDTH, slot(1)).is_none());
     }

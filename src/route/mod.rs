@@ -44,7 +44,6 @@ mod trie;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hasher, RandomState};
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -56,8 +55,8 @@ use crate::model::{Event, Subscription, SubscriptionId};
 
 use bucket::{Bucket, Slot, WIDTH};
 use keys::{
-    KIND_ANY, KIND_EXACT, KIND_PREFIX, KeyHasher, MAX_VALUES, NO_ATTR_BIT, NO_COND, NO_TYPE, WHOLE,
-    name_bit, prefix_bit, slot_key, type_key_parts, weight,
+    KIND_ANY, KIND_EXACT, KIND_PREFIX, Keys, MAX_VALUES, NO_ATTR_BIT, NO_COND, NO_TYPE, WHOLE,
+    bucket_key, name_bit, prefix_bit, slot_key, type_key_parts, weight,
 };
 use trie::Trie;
 
@@ -68,8 +67,8 @@ use trie::Trie;
 pub struct TopicIndex<T> {
     /// What readers see. Replaced whole by every write.
     current: ArcSwap<Snapshot<T>>,
-    /// The SipHash key for bucket, type and id keys.
-    seed: RandomState,
+    /// Derives bucket, type and id keys under this index's secret.
+    keys: Keys,
     writer: Mutex<Writer<T>>,
 }
 
@@ -193,7 +192,7 @@ where
         };
         TopicIndex {
             current: ArcSwap::from_pointee(empty.clone()),
-            seed: RandomState::new(),
+            keys: Keys::new(),
             writer: Mutex::new(Writer {
                 next: empty,
                 ordered: BTreeMap::new(),
@@ -295,8 +294,9 @@ where
 
     fn collect(&self, snap: &Snapshot<T>, event: &Event, type_lc: &str, out: &mut Vec<Arc<T>>) {
         let ty = type_lc.as_bytes();
+        let mut attrs = AttrHashes::new(&self.keys, event);
         let mut each = |kind, pattern: &[u8]| {
-            self.collect_type(snap, kind, pattern, event, type_lc, out);
+            self.collect_type(snap, kind, pattern, event, type_lc, &mut attrs, out);
         };
         each(KIND_ANY, b"");
         each(KIND_EXACT, ty);
@@ -322,6 +322,7 @@ where
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn collect_type(
         &self,
         snap: &Snapshot<T>,
@@ -329,10 +330,11 @@ where
         pattern: &[u8],
         event: &Event,
         type_lc: &str,
+        attrs: &mut AttrHashes<'_>,
         out: &mut Vec<Arc<T>>,
     ) {
-        let h = KeyHasher::for_type(&self.seed, kind, pattern);
-        let Some(&mask) = snap.types.get(h.type_key()) else {
+        let ty = self.keys.ty(kind, pattern);
+        let Some(&mask) = snap.types.get(ty) else {
             return;
         };
         let mut scan = |key| {
@@ -345,12 +347,14 @@ where
             }
         };
         if mask & NO_ATTR_BIT != 0 {
-            scan(h.bucket_key(None));
+            scan(bucket_key(ty, None));
         }
         if mask & !NO_ATTR_BIT != 0 {
-            for (name, value) in &event.attributes {
-                if mask & name_bit(name) != 0 {
-                    scan(h.bucket_key(Some((name, value))));
+            for i in 0..event.attributes.len() {
+                if mask & attrs.bit(i) != 0
+                    && let Some(hash) = attrs.hash(i)
+                {
+                    scan(bucket_key(ty, Some(hash)));
                 }
             }
         }
@@ -369,10 +373,7 @@ where
     }
 
     fn id_key(&self, id: &SubscriptionId) -> u64 {
-        let mut h = self.seed.build_hasher();
-        h.write_u8(0xFF);
-        h.write(id.as_bytes());
-        h.finish()
+        self.keys.id(id)
     }
 
     /// The unpublished part of `upsert`.
@@ -453,11 +454,11 @@ where
     /// steers filters away from keys that many others already share (the one tenant every filter
     /// names) toward their more distinctive condition. `None`: the no-attribute key.
     fn choose_condition(&self, snap: &Snapshot<T>, f: &Filter, tys: &[u16]) -> Option<u8> {
-        let hashers: SmallVec<[KeyHasher; 4]> = tys
+        let types: SmallVec<[u64; 4]> = tys
             .iter()
             .map(|&ty| {
                 let (kind, pattern) = type_key_parts(f, ty);
-                KeyHasher::for_type(&self.seed, kind, pattern)
+                self.keys.ty(kind, pattern)
             })
             .collect();
         let mut best: Option<(u64, u8)> = None;
@@ -466,9 +467,10 @@ where
                 continue;
             }
             let mut crowd = 0u64;
-            for h in &hashers {
-                for v in &c.values {
-                    let key = h.bucket_key(Some((&c.name, v)));
+            for v in &c.values {
+                let attr = self.keys.attr(&c.name, v);
+                for &ty in &types {
+                    let key = bucket_key(ty, Some(attr));
                     let len = snap.topics.get(key).map_or(0, |b| b.len() as u64);
                     crowd = crowd.saturating_add(1 + len);
                 }
@@ -484,8 +486,7 @@ where
     /// Stores one entry and records its type's name bit and prefix length.
     fn add_slot(&self, w: &mut Writer<T>, s: &Subscription, slot: Slot<T>) {
         let (kind, pattern, attr) = slot_key(s, &slot);
-        let h = KeyHasher::for_type(&self.seed, kind, pattern);
-        let type_key = h.type_key();
+        let type_key = self.keys.ty(kind, pattern);
         let bit = attr.map_or(NO_ATTR_BIT, |(name, _)| name_bit(name));
         let n = w.type_bits.entry((type_key, bit)).or_insert(0);
         *n += 1;
@@ -498,7 +499,8 @@ where
             w.prefix_counts[b] += 1;
             w.next.prefix_lens |= 1 << b;
         }
-        self.bucket_push(w, h.bucket_key(attr), slot);
+        let key = bucket_key(type_key, attr.map(|(n, v)| self.keys.attr(n, v)));
+        self.bucket_push(w, key, slot);
     }
 
     /// Removes every entry of `old` (matched by pointer): the keys it may sit under are every key
@@ -529,24 +531,25 @@ where
     /// Every bucket key `s` can have entries under, sorted and deduplicated.
     fn candidate_keys(&self, s: &Subscription, keys: &mut Vec<u64>) {
         keys.clear();
-        let any = KeyHasher::for_type(&self.seed, KIND_ANY, b"");
-        keys.push(any.bucket_key(None));
+        let any = self.keys.ty(KIND_ANY, b"");
+        keys.push(bucket_key(any, None));
         if s.filters.len() < usize::from(WHOLE) {
             for f in &s.filters {
-                let mut hashers: SmallVec<[KeyHasher; 4]> = SmallVec::new();
+                let mut types: SmallVec<[u64; 4]> = SmallVec::new();
                 if f.types.is_empty() || f.types.len() >= usize::from(NO_TYPE) {
-                    hashers.push(any.clone());
+                    types.push(any);
                 } else {
                     for ty in 0..f.types.len() as u16 {
                         let (kind, pattern) = type_key_parts(f, ty);
-                        hashers.push(KeyHasher::for_type(&self.seed, kind, pattern));
+                        types.push(self.keys.ty(kind, pattern));
                     }
                 }
-                for h in &hashers {
-                    keys.push(h.bucket_key(None));
-                    for c in f.attributes.iter().take(usize::from(NO_COND)) {
-                        if c.values.len() < MAX_VALUES {
-                            keys.extend(c.values.iter().map(|v| h.bucket_key(Some((&c.name, v)))));
+                keys.extend(types.iter().map(|&ty| bucket_key(ty, None)));
+                for c in f.attributes.iter().take(usize::from(NO_COND)) {
+                    if c.values.len() < MAX_VALUES {
+                        for v in &c.values {
+                            let attr = self.keys.attr(&c.name, v);
+                            keys.extend(types.iter().map(|&ty| bucket_key(ty, Some(attr))));
                         }
                     }
                 }
@@ -559,7 +562,7 @@ where
     /// Undoes `add_slot`'s bookkeeping for an entry already taken out of its bucket.
     fn slot_removed(&self, w: &mut Writer<T>, s: &Subscription, slot: &Slot<T>) {
         let (kind, pattern, attr) = slot_key(s, slot);
-        let type_key = KeyHasher::for_type(&self.seed, kind, pattern).type_key();
+        let type_key = self.keys.ty(kind, pattern);
         let bit = attr.map_or(NO_ATTR_BIT, |(name, _)| name_bit(name));
         if let Some(n) = w.type_bits.get_mut(&(type_key, bit)) {
             *n -= 1;
@@ -741,6 +744,58 @@ where
             w.positions.len(),
             snap.prefix_lens,
         )
+    }
+}
+
+/// The event's attributes' name bits and hashes, computed on first use and kept for the rest of
+/// the route call: each attribute is hashed once, however many type patterns it is looked up
+/// under, and only if some type pattern has entries under its name. Fixed capacity, so routing
+/// does not allocate; attributes past it (events carry a handful) are recomputed on each use.
+struct AttrHashes<'a> {
+    keys: &'a Keys,
+    event: &'a Event,
+    /// 0: not computed yet (a name bit is never 0).
+    bits: [u64; 16],
+    hashes: [Option<u64>; 16],
+}
+
+impl<'a> AttrHashes<'a> {
+    fn new(keys: &'a Keys, event: &'a Event) -> Self {
+        AttrHashes {
+            keys,
+            event,
+            bits: [0; 16],
+            hashes: [None; 16],
+        }
+    }
+
+    /// The name bit of attribute `i`.
+    #[inline]
+    fn bit(&mut self, i: usize) -> u64 {
+        match self.bits.get(i) {
+            Some(&b) if b != 0 => b,
+            _ => {
+                let b = self.event.attributes.get(i).map_or(0, |(n, _)| name_bit(n));
+                if let Some(slot) = self.bits.get_mut(i) {
+                    *slot = b;
+                }
+                b
+            }
+        }
+    }
+
+    /// The hash of attribute `i`'s `(name, value)`.
+    #[inline]
+    fn hash(&mut self, i: usize) -> Option<u64> {
+        if let Some(Some(h)) = self.hashes.get(i) {
+            return Some(*h);
+        }
+        let (name, value) = self.event.attributes.get(i)?;
+        let h = self.keys.attr(name, value);
+        if let Some(slot) = self.hashes.get_mut(i) {
+            *slot = Some(h);
+        }
+        Some(h)
     }
 }
 

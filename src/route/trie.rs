@@ -27,7 +27,8 @@ struct TNode<V> {
     /// Bit `i` is set when the child for 5-bit index `i` exists; children are stored in index
     /// order, compacted.
     bitmap: u32,
-    children: Vec<Child<V>>,
+    /// Exactly sized: a trie built in one batch keeps no spare capacity.
+    children: Box<[Child<V>]>,
 }
 
 enum Child<V> {
@@ -104,7 +105,7 @@ impl<V: Clone> Trie<V> {
             None => {
                 self.root = Some(Arc::new(TNode {
                     bitmap: bit(key, 0),
-                    children: vec![Child::Leaf(key, value)],
+                    children: Box::new([Child::Leaf(key, value)]),
                 }));
                 None
             }
@@ -130,11 +131,30 @@ impl<V: Clone> Trie<V> {
     }
 }
 
+/// Inserts `x` at `p` into an exactly sized slice.
+fn insert_at<T>(b: &mut Box<[T]>, p: usize, x: T) {
+    let mut v = std::mem::take(b).into_vec();
+    v.reserve_exact(1);
+    v.insert(p.min(v.len()), x);
+    *b = v.into_boxed_slice();
+}
+
+/// Removes the element at `p` from an exactly sized slice.
+fn remove_at<T>(b: &mut Box<[T]>, p: usize) -> Option<T> {
+    if p >= b.len() {
+        return None;
+    }
+    let mut v = std::mem::take(b).into_vec();
+    let x = v.remove(p);
+    *b = v.into_boxed_slice();
+    Some(x)
+}
+
 fn insert<V: Clone>(node: &mut TNode<V>, key: u64, value: V, shift: u32) -> Option<V> {
     let b = bit(key, shift);
     let p = pos(node.bitmap, b);
     if node.bitmap & b == 0 {
-        node.children.insert(p, Child::Leaf(key, value));
+        insert_at(&mut node.children, p, Child::Leaf(key, value));
         node.bitmap |= b;
         return None;
     }
@@ -142,13 +162,14 @@ fn insert<V: Clone>(node: &mut TNode<V>, key: u64, value: V, shift: u32) -> Opti
         Child::Leaf(k, v) if *k == key => Some(std::mem::replace(v, value)),
         Child::Leaf(..) => {
             // Two keys share this index: push both one level down.
-            let old = node.children.remove(p);
-            let Child::Leaf(k2, v2) = old else {
-                node.children.insert(p, old);
+            let placeholder = Child::Node(Arc::new(TNode {
+                bitmap: 0,
+                children: Box::new([]),
+            }));
+            let Child::Leaf(k2, v2) = std::mem::replace(&mut node.children[p], placeholder) else {
                 return None;
             };
-            let pair = pair(key, value, k2, v2, shift + BITS);
-            node.children.insert(p, Child::Node(Arc::new(pair)));
+            node.children[p] = Child::Node(Arc::new(pair(key, value, k2, v2, shift + BITS)));
             None
         }
         Child::Node(n) => insert(Arc::make_mut(n), key, value, shift + BITS),
@@ -161,13 +182,17 @@ fn pair<V>(k1: u64, v1: V, k2: u64, v2: V, shift: u32) -> TNode<V> {
     if b1 == b2 {
         TNode {
             bitmap: b1,
-            children: vec![Child::Node(Arc::new(pair(k1, v1, k2, v2, shift + BITS)))],
+            children: Box::new([Child::Node(Arc::new(pair(k1, v1, k2, v2, shift + BITS)))]),
         }
     } else {
         let (a, b) = (Child::Leaf(k1, v1), Child::Leaf(k2, v2));
         TNode {
             bitmap: b1 | b2,
-            children: if b1 < b2 { vec![a, b] } else { vec![b, a] },
+            children: if b1 < b2 {
+                Box::new([a, b])
+            } else {
+                Box::new([b, a])
+            },
         }
     }
 }
@@ -181,9 +206,9 @@ fn remove<V: Clone>(node: &mut TNode<V>, key: u64, shift: u32) -> Option<V> {
     let child = match node.children.get_mut(p)? {
         Child::Leaf(k, _) if *k == key => {
             node.bitmap &= !b;
-            return match node.children.remove(p) {
-                Child::Leaf(_, v) => Some(v),
-                Child::Node(_) => None,
+            return match remove_at(&mut node.children, p) {
+                Some(Child::Leaf(_, v)) => Some(v),
+                _ => None,
             };
         }
         Child::Leaf(..) => return None,
@@ -193,7 +218,7 @@ fn remove<V: Clone>(node: &mut TNode<V>, key: u64, shift: u32) -> Option<V> {
     // A node left with a single leaf is that leaf (keeps the trie canonical and small).
     if child.children.len() == 1
         && matches!(child.children[0], Child::Leaf(..))
-        && let Some(leaf) = child.children.pop()
+        && let Some(leaf) = remove_at(&mut child.children, 0)
     {
         node.children[p] = leaf;
     }
