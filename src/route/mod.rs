@@ -461,7 +461,7 @@ where
                 self.keys.ty(kind, pattern)
             })
             .collect();
-        let mut best: Option<(u64, u8)> = None;
+        let mut best: Option<((u64, u64), u8)> = None;
         for (ci, c) in f.attributes.iter().enumerate().take(usize::from(NO_COND)) {
             if c.values.len() >= MAX_VALUES {
                 continue;
@@ -475,9 +475,10 @@ where
                     crowd = crowd.saturating_add(1 + len);
                 }
             }
-            let cost = crowd.saturating_mul(weight(&c.name));
-            if best.is_none_or(|(b, _)| cost < b) {
-                best = Some((cost, ci as u8));
+            // On equal cost, the name that is rarer on events wins.
+            let rank = (crowd.saturating_mul(weight(&c.name)), weight(&c.name));
+            if best.is_none_or(|(b, _)| rank < b) {
+                best = Some((rank, ci as u8));
             }
         }
         best.map(|(_, ci)| ci)

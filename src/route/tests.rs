@@ -476,6 +476,33 @@ fn the_selective_condition_is_indexed() {
     assert_eq!(routed(&index, &e), ids(&[7]));
 }
 
+/// A single-tenant deployment names the same space in every filter: the index notices the
+/// crowded key and spreads the filters over their content types instead.
+#[test]
+fn crowded_keys_are_avoided() {
+    let index = TopicIndex::new();
+    for n in 0..400 {
+        let ct = format!("ct{}", n % 100);
+        index.upsert(item(
+            n,
+            true,
+            vec![filter(
+                &["item:saved"],
+                &[("space", &["acme"]), ("contenttype", &[&ct])],
+            )],
+        ));
+    }
+    let (buckets, entries, ..) = index.shape();
+    assert_eq!(entries, 400);
+    assert!(
+        buckets >= 90,
+        "spread over content types: {buckets} buckets"
+    );
+    // An event of one content type checks a handful of candidates, not all 400.
+    let e = event("item:saved", &[("space", "acme"), ("contenttype", "ct7")]);
+    assert_eq!(routed(&index, &e), ids(&[7, 107, 207, 307]));
+}
+
 #[test]
 fn large_buckets_track_positions() {
     let index = TopicIndex::new();
