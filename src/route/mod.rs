@@ -25,13 +25,22 @@
 //!
 //! # Concurrency
 //!
-//! The whole index is one immutable [`Snapshot`] behind an `ArcSwap`: a route call loads it
-//! once (no lock, no retry) and sees every write entirely or not at all, so a write can never
-//! make it miss a subscription that matched before and after. Writes (rare) are serialized by a
-//! mutex; the writer edits a private copy of the snapshot and publishes it. The maps are
-//! persistent tries ([`trie`]) and each key's entries a persistent vector ([`bucket`]), so a
-//! write copies only the few nodes on the paths it changes and shares the rest; superseded nodes
-//! are freed with the last snapshot that uses them, and nothing grows with churn.
+//! The whole index is one immutable `Snapshot` behind an `ArcSwap`: a route call loads it once
+//! (no lock, no retry) and sees every write entirely or not at all, so a write can never make it
+//! miss a subscription that matched before and after. Writes (rare) are serialized by a mutex;
+//! the writer edits a private copy of the snapshot and publishes it. The maps are persistent
+//! tries (`trie`) and each key's entries a persistent vector (`bucket`), so a write copies only
+//! the few nodes on the paths it changes and shares the rest; superseded nodes are freed with
+//! the last snapshot that uses them, and nothing grows with churn.
+//!
+//! # Costs
+//!
+//! Routing: a few SipHash digests (one per type pattern looked up and per event attribute), one
+//! trie walk per key looked up (depth `log32` of the keys stored: 4 at a million), and one
+//! `Filter::matches` per candidate. A write copies about four trie nodes of up to 32 children per
+//! key it touches and publishes a snapshot: tens of microseconds at a million subscriptions.
+//! [`TopicIndex::upsert_many`] loads a batch (start-up) with one publish, editing the nodes it
+//! creates in place.
 //!
 //! (A concurrent hash map with in-place updates was tried first: `papaya` 0.2 slows to 0.1–3 ms
 //! per operation at a million keys when the same key is removed and re-inserted, which is what
