@@ -15,7 +15,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use herald::model::filter::AttributeMatch;
@@ -318,7 +318,8 @@ fn report_memory() {
     let rss_total = rss() - rss0;
     eprintln!(
         "memory at {N} subscriptions: subscription {} B + index {} B = {} B each (heap bytes \
-         requested); RSS grew {} B each in all (subscriptions {} B); loaded in {:.2?}",
+         requested); resident set grew {} B each in all, {} B of it for the subscriptions \
+         (allocator overhead included); loaded in {:.2?}",
         subs / N as isize,
         idx / N as isize,
         (subs + idx) / N as isize,
@@ -330,30 +331,72 @@ fn report_memory() {
     drop(index);
 }
 
+/// CPU time this thread has used (Linux `schedstat`), for timings that other processes on the
+/// machine do not inflate; `None` elsewhere.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    Some(Duration::from_nanos(
+        s.split_whitespace().next()?.parse().ok()?,
+    ))
+}
+
 fn bench_route(c: &mut Criterion) {
     let event = the_event();
     let mut rng = fastrand::Rng::with_seed(42);
-    let mut group = c.benchmark_group("route");
-    let mut index: Option<TopicIndex<Item>> = None;
-    for n in [10usize, 10_000, 1_000_000] {
-        // Free the previous set before building the next.
-        drop(index.take());
-        let built = build(n, &mut rng);
-        let mut out = Vec::new();
-        built.route(&event, &mut out);
+    let sets: Vec<(usize, TopicIndex<Item>)> = [10usize, 10_000, 1_000_000]
+        .into_iter()
+        .map(|n| (n, build(n, &mut rng)))
+        .collect();
+    let mut out = Vec::new();
+    for (_, index) in &sets {
+        out.clear();
+        index.route(&event, &mut out);
         assert_eq!(out.len(), 3, "exactly the three matching subscriptions");
+    }
+    let mut group = c.benchmark_group("route");
+    for (n, index) in &sets {
         group.bench_function(format!("3_of_{n}"), |b| {
             b.iter(|| {
                 out.clear();
-                built.route(black_box(&event), &mut out);
+                index.route(black_box(&event), &mut out);
                 black_box(out.len())
             })
         });
-        index = Some(built);
     }
     group.finish();
-    if let Some(index) = index {
-        bench_writes(c, &index, &mut rng);
+    compare_interleaved(&sets, &event);
+    if let Some((_, index)) = sets.last() {
+        bench_writes(c, index, &mut rng);
+    }
+}
+
+/// The three sizes again, interleaved (A B C A B C …) and timed in thread CPU time, so a
+/// neighbour's load or a change of machine speed between criterion runs does not skew the
+/// comparison: the median per size over the rounds.
+fn compare_interleaved(sets: &[(usize, TopicIndex<Item>)], event: &Event) {
+    const ROUNDS: usize = 15;
+    const CALLS: u32 = 20_000;
+    if thread_cpu().is_none() {
+        return;
+    }
+    let mut out = Vec::new();
+    let mut samples = vec![Vec::with_capacity(ROUNDS); sets.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, index)) in sets.iter().enumerate() {
+            let start = thread_cpu().unwrap_or_default();
+            for _ in 0..CALLS {
+                out.clear();
+                index.route(black_box(event), &mut out);
+            }
+            samples[i].push((thread_cpu().unwrap_or_default() - start) / CALLS);
+        }
+    }
+    for ((n, _), mut s) in sets.iter().zip(samples) {
+        s.sort();
+        eprintln!(
+            "route 3 of {n}: median {:?} CPU per event (interleaved)",
+            s[ROUNDS / 2]
+        );
     }
 }
 
@@ -402,11 +445,25 @@ fn bench_writes(c: &mut Criterion, index: &TopicIndex<Item>, rng: &mut fastrand:
     group.finish();
 }
 
+/// Set in the child process that measures memory.
+const MEMORY_ONLY: &str = "HERALD_ROUTE_BENCH_MEMORY";
+
 fn main() {
+    if std::env::var_os(MEMORY_ONLY).is_some() {
+        report_memory();
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bench_route(&mut c);
     c.final_summary();
-    // Last: freeing a million subscriptions leaves the allocator busy for a while, which would
-    // disturb the timings above.
-    report_memory();
+    // In a fresh process, so that the resident set size means something and freeing a million
+    // subscriptions does not disturb the timings above.
+    if let Ok(exe) = std::env::current_exe() {
+        let status = std::process::Command::new(exe)
+            .env(MEMORY_ONLY, "1")
+            .status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            eprintln!("memory report failed: {status:?}");
+        }
+    }
 }

@@ -727,3 +727,9 @@ fn colliding_id_keys_keep_every_subscription() {
     assert!(matches!(rest, Ids::One(_)));
     assert!(one.without(&id(1)).is_none());
 }
+
+#[test]
+fn the_index_is_shared_across_threads() {
+    fn assert_send_sync<S: Send + Sync>() {}
+    assert_send_sync::<TopicIndex<Item>>();
+}
