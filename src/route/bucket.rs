@@ -5,8 +5,8 @@
 //! index's mutex) derives a new bucket from the current one and puts it in the next snapshot;
 //! nodes are reference-counted, so the old ones are freed with the last snapshot that holds them.
 //!
-//! Most keys hold a handful of entries and are a single exactly-sized leaf, so a write copies at
-//! most [`WIDTH`] entries. A key shared by many subscriptions (every subscriber to `item:saved`
+//! Most keys hold one entry, stored inline in the trie with no allocation of its own; a key with
+//! a handful is a single exactly-sized leaf, so a write copies at most [`WIDTH`] entries. A key shared by many subscriptions (every subscriber to `item:saved`
 //! with no attribute condition, say) grows into a 32-way tree: push, pop and set copy one path
 //! (`log32(n)` nodes of at most 32 pointers) and share the rest, so a write stays cheap even when
 //! a million subscriptions sit under one key, and a reader walks exactly `n` entries.

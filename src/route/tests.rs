@@ -1,3 +1,8 @@
+//! The topic index against the one definition of matching (`Subscription::wants` over every
+//! stored subscription): fixed tables, a seeded random cross-check through inserts, updates,
+//! enable/disable and removals, index hygiene (nothing left behind after updates and removals),
+//! and readers routing while a writer churns.
+
 use super::*;
 use crate::model::filter::{AttributeMatch, TypePattern};
 use crate::model::{Dialect, Format, HttpMethod, InputKind, Version};
