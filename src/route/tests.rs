@@ -738,3 +738,47 @@ fn the_index_is_shared_across_threads() {
     fn assert_send_sync<S: Send + Sync>() {}
     assert_send_sync::<TopicIndex<Item>>();
 }
+
+/// Subscriptions larger than the entry indices can number still route exactly (through the
+/// `*` key, verified in full) and leave nothing behind.
+#[test]
+fn oversized_subscriptions_fall_back_to_full_verification() {
+    let index = TopicIndex::new();
+    let many_filters: Vec<Filter> = (0..usize::from(u16::MAX))
+        .map(|i| filter(&[&format!("t{i}")], &[]))
+        .collect();
+    index.upsert(item(1, true, many_filters));
+    let many_types: Vec<String> = (0..usize::from(u16::MAX))
+        .map(|i| format!("x{i}"))
+        .collect();
+    let many_types: Vec<&str> = many_types.iter().map(String::as_str).collect();
+    index.upsert(item(
+        2,
+        true,
+        vec![filter(&many_types, &[("language", &["en"])])],
+    ));
+    let many_values: Vec<String> = (0..usize::from(u16::MAX))
+        .map(|i| format!("v{i}"))
+        .collect();
+    let many_values: Vec<&str> = many_values.iter().map(String::as_str).collect();
+    index.upsert(item(
+        3,
+        true,
+        vec![filter(&["item:saved"], &[("entityid", &many_values)])],
+    ));
+    let cases = [
+        (event("t77", &[]), vec![1]),
+        (event("x9", &[("language", "en")]), vec![2]),
+        (event("x9", &[("language", "de")]), vec![]),
+        (event("item:saved", &[("entityid", "v123")]), vec![3]),
+        (event("item:saved", &[("entityid", "w")]), vec![]),
+    ];
+    for (e, want) in cases {
+        assert_eq!(routed(&index, &e), ids(&want), "{e:?}");
+        assert_eq!(routed(&index, &e), wanted(&index, &e), "{e:?}");
+    }
+    for n in 1..=3 {
+        index.remove(&id(n));
+    }
+    assert_empty_shape(&index);
+}
