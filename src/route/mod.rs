@@ -191,6 +191,7 @@ impl<T> TopicIndex<T>
 where
     T: AsRef<Subscription> + Send + Sync + 'static,
 {
+    /// An empty index.
     pub fn new() -> Self {
         let empty = Snapshot {
             topics: Trie::new(),
@@ -264,6 +265,7 @@ where
         self.current.load().count
     }
 
+    /// Whether no subscription is stored.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
