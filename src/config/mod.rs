@@ -172,7 +172,8 @@ pub mod defaults {
 impl Config {
     /// The configuration with no file: every key at its default.
     pub fn defaults() -> Config {
-        validate::validate(raw::RawConfig::default(), &[]).expect("the built-in defaults are valid")
+        validate::validate(raw::RawConfig::default(), &[])
+            .expect("the built-in defaults are valid")
     }
 
     /// Parses and validates TOML text. Every problem is reported, each with its key.
@@ -254,10 +255,7 @@ mod tests {
         let errs = Config::from_toml("[server]\nmax_body_bytes = \"big\"\n")
             .unwrap_err()
             .0;
-        assert!(
-            errs[0].message.contains("max_body_bytes = \"big\""),
-            "{errs:?}"
-        );
+        assert!(errs[0].message.contains("max_body_bytes = \"big\""), "{errs:?}");
         assert!(errs[0].message.contains("line 2"), "{errs:?}");
     }
 
@@ -266,10 +264,7 @@ mod tests {
         let errs = Config::from_toml("[server]\nlisten = \"0.0.0.0:8470\"\n")
             .unwrap_err()
             .0;
-        assert!(
-            errs.iter().any(|e| e.key == "auth.admin_tokens"),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.key == "auth.admin_tokens"), "{errs:?}");
         let ok = Config::from_toml(
             "[server]\nlisten = \"0.0.0.0:8470\"\n[auth]\nadmin_tokens = [\"0123456789abcdef\"]\n",
         );
@@ -289,8 +284,7 @@ mod tests {
                 .find(|s| s.starts_with(&format!("{section}]")))
                 .unwrap_or_else(|| panic!("section [{section}] missing"));
             assert!(
-                in_section.contains(&format!("\n{name} ="))
-                    || in_section.contains(&format!("\n# {name} =")),
+                in_section.contains(&format!("\n{name} =")) || in_section.contains(&format!("\n# {name} =")),
                 "key {key} is not documented in config/herald.toml"
             );
         }

@@ -157,7 +157,10 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             }
         },
     };
-    let unix_socket = s.unix_socket.filter(|p| !p.is_empty()).map(PathBuf::from);
+    let unix_socket = s
+        .unix_socket
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from);
     if listen.is_none()
         && unix_socket.is_none()
         && s.listen.as_deref().is_some_and(|l| l.is_empty())
@@ -167,10 +170,7 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             "no listener: set `listen` or `unix_socket`",
         );
     }
-    let mode_text = s
-        .unix_socket_mode
-        .as_deref()
-        .unwrap_or(defaults::UNIX_SOCKET_MODE);
+    let mode_text = s.unix_socket_mode.as_deref().unwrap_or(defaults::UNIX_SOCKET_MODE);
     let unix_socket_mode = match u32::from_str_radix(mode_text, 8) {
         Ok(m) if m <= 0o777 => m,
         _ => {
@@ -329,10 +329,9 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
     let d = raw.delivery;
     let mut allow_networks = Vec::new();
     for (i, text) in d.allow_networks.unwrap_or_default().iter().enumerate() {
-        match text
-            .parse::<IpNet>()
-            .or_else(|_| text.parse::<std::net::IpAddr>().map(IpNet::from))
-        {
+        match text.parse::<IpNet>().or_else(|_| {
+            text.parse::<std::net::IpAddr>().map(IpNet::from)
+        }) {
             Ok(n) => allow_networks.push(n),
             Err(_) => errs.push(
                 &format!("delivery.allow_networks[{i}]"),
@@ -380,10 +379,7 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
     }
     let user_agent = d.user_agent.unwrap_or_else(defaults::user_agent);
     if user_agent.is_empty() || http::HeaderValue::from_str(&user_agent).is_err() {
-        errs.push(
-            "delivery.user_agent",
-            "must be a non-empty, valid header value",
-        );
+        errs.push("delivery.user_agent", "must be a non-empty, valid header value");
     }
     let mut extra_roots_pem = Vec::new();
     let ca_files: Vec<PathBuf> = d

@@ -138,11 +138,7 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
 /// Encodes an event: version, kind, received-at, then length-prefixed strings, the attributes,
 /// and the payload bytes last (so decoding can slice it without a copy).
 pub fn encode_event(e: &Event) -> Vec<u8> {
-    let attr_len: usize = e
-        .attributes
-        .iter()
-        .map(|(n, v)| 8 + n.len() + v.len())
-        .sum();
+    let attr_len: usize = e.attributes.iter().map(|(n, v)| 8 + n.len() + v.len()).sum();
     let mut buf = Vec::with_capacity(
         32 + e.id.len()
             + e.source.len()
@@ -195,9 +191,7 @@ impl<'a> Reader<'a> {
     }
 
     fn u32(&mut self) -> Result<u32, JournalError> {
-        Ok(u32::from_be_bytes(
-            self.take(4)?.try_into().unwrap_or_default(),
-        ))
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap_or_default()))
     }
 
     fn str(&mut self) -> Result<Box<str>, JournalError> {
@@ -302,12 +296,9 @@ mod tests {
             event_type: "item:saved".into(),
             time: Some("2026-11-22T10:00:00Z".into()),
             received_at_ms: 1_700_000_000_123,
-            attributes: [
-                ("language".into(), "en".into()),
-                ("entityid".into(), "x".into()),
-            ]
-            .into_iter()
-            .collect(),
+            attributes: [("language".into(), "en".into()), ("entityid".into(), "x".into())]
+                .into_iter()
+                .collect(),
             payload: Bytes::from_static(br#"{"EventName":"item:saved"}"#),
         }
     }

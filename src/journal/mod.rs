@@ -30,9 +30,7 @@ pub type Ack<T> = tokio::sync::oneshot::Receiver<Result<T, JournalError>>;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JournalError {
     /// Free space under `[storage] min_free_bytes`: writes are refused before the disk fills.
-    #[error(
-        "storage is full: {free_bytes} bytes free under {path}, below the {min_free_bytes}-byte minimum"
-    )]
+    #[error("storage is full: {free_bytes} bytes free under {path}, below the {min_free_bytes}-byte minimum")]
     DiskFull {
         path: String,
         free_bytes: u64,

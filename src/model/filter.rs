@@ -119,20 +119,14 @@ mod tests {
             event_type: t.into(),
             time: None,
             received_at_ms: 0,
-            attributes: attrs
-                .iter()
-                .map(|(n, v)| ((*n).into(), (*v).into()))
-                .collect(),
+            attributes: attrs.iter().map(|(n, v)| ((*n).into(), (*v).into())).collect(),
             payload: Bytes::new(),
         }
     }
 
     fn filter(types: &[&str], attrs: &[(&str, &[&str])]) -> Filter {
         Filter {
-            types: types
-                .iter()
-                .map(|t| TypePattern::parse(t).unwrap())
-                .collect(),
+            types: types.iter().map(|t| TypePattern::parse(t).unwrap()).collect(),
             attributes: attrs
                 .iter()
                 .map(|(n, vs)| AttributeMatch {
@@ -166,38 +160,20 @@ mod tests {
             (filter(&[], &[]), true, "empty filter matches all"),
             (filter(&["item:saved"], &[]), true, "exact type"),
             (filter(&["item:added"], &[]), false, "other type"),
-            (
-                filter(&["item:added", "item:saved"], &[]),
-                true,
-                "OR within types",
-            ),
+            (filter(&["item:added", "item:saved"], &[]), true, "OR within types"),
             (filter(&["item:*"], &[]), true, "prefix"),
             (filter(&["publish:*"], &[]), false, "other prefix"),
             (filter(&["*"], &[]), true, "any"),
             (filter(&[], &[("language", &["en"])]), true, "attr"),
+            (filter(&[], &[("language", &["de", "en"])]), true, "OR within attr values"),
+            (filter(&[], &[("language", &["de"])]), false, "attr mismatch"),
             (
-                filter(&[], &[("language", &["de", "en"])]),
-                true,
-                "OR within attr values",
-            ),
-            (
-                filter(&[], &[("language", &["de"])]),
-                false,
-                "attr mismatch",
-            ),
-            (
-                filter(
-                    &["item:saved"],
-                    &[("language", &["en"]), ("contenttype", &["abc"])],
-                ),
+                filter(&["item:saved"], &[("language", &["en"]), ("contenttype", &["abc"])]),
                 true,
                 "AND across keys",
             ),
             (
-                filter(
-                    &["item:saved"],
-                    &[("language", &["en"]), ("contenttype", &["x"])],
-                ),
+                filter(&["item:saved"], &[("language", &["en"]), ("contenttype", &["x"])]),
                 false,
                 "one key fails",
             ),
