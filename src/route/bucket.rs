@@ -1,12 +1,12 @@
 //! The entries stored under one index key: an immutable, path-copied vector.
 //!
-//! Readers walk a bucket with no lock and no reference counting: they reach it through the
-//! index's lock-free map while holding its guard, and a bucket never changes once published.
-//! The single writer (under the index's mutex) derives a new bucket from the current one and
-//! swaps it in; the old one is reclaimed when the last reader that could see it has left.
+//! Readers walk a bucket with no lock and no reference counting: they reach it through the index
+//! snapshot they loaded, and a bucket never changes once published. The single writer (under the
+//! index's mutex) derives a new bucket from the current one and puts it in the next snapshot;
+//! nodes are reference-counted, so the old ones are freed with the last snapshot that holds them.
 //!
-//! Most keys hold a handful of entries and are a single exactly-sized leaf, so a write copies at
-//! most [`WIDTH`] entries. A key shared by many subscriptions (every subscriber to `item:saved`
+//! Most keys hold one entry, stored inline in the trie with no allocation of its own; a key with
+//! a handful is a single exactly-sized leaf, so a write copies at most [`WIDTH`] entries. A key shared by many subscriptions (every subscriber to `item:saved`
 //! with no attribute condition, say) grows into a 32-way tree: push, pop and set copy one path
 //! (`log32(n)` nodes of at most 32 pointers) and share the rest, so a write stays cheap even when
 //! a million subscriptions sit under one key, and a reader walks exactly `n` entries.
@@ -57,26 +57,27 @@ impl<T> Slot<T> {
 
 enum Node<T> {
     /// At depth 0: up to `WIDTH` entries, exactly sized.
-    Leaf(Box<[Slot<T>]>),
+    Leaf(Arc<[Slot<T>]>),
     /// At depth `d > 0`: up to `WIDTH` children of depth `d - 1`, all full except the last.
-    Inner(Box<[Arc<Node<T>>]>),
+    Inner(Arc<[Node<T>]>),
+}
+
+impl<T> Clone for Node<T> {
+    fn clone(&self) -> Self {
+        match self {
+            Node::Leaf(s) => Node::Leaf(Arc::clone(s)),
+            Node::Inner(c) => Node::Inner(Arc::clone(c)),
+        }
+    }
 }
 
 impl<T> Node<T> {
-    /// A copy of this node that shares its children (or clones its entries' pointers).
-    fn shallow_clone(&self) -> Self {
-        match self {
-            Node::Leaf(s) => Node::Leaf(s.clone()),
-            Node::Inner(c) => Node::Inner(c.clone()),
-        }
-    }
-
     /// A chain of `depth` single-child nodes ending in a leaf holding `slot`.
     fn path(depth: u8, slot: Slot<T>) -> Self {
         if depth == 0 {
-            Node::Leaf(Box::new([slot]))
+            Node::Leaf(Arc::new([slot]))
         } else {
-            Node::Inner(Box::new([Arc::new(Node::path(depth - 1, slot))]))
+            Node::Inner(Arc::new([Node::path(depth - 1, slot)]))
         }
     }
 
@@ -94,7 +95,7 @@ impl<T> Node<T> {
                 let mut v = Vec::with_capacity(s.len() + 1);
                 v.extend(s.iter().cloned());
                 v.push(slot);
-                Node::Leaf(v.into_boxed_slice())
+                Node::Leaf(v.into())
             }
             Node::Inner(c) => {
                 let shift = BITS * u32::from(depth);
@@ -103,11 +104,11 @@ impl<T> Node<T> {
                 match c.get(ci) {
                     Some(child) => {
                         let rem = len & ((1 << shift) - 1);
-                        v[ci] = Arc::new(child.push(depth - 1, rem, slot));
+                        v[ci] = child.push(depth - 1, rem, slot);
                     }
-                    None => v.push(Arc::new(Node::path(depth - 1, slot))),
+                    None => v.push(Node::path(depth - 1, slot)),
                 }
-                Node::Inner(v.into_boxed_slice())
+                Node::Inner(v.into())
             }
         }
     }
@@ -125,8 +126,8 @@ impl<T> Node<T> {
                 let ci = len.checked_sub(1)? >> shift;
                 let (child, slot) = c.get(ci)?.pop(depth - 1, len - (ci << shift))?;
                 let mut v = c[..ci].to_vec();
-                v.extend(child.map(Arc::new));
-                let node = (!v.is_empty()).then(|| Node::Inner(v.into_boxed_slice()));
+                v.extend(child);
+                let node = (!v.is_empty()).then(|| Node::Inner(v.into()));
                 Some((node, slot))
             }
         }
@@ -136,17 +137,17 @@ impl<T> Node<T> {
     fn set(&self, depth: u8, i: usize, slot: Slot<T>) -> Option<Self> {
         match self {
             Node::Leaf(s) => {
-                let mut v = s.clone();
+                let mut v = s.to_vec();
                 *v.get_mut(i)? = slot;
-                Some(Node::Leaf(v))
+                Some(Node::Leaf(v.into()))
             }
             Node::Inner(c) => {
                 let shift = BITS * u32::from(depth);
                 let ci = i >> shift;
                 let child = c.get(ci)?.set(depth - 1, i & ((1 << shift) - 1), slot)?;
-                let mut v = c.clone();
-                v[ci] = Arc::new(child);
-                Some(Node::Inner(v))
+                let mut v = c.to_vec();
+                v[ci] = child;
+                Some(Node::Inner(v.into()))
             }
         }
     }
@@ -162,70 +163,162 @@ impl<T> Node<T> {
     }
 }
 
-/// A non-empty, immutable sequence of entries. Every operation returns a new bucket.
-pub(super) struct Bucket<T> {
-    root: Node<T>,
-    /// A bucket cannot reach 2^32 entries: that alone would be 64 GiB of entries.
-    len: u32,
-    depth: u8,
+/// A non-empty, immutable sequence of entries. Every operation returns a new bucket; cloning
+/// one costs a reference-count increment.
+pub(super) struct Bucket<T>(Repr<T>);
+
+enum Repr<T> {
+    /// The common case: one entry, held inline by the map, no allocation of its own.
+    One(Slot<T>),
+    /// Two to [`WIDTH`] entries.
+    Leaf(Arc<[Slot<T>]>),
+    /// More than [`WIDTH`] entries.
+    Deep(Arc<Tree<T>>),
+}
+
+impl<T> Clone for Bucket<T> {
+    fn clone(&self) -> Self {
+        Bucket(match &self.0 {
+            Repr::One(s) => Repr::One(s.clone()),
+            Repr::Leaf(s) => Repr::Leaf(Arc::clone(s)),
+            Repr::Deep(t) => Repr::Deep(Arc::clone(t)),
+        })
+    }
 }
 
 impl<T> Bucket<T> {
     pub fn single(slot: Slot<T>) -> Self {
-        Bucket {
-            root: Node::Leaf(Box::new([slot])),
-            len: 1,
-            depth: 0,
+        Bucket(Repr::One(slot))
+    }
+
+    /// A bucket of at most [`WIDTH`] entries; `None` when `slots` is empty.
+    pub fn from_leaf(mut slots: Vec<Slot<T>>) -> Option<Self> {
+        debug_assert!(slots.len() <= WIDTH);
+        match slots.len() {
+            0 => None,
+            1 => slots.pop().map(Bucket::single),
+            _ => Some(Bucket(Repr::Leaf(slots.into()))),
         }
     }
 
-    /// A one-leaf bucket; `None` when `slots` is empty. `slots` must hold at most [`WIDTH`].
-    pub fn from_leaf(slots: Vec<Slot<T>>) -> Option<Self> {
-        debug_assert!(slots.len() <= WIDTH);
-        (!slots.is_empty()).then(|| Bucket {
-            len: slots.len() as u32,
-            root: Node::Leaf(slots.into_boxed_slice()),
-            depth: 0,
-        })
-    }
-
     pub fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    /// A copy that shares everything below the root.
-    pub fn shallow_clone(&self) -> Self {
-        Bucket {
-            root: self.root.shallow_clone(),
-            len: self.len,
-            depth: self.depth,
+        match &self.0 {
+            Repr::One(_) => 1,
+            Repr::Leaf(s) => s.len(),
+            Repr::Deep(t) => t.len(),
         }
     }
 
     /// Visits every entry in order.
     #[inline]
     pub fn for_each<F: FnMut(&Slot<T>)>(&self, mut f: F) {
-        self.root.for_each(&mut f)
+        match &self.0 {
+            Repr::One(s) => f(s),
+            Repr::Leaf(s) => s.iter().for_each(f),
+            Repr::Deep(t) => t.root.for_each(&mut f),
+        }
     }
 
     pub fn get(&self, i: usize) -> Option<&Slot<T>> {
-        self.root.get(self.depth, i)
+        match &self.0 {
+            Repr::One(s) => (i == 0).then_some(s),
+            Repr::Leaf(s) => s.get(i),
+            Repr::Deep(t) => t.root.get(t.depth, i),
+        }
     }
 
     pub fn push(&self, slot: Slot<T>) -> Self {
+        Bucket::from_tree(self.tree().push(slot))
+    }
+
+    /// Removes the last entry: the rest (`None` when empty) and the entry.
+    pub fn pop(&self) -> Option<(Option<Self>, Slot<T>)> {
+        let (rest, slot) = self.tree().pop()?;
+        Some((rest.map(Bucket::from_tree), slot))
+    }
+
+    /// Replaces entry `i`; `None` when `i` is out of range.
+    pub fn set(&self, i: usize, slot: Slot<T>) -> Option<Self> {
+        Some(Bucket::from_tree(self.tree().set(i, slot)?))
+    }
+
+    fn tree(&self) -> Tree<T> {
+        match &self.0 {
+            Repr::One(s) => Tree {
+                root: Node::Leaf(Arc::new([s.clone()])),
+                len: 1,
+                depth: 0,
+            },
+            Repr::Leaf(s) => Tree {
+                root: Node::Leaf(Arc::clone(s)),
+                len: s.len() as u32,
+                depth: 0,
+            },
+            Repr::Deep(t) => (**t).clone(),
+        }
+    }
+
+    fn from_tree(t: Tree<T>) -> Self {
+        match t.root {
+            Node::Leaf(s) if s.len() == 1 => Bucket(Repr::One(s[0].clone())),
+            Node::Leaf(s) => Bucket(Repr::Leaf(s)),
+            root @ Node::Inner(_) => Bucket(Repr::Deep(Arc::new(Tree { root, ..t }))),
+        }
+    }
+
+    #[cfg(test)]
+    fn check_shape(&self) {
+        let t = self.tree();
+        t.check_shape();
+        match &self.0 {
+            Repr::One(_) => assert_eq!(t.len(), 1),
+            Repr::Leaf(s) => assert!(s.len() > 1 && s.len() <= WIDTH),
+            Repr::Deep(_) => assert!(t.len() > WIDTH),
+        }
+    }
+
+    #[cfg(test)]
+    fn depth(&self) -> u8 {
+        self.tree().depth
+    }
+}
+
+/// The general shape every write operates on.
+struct Tree<T> {
+    root: Node<T>,
+    /// A bucket cannot reach 2^32 entries: that alone would be 64 GiB of entries.
+    len: u32,
+    depth: u8,
+}
+
+impl<T> Clone for Tree<T> {
+    fn clone(&self) -> Self {
+        Tree {
+            root: self.root.clone(),
+            len: self.len,
+            depth: self.depth,
+        }
+    }
+}
+
+impl<T> Tree<T> {
+    fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    fn push(&self, slot: Slot<T>) -> Self {
         let len = self.len();
         let capacity = 1usize << (BITS * (u32::from(self.depth) + 1));
         if len == capacity {
             // Full at this depth: the old root becomes the first child of a new, taller root.
-            let old = Arc::new(self.root.shallow_clone());
-            let new = Arc::new(Node::path(self.depth, slot));
-            return Bucket {
-                root: Node::Inner(Box::new([old, new])),
+            let new = Node::path(self.depth, slot);
+            return Tree {
+                root: Node::Inner(Arc::new([self.root.clone(), new])),
                 len: self.len + 1,
                 depth: self.depth + 1,
             };
         }
-        Bucket {
+        Tree {
             root: self.root.push(self.depth, len, slot),
             len: self.len + 1,
             depth: self.depth,
@@ -233,7 +326,7 @@ impl<T> Bucket<T> {
     }
 
     /// Removes the last entry: the rest (`None` when empty) and the entry.
-    pub fn pop(&self) -> Option<(Option<Self>, Slot<T>)> {
+    fn pop(&self) -> Option<(Option<Self>, Slot<T>)> {
         let (root, slot) = self.root.pop(self.depth, self.len())?;
         let Some(mut root) = root else {
             return Some((None, slot));
@@ -243,10 +336,10 @@ impl<T> Bucket<T> {
         while let Node::Inner(c) = &root
             && c.len() == 1
         {
-            root = c[0].shallow_clone();
+            root = c[0].clone();
             depth -= 1;
         }
-        let rest = Bucket {
+        let rest = Tree {
             root,
             len: self.len - 1,
             depth,
@@ -255,8 +348,8 @@ impl<T> Bucket<T> {
     }
 
     /// Replaces entry `i`; `None` when `i` is out of range.
-    pub fn set(&self, i: usize, slot: Slot<T>) -> Option<Self> {
-        Some(Bucket {
+    fn set(&self, i: usize, slot: Slot<T>) -> Option<Self> {
+        Some(Tree {
             root: self.root.set(self.depth, i, slot)?,
             len: self.len,
             depth: self.depth,
@@ -373,12 +466,12 @@ mod tests {
         for i in 1..(WIDTH * WIDTH + 1) as u32 {
             b = b.push(slot(i));
         }
-        assert_eq!(b.depth, 2);
+        assert_eq!(b.depth(), 2);
         b.check_shape();
         for _ in 0..(WIDTH * WIDTH + 1 - WIDTH) {
             b = b.pop().and_then(|(rest, _)| rest).expect("non-empty");
         }
-        assert_eq!((b.len(), b.depth), (WIDTH, 0));
+        assert_eq!((b.len(), b.depth()), (WIDTH, 0));
         b.check_shape();
         assert!(b.set(WIDTH, slot(1)).is_none());
     }

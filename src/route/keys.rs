@@ -1,16 +1,16 @@
 //! How index keys are derived, shared by the read and the write path of the topic index.
 //!
-//! A key is a keyed SipHash digest of (type pattern kind, pattern text) and, for bucket keys, an
-//! optional attribute condition `(name, value)`. The writer and `route` must hash byte-for-byte
-//! the same way, so both go through [`KeyHasher`]; everything else here is the small policy
-//! around it (which bit an attribute name sets, how selective a name is, which prefix lengths
-//! share a bit), kept as pure functions with their tests beside them.
+//! A key is a keyed SipHash digest of (type pattern kind, pattern text) and, for bucket keys, of
+//! an optional attribute condition `(name, value)`. The writer and `route` must derive them the
+//! same way, so both go through [`Keys`] and [`bucket_key`]; everything else here is the small
+//! policy around them (which bit an attribute name sets, how selective a name is, which prefix
+//! lengths share a bit), kept as pure functions with their tests beside them.
 
-use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::hash::{BuildHasher, Hasher, RandomState};
 
-use crate::model::Subscription;
 use crate::model::event::attr;
 use crate::model::filter::{Filter, TypePattern};
+use crate::model::{Subscription, SubscriptionId};
 
 use super::bucket::Slot;
 
@@ -79,80 +79,87 @@ pub(super) fn name_bit(name: &str) -> u64 {
     1 << (1 + h % 63)
 }
 
-/// How many events typically share one value of this attribute, relatively: the lower, the
-/// better a key it makes.
+/// How many events typically carry one value of this attribute, relatively: the lower, the
+/// better a key it makes. One item's id is on a handful of events; a content type or a tenant
+/// (space, project, site) on one type's or one customer's share; a workflow state or a language
+/// on a large share of everything. Deployments differ (a single-tenant Herald sees one space on
+/// every event), which the crowding term of the choice corrects for.
 pub(super) fn weight(name: &str) -> u64 {
     match name {
         attr::ENTITY_ID | attr::SUBJECT => 1,
         attr::PARENT_ID | attr::OWNER => 2,
-        attr::CONTENT_TYPE | attr::TEMPLATE_NAME => 4,
+        attr::CONTENT_TYPE | attr::TEMPLATE_NAME | attr::SPACE | attr::PROJECT | attr::SITE => 4,
         attr::LANGUAGE | attr::ENVIRONMENT | attr::ENVIRONMENT_TYPE => 16,
         _ => 8,
     }
 }
 
-/// Hashes keys: the type pattern once, then each attribute condition on a copy of that state.
-#[derive(Clone)]
-pub(super) struct KeyHasher(DefaultHasher);
+/// Derives every key from a per-index random SipHash key. A type pattern and an attribute
+/// condition are each hashed once (SipHash, so nobody without the key can aim two inputs at one
+/// digest); a bucket key combines the two with [`bucket_key`], so `route` hashes each event
+/// attribute once however many type patterns it looks it up under.
+pub(super) struct Keys {
+    seed: RandomState,
+}
 
-impl KeyHasher {
-    pub(super) fn for_type(seed: &RandomState, kind: u8, pattern: &[u8]) -> Self {
-        let mut h = seed.build_hasher();
+impl Keys {
+    pub fn new() -> Self {
+        Keys {
+            seed: RandomState::new(),
+        }
+    }
+
+    /// The key of a type pattern (of the `types` map, and half of a bucket key).
+    pub fn ty(&self, kind: u8, pattern: &[u8]) -> u64 {
+        let mut h = self.seed.build_hasher();
+        h.write_u8(1);
         h.write_u8(kind);
         h.write_usize(pattern.len());
         h.write(pattern);
-        KeyHasher(h)
+        h.finish()
     }
 
-    pub(super) fn type_key(&self) -> u64 {
-        self.0.clone().finish()
+    /// The hash of one attribute condition `(name, value)`.
+    pub fn attr(&self, name: &str, value: &str) -> u64 {
+        let mut h = self.seed.build_hasher();
+        h.write_u8(2);
+        h.write_usize(name.len());
+        h.write(name.as_bytes());
+        h.write_usize(value.len());
+        h.write(value.as_bytes());
+        h.finish()
     }
 
-    pub(super) fn bucket_key(&self, attr: Option<(&str, &str)>) -> u64 {
-        let mut h = self.0.clone();
-        match attr {
-            None => h.write_u8(0),
-            Some((name, value)) => {
-                h.write_u8(1);
-                h.write_usize(name.len());
-                h.write(name.as_bytes());
-                h.write_usize(value.len());
-                h.write(value.as_bytes());
-            }
-        }
+    /// The key of a subscription id.
+    pub fn id(&self, id: &SubscriptionId) -> u64 {
+        let mut h = self.seed.build_hasher();
+        h.write_u8(3);
+        h.write(id.as_bytes());
         h.finish()
     }
 }
 
-/// The maps' keys are already keyed SipHash digests: use them as they are.
-#[derive(Clone, Copy, Default)]
-pub(super) struct PassThrough;
-
-impl BuildHasher for PassThrough {
-    type Hasher = PassThroughHasher;
-
-    fn build_hasher(&self) -> PassThroughHasher {
-        PassThroughHasher(0)
-    }
+/// A bucket key: a type key and, optionally, an attribute hash. Both inputs are secret-keyed
+/// digests, and the mix is a bijection of `ty` for each `attr`, so distinct pairs collide only by
+/// 64-bit chance — and a collision only puts two keys' entries in one bucket, which verification
+/// and the entries' own indices make harmless.
+#[inline]
+pub(super) fn bucket_key(ty: u64, attr: Option<u64>) -> u64 {
+    let other = match attr {
+        None => 0x243F_6A88_85A3_08D3,
+        Some(a) => fmix64(a ^ 0x1319_8A2E_0370_7344),
+    };
+    fmix64(ty ^ other)
 }
 
-pub(super) struct PassThroughHasher(u64);
-
-impl Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `u64` keys are hashed here (`write_u64`); fold anything else anyway.
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+/// MurmurHash3's 64-bit finalizer: a bijection that spreads every input bit over the output.
+#[inline]
+fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
 }
 
 #[cfg(test)]
@@ -183,8 +190,8 @@ mod tests {
         let order = [
             attr::ENTITY_ID,
             attr::OWNER,
-            attr::CONTENT_TYPE,
             attr::SPACE,
+            attr::WORKFLOW_STATE,
             attr::LANGUAGE,
         ];
         for pair in order.windows(2) {
@@ -219,28 +226,38 @@ mod tests {
 
     #[test]
     fn bucket_keys_separate_every_part() {
-        let seed = RandomState::new();
-        let h = |kind, p: &[u8]| KeyHasher::for_type(&seed, kind, p);
-        let exact = h(KIND_EXACT, b"item:saved");
+        let k = Keys::new();
+        let exact = k.ty(KIND_EXACT, b"item:saved");
         let keys = [
-            exact.bucket_key(None),
-            exact.bucket_key(Some(("ab", "c"))),
-            exact.bucket_key(Some(("a", "bc"))),
-            exact.bucket_key(Some(("", "abc"))),
-            h(KIND_PREFIX, b"item:saved").bucket_key(None),
-            h(KIND_ANY, b"").bucket_key(None),
-            h(KIND_EXACT, b"item:save").bucket_key(Some(("d", ""))),
+            bucket_key(exact, None),
+            bucket_key(exact, Some(k.attr("ab", "c"))),
+            bucket_key(exact, Some(k.attr("a", "bc"))),
+            bucket_key(exact, Some(k.attr("", "abc"))),
+            bucket_key(k.ty(KIND_PREFIX, b"item:saved"), None),
+            bucket_key(k.ty(KIND_ANY, b""), None),
+            bucket_key(k.ty(KIND_EXACT, b"item:save"), Some(k.attr("d", ""))),
+            exact,
         ];
         let mut unique = keys.to_vec();
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), keys.len());
-        // Deterministic for one seed: the writer and `route` agree.
+        // Deterministic for one index: the writer and `route` agree.
         assert_eq!(
-            h(KIND_EXACT, b"item:saved").bucket_key(Some(("ab", "c"))),
+            bucket_key(k.ty(KIND_EXACT, b"item:saved"), Some(k.attr("ab", "c"))),
             keys[1]
         );
-        assert_eq!(exact.type_key(), h(KIND_EXACT, b"item:saved").type_key());
+        // Another index has another secret.
+        assert_ne!(Keys::new().ty(KIND_EXACT, b"item:saved"), exact);
+    }
+
+    #[test]
+    fn fmix_is_a_bijection_on_a_sample() {
+        let mut out: Vec<u64> = (0..10_000u64).map(fmix64).collect();
+        out.sort_unstable();
+        out.dedup();
+        assert_eq!(out.len(), 10_000);
+        assert_ne!(fmix64(1), 1);
     }
 
     #[test]

@@ -70,6 +70,7 @@ impl Subscriptions {
         defaults: RenderDefaults,
     ) -> Subscriptions {
         let index = TopicIndex::new();
+        let mut targets = Vec::with_capacity(stored.len());
         for mut sub in stored {
             let plan = match Plan::compile(&sub, &defaults) {
                 Ok(p) => p,
@@ -81,14 +82,17 @@ impl Subscriptions {
                     fallback.headers.clear();
                     fallback.auth = None;
                     fallback.signing_secret = None;
+                    fallback.template = None;
                     match Plan::compile(&fallback, &defaults) {
                         Ok(p) => p,
                         Err(_) => continue,
                     }
                 }
             };
-            index.upsert(Arc::new(Target { sub, plan }));
+            targets.push(Arc::new(Target { sub, plan }));
         }
+        // One batch: a million single upserts would each copy index paths.
+        index.upsert_many(targets);
         let store = Subscriptions {
             index,
             journal,

@@ -1,9 +1,14 @@
+//! The topic index against the one definition of matching (`Subscription::wants` over every
+//! stored subscription): fixed tables, a seeded random cross-check through inserts, updates,
+//! enable/disable and removals, index hygiene (nothing left behind after updates and removals),
+//! and readers routing while a writer churns.
+
 use super::*;
 use crate::model::filter::{AttributeMatch, TypePattern};
 use crate::model::{Dialect, Format, HttpMethod, InputKind, Version};
 use bytes::Bytes;
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// What the dispatcher would store: the subscription plus its own data.
 #[derive(Debug)]
@@ -479,6 +484,33 @@ fn the_selective_condition_is_indexed() {
     assert_eq!(routed(&index, &e), ids(&[7]));
 }
 
+/// A single-tenant deployment names the same space in every filter: the index notices the
+/// crowded key and spreads the filters over their content types instead.
+#[test]
+fn crowded_keys_are_avoided() {
+    let index = TopicIndex::new();
+    for n in 0..400 {
+        let ct = format!("ct{}", n % 100);
+        index.upsert(item(
+            n,
+            true,
+            vec![filter(
+                &["item:saved"],
+                &[("space", &["acme"]), ("contenttype", &[&ct])],
+            )],
+        ));
+    }
+    let (buckets, entries, ..) = index.shape();
+    assert_eq!(entries, 400);
+    assert!(
+        buckets >= 90,
+        "spread over content types: {buckets} buckets"
+    );
+    // An event of one content type checks a handful of candidates, not all 400.
+    let e = event("item:saved", &[("space", "acme"), ("contenttype", "ct7")]);
+    assert_eq!(routed(&index, &e), ids(&[7, 107, 207, 307]));
+}
+
 #[test]
 fn large_buckets_track_positions() {
     let index = TopicIndex::new();
@@ -654,4 +686,102 @@ fn readers_never_miss_during_writes() {
 fn ascii_lower_borrows_when_it_can() {
     assert!(matches!(ascii_lower("item:saved"), Cow::Borrowed(_)));
     assert_eq!(ascii_lower("Item:Saved"), "item:saved");
+}
+
+#[test]
+fn upsert_many_is_one_batch() {
+    let index = TopicIndex::new();
+    index.upsert(item(0, true, vec![filter(&["item:saved"], &[])]));
+    index.upsert_many((0..100).map(|n| item(n, n % 2 == 0, vec![filter(&["item:*"], &[])])));
+    assert_eq!(index.len(), 100);
+    let e = event("item:saved", &[]);
+    assert_eq!(routed(&index, &e), wanted(&index, &e));
+    assert_eq!(routed(&index, &e).len(), 50);
+    for n in 0..100 {
+        index.remove(&id(n));
+    }
+    assert_empty_shape(&index);
+}
+
+#[test]
+fn get_finds_every_stored_subscription() {
+    let index = TopicIndex::new();
+    for n in 0..500 {
+        index.upsert(item(n, n % 3 != 0, vec![]));
+    }
+    for n in 0..500 {
+        assert_eq!(index.get(&id(n)).map(|i| i.0.id), Some(id(n)));
+    }
+    assert!(index.get(&id(500)).is_none());
+    index.remove(&id(7));
+    assert!(index.get(&id(7)).is_none());
+    assert_eq!(index.len(), 499);
+}
+
+#[test]
+fn colliding_id_keys_keep_every_subscription() {
+    let a = item(1, true, vec![]);
+    let b = item(2, true, vec![]);
+    let one = Ids::One(Arc::clone(&a));
+    let both = one.with(&b);
+    assert_eq!(both.find(&id(1)).map(|i| i.0.id), Some(id(1)));
+    assert_eq!(both.find(&id(2)).map(|i| i.0.id), Some(id(2)));
+    let renamed = item(2, false, vec![]);
+    let both = both.with(&renamed);
+    assert_eq!(both.find(&id(2)).map(|i| i.0.enabled), Some(false));
+    let rest = both.without(&id(1)).expect("one left");
+    assert!(rest.find(&id(1)).is_none());
+    assert!(rest.find(&id(2)).is_some());
+    assert!(matches!(rest, Ids::One(_)));
+    assert!(one.without(&id(1)).is_none());
+}
+
+#[test]
+fn the_index_is_shared_across_threads() {
+    fn assert_send_sync<S: Send + Sync>() {}
+    assert_send_sync::<TopicIndex<Item>>();
+}
+
+/// Subscriptions larger than the entry indices can number still route exactly (through the
+/// `*` key, verified in full) and leave nothing behind.
+#[test]
+fn oversized_subscriptions_fall_back_to_full_verification() {
+    let index = TopicIndex::new();
+    let many_filters: Vec<Filter> = (0..usize::from(u16::MAX))
+        .map(|i| filter(&[&format!("t{i}")], &[]))
+        .collect();
+    index.upsert(item(1, true, many_filters));
+    let many_types: Vec<String> = (0..usize::from(u16::MAX))
+        .map(|i| format!("x{i}"))
+        .collect();
+    let many_types: Vec<&str> = many_types.iter().map(String::as_str).collect();
+    index.upsert(item(
+        2,
+        true,
+        vec![filter(&many_types, &[("language", &["en"])])],
+    ));
+    let many_values: Vec<String> = (0..usize::from(u16::MAX))
+        .map(|i| format!("v{i}"))
+        .collect();
+    let many_values: Vec<&str> = many_values.iter().map(String::as_str).collect();
+    index.upsert(item(
+        3,
+        true,
+        vec![filter(&["item:saved"], &[("entityid", &many_values)])],
+    ));
+    let cases = [
+        (event("t77", &[]), vec![1]),
+        (event("x9", &[("language", "en")]), vec![2]),
+        (event("x9", &[("language", "de")]), vec![]),
+        (event("item:saved", &[("entityid", "v123")]), vec![3]),
+        (event("item:saved", &[("entityid", "w")]), vec![]),
+    ];
+    for (e, want) in cases {
+        assert_eq!(routed(&index, &e), ids(&want), "{e:?}");
+        assert_eq!(routed(&index, &e), wanted(&index, &e), "{e:?}");
+    }
+    for n in 1..=3 {
+        index.remove(&id(n));
+    }
+    assert_empty_shape(&index);
 }
