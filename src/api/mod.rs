@@ -7,6 +7,7 @@
 //! dialect's own error shape; the native one is in `error`.
 
 pub mod auth;
+pub mod contensis;
 pub mod error;
 pub mod native;
 
@@ -47,6 +48,21 @@ enum Route {
     Healthz,
     Readyz,
     Metrics,
+    /// Contensis `…/projects/{project}/events/webhooks/subscriptions`.
+    ContensisSubscriptions,
+    /// Contensis `…/projects/{project}/events/webhooks/subscriptions/{id}`.
+    ContensisSubscription,
+}
+
+impl Route {
+    /// Which API a route belongs to: its errors (authentication included) use that API's
+    /// error shape, and its metrics that label.
+    fn dialect(self) -> &'static str {
+        match self {
+            Route::ContensisSubscriptions | Route::ContensisSubscription => "contensis",
+            _ => "native",
+        }
+    }
 }
 
 fn routes() -> matchit::Router<Route> {
@@ -74,6 +90,19 @@ fn routes() -> matchit::Router<Route> {
         ("/healthz", Route::Healthz),
         ("/readyz", Route::Readyz),
         ("/metrics", Route::Metrics),
+        (
+            "/api/management/projects/{project}/events/webhooks/subscriptions",
+            Route::ContensisSubscriptions,
+        ),
+        // The seed's own example posts to the collection with a trailing slash.
+        (
+            "/api/management/projects/{project}/events/webhooks/subscriptions/",
+            Route::ContensisSubscriptions,
+        ),
+        (
+            "/api/management/projects/{project}/events/webhooks/subscriptions/{id}",
+            Route::ContensisSubscription,
+        ),
     ];
     for (path, route) in table {
         r.insert(path, route)
@@ -171,6 +200,7 @@ impl App {
         };
         let route = *matched.value;
         let id = matched.params.get("id").unwrap_or("").to_owned();
+        let project = matched.params.get("project").unwrap_or("").to_owned();
         let method = req.method().clone();
         match route {
             Route::Ingest(kind) => {
@@ -182,7 +212,7 @@ impl App {
             Route::Healthz => json_response(StatusCode::OK, &json!({"status": "ok"})),
             Route::Readyz => self.readyz(),
             Route::Metrics => self.render_metrics(),
-            _ => self.manage(route, &id, method, req).await,
+            _ => self.manage(route, &id, &project, method, req).await,
         }
     }
 
@@ -190,6 +220,7 @@ impl App {
         &self,
         route: Route,
         id: &str,
+        project: &str,
         method: Method,
         req: http::Request<Incoming>,
     ) -> Response {
@@ -203,9 +234,12 @@ impl App {
                 self.token_scopes.get(i).cloned().flatten(),
             ),
             Err(e) => {
-                metrics::counter!(m::API_ERRORS, "dialect" => "native", "status" => "4xx")
+                metrics::counter!(m::API_ERRORS, "dialect" => route.dialect(), "status" => "4xx")
                     .increment(1);
-                return ApiError::unauthorized(e.message()).into_response();
+                return match route.dialect() {
+                    "contensis" => contensis::unauthorized(e.message()),
+                    _ => ApiError::unauthorized(e.message()).into_response(),
+                };
             }
         };
         let ctx = Ctx {
@@ -244,6 +278,10 @@ impl App {
             (Route::SubscriptionReplay, Method::POST) => {
                 native::replay::subscription(&ctx, id, req).await
             }
+            (Route::ContensisSubscriptions, m) => {
+                contensis::collection(&ctx, project, m, req).await
+            }
+            (Route::ContensisSubscription, m) => contensis::item(&ctx, project, id, m, req).await,
             (Route::Deliveries | Route::Delivery | Route::DeadLetters, _) => {
                 ApiError::method_not_allowed("GET").into_response()
             }
@@ -256,7 +294,8 @@ impl App {
             } else {
                 "5xx"
             };
-            metrics::counter!(m::API_ERRORS, "dialect" => "native", "status" => class).increment(1);
+            metrics::counter!(m::API_ERRORS, "dialect" => route.dialect(), "status" => class)
+                .increment(1);
         }
         resp
     }
@@ -297,6 +336,14 @@ impl Handler for App {
 /// Reads a management request body as JSON: size-capped, `application/json` (or a `+json`
 /// type, or none), a clear `400` for anything else.
 pub async fn read_json(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Result<Value, ApiError> {
+    let body = read_body(ctx, req).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// Reads a management request body that should be JSON, without parsing it (dialects parse it
+/// their own way): size-capped, `application/json` (or a `+json` type, or none).
+pub async fn read_body(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Result<Bytes, ApiError> {
     let ct = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -334,6 +381,5 @@ pub async fn read_json(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Result<Va
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    Ok(body)
 }
