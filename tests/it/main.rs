@@ -3,6 +3,7 @@
 
 mod support;
 
+mod contensis;
 mod delivery;
 mod durability;
 mod ingest;
