@@ -379,6 +379,69 @@ mod tests {
     }
 
     #[test]
+    fn store_failures_map_to_contensis_errors() {
+        use crate::render::{FieldError as RenderField, RenderError};
+        let invalid = |fields: Vec<(&str, FieldProblem)>| {
+            StoreError::Render(RenderError::Invalid(
+                fields
+                    .into_iter()
+                    .map(|(f, problem)| RenderField {
+                        field: f.into(),
+                        problem,
+                    })
+                    .collect(),
+            ))
+        };
+        let cases: Vec<(StoreError, u16, &str)> = vec![
+            (
+                invalid(vec![
+                    ("url", FieldProblem::UrlNotAbsolute),
+                    ("headers.X", FieldProblem::HeaderValue),
+                ]),
+                400,
+                "Validation",
+            ),
+            (
+                invalid(vec![("format", FieldProblem::FormatUnavailable)]),
+                500,
+                "error",
+            ),
+            (
+                StoreError::Journal(JournalError::DiskFull {
+                    path: "/d".into(),
+                    free_bytes: 1,
+                    min_free_bytes: 2,
+                }),
+                503,
+                "error",
+            ),
+            (
+                StoreError::Journal(JournalError::Io("eio".into())),
+                503,
+                "error",
+            ),
+            (StoreError::Journal(JournalError::Closed), 503, "error"),
+            (
+                StoreError::Journal(JournalError::Corrupt("bad".into())),
+                500,
+                "error",
+            ),
+        ];
+        for (e, status, kind) in cases {
+            let text = e.to_string();
+            let mapped = store_error(e);
+            assert_eq!(mapped.status().as_u16(), status, "{text}");
+            assert_eq!(mapped.kind(), kind, "{text}");
+        }
+        let ContensisError::Validation(fields) =
+            store_error(invalid(vec![("headers.X", FieldProblem::HeaderValue)]))
+        else {
+            panic!("not a validation error")
+        };
+        assert_eq!(fields[0].field, "headers.X");
+    }
+
+    #[test]
     fn render_fields_map_to_contensis_fields() {
         let cases = [
             ("url", "url"),
