@@ -7,15 +7,42 @@
 //! original body with [`super::json`]. Each built body is written into one buffer sized up front,
 //! so a delivery costs one allocation for its body.
 //!
-//! New body kinds (DatoCMS default body, Mustache or Contensis templates, Sitecore audit arrays)
-//! are new [`BodyPlan`] variants with their compiled form inside; `Plan::render` does not change.
+//! Each body kind is a [`BodyPlan`] variant with its compiled form inside: the formats, a
+//! Mustache `custom_payload` (over the DatoCMS default body, [`super::datocms`]) and Contensis
+//! `templates` (over the Contensis event context, [`super::contensis`]). Template bodies cost
+//! one more step: the Mustache data is the default DatoCMS body parsed into a JSON value once per
+//! render ([`Scope`], shared with a templated URL), and a Contensis context is the payload itself
+//! (or, for other inputs, one small document built per render) read by byte-level lookups.
 
 use bytes::Bytes;
 use http::HeaderValue;
 
-use crate::model::{Event, Format, InputKind, Subscription};
+use crate::model::{Event, Format, InputKind, Subscription, Template};
 
 use super::json::{self, Place, ScanError, SetMember, Value};
+use super::plan::{AttemptCtx, FieldError, FieldProblem};
+use super::{contensis, datocms, mustache, pointer};
+
+/// Why an event's payload could not be turned into the body a subscription asked for. Retrying
+/// will not help: the payload does not change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// It does not have the JSON structure the body shape needs (a Sitecore body that is not an
+    /// object, say).
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// A template needs it as JSON data and it is not valid JSON.
+    #[error("not valid JSON: {0}")]
+    Json(Box<str>),
+    /// The rendered body would be larger than [`MAX_BODY_BYTES`] (a template that repeats a
+    /// large value many times).
+    #[error("the rendered body would exceed {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+}
+
+/// Largest body a template may render. Bounds the memory one render can take whatever the
+/// template and payload (ingest bodies are 10 MiB at most by default).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// `content-type` of a structured-mode CloudEvent.
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
@@ -39,6 +66,81 @@ const CE_OWN_ATTRIBUTES: [&str; 8] = [
     "data",
 ];
 
+/// This subscription's id in the forms the dialect bodies splice in, JSON-quoted once when the
+/// plan is compiled.
+#[derive(Debug)]
+pub(crate) struct Ids {
+    /// DatoCMS `webhook_id` ([`datocms::webhook_id`]).
+    pub datocms_webhook_id: Box<[u8]>,
+    /// Contensis `subscriptionId`: the id hyphenated, as the Contensis API shows it.
+    pub contensis_subscription_id: Box<[u8]>,
+    /// A Contensis template embeds the whole event context or its whole `event`: a received
+    /// context is then copied with `event.subscriptionId` replaced ([`contensis::context`]).
+    pub contensis_embeds_event: bool,
+}
+
+impl Ids {
+    pub(crate) fn new(sub: &Subscription) -> Ids {
+        Ids {
+            datocms_webhook_id: json::quoted(&datocms::webhook_id(&sub.id)),
+            contensis_subscription_id: json::quoted(&sub.id.to_string()),
+            contensis_embeds_event: false,
+        }
+    }
+}
+
+/// One render: the event, the attempt, and what the body, URL and header templates share,
+/// built on first use and only once (the DatoCMS default body as Mustache data).
+pub(crate) struct Scope<'a> {
+    pub event: &'a Event,
+    pub ctx: &'a AttemptCtx,
+    ids: &'a Ids,
+    dato: Option<serde_json::Value>,
+    contensis: Option<std::borrow::Cow<'a, [u8]>>,
+}
+
+impl<'a> Scope<'a> {
+    pub(crate) fn new(event: &'a Event, ctx: &'a AttemptCtx, ids: &'a Ids) -> Scope<'a> {
+        Scope {
+            event,
+            ctx,
+            ids,
+            dato: None,
+            contensis: None,
+        }
+    }
+
+    /// The Contensis event context of this event ([`contensis::context`]) and this
+    /// subscription's id as `/event/subscriptionId` resolves, JSON-quoted.
+    pub(crate) fn contensis_context(&mut self) -> (&[u8], &'a [u8]) {
+        let sub_id: &'a [u8] = &self.ids.contensis_subscription_id;
+        let event = self.event;
+        let embeds = self.ids.contensis_embeds_event;
+        let doc = self
+            .contensis
+            .get_or_insert_with(|| contensis::context(event, sub_id, embeds));
+        (doc, sub_id)
+    }
+
+    /// The DatoCMS default body of this attempt as a JSON value: the data of Mustache
+    /// templates (DatoCMS: "the original payload we would send is used as source").
+    pub(crate) fn datocms_data(&mut self) -> Result<&serde_json::Value, PayloadError> {
+        if self.dato.is_none() {
+            let mut body = Vec::new();
+            datocms::write_body(
+                self.event,
+                self.ctx,
+                &self.ids.datocms_webhook_id,
+                &mut body,
+            )?;
+            let value = serde_json::from_slice(&body)
+                .map_err(|e| PayloadError::Json(e.to_string().into()))?;
+            self.dato = Some(value);
+        }
+        Ok(self.dato.get_or_insert(serde_json::Value::Null))
+    }
+}
+
 /// The body a subscription receives, decided when it is compiled.
 #[derive(Debug)]
 pub(crate) enum BodyPlan {
@@ -55,11 +157,55 @@ pub(crate) enum BodyPlan {
     },
     /// Sitecore audit-log forwarding: the audit-log object in a JSON array.
     SitecoreAudit,
+    /// The DatoCMS default body (spec §1.8).
+    DatoCms,
+    /// A DatoCMS `custom_payload`: Mustache over the DatoCMS default body.
+    Mustache(mustache::Template),
+    /// The Contensis default webhook request structure (spec §2.5).
+    Contensis,
+    /// Contensis `templates`: the one the event selects, else the format's default body.
+    ContensisTemplates {
+        templates: contensis::Templates,
+        fallback: Box<BodyPlan>,
+    },
 }
 
 impl BodyPlan {
-    /// `None` for a format this build cannot render.
-    pub(crate) fn compile(sub: &Subscription) -> Option<BodyPlan> {
+    /// The body plan for `sub`'s format and template, or `None` with the reasons pushed to
+    /// `errors` (a template that does not parse, a format this build cannot render).
+    pub(crate) fn compile(sub: &Subscription, errors: &mut Vec<FieldError>) -> Option<BodyPlan> {
+        match &sub.template {
+            None => {}
+            Some(Template::Mustache(src)) => {
+                return match mustache::Template::compile(src) {
+                    Ok(t) => Some(BodyPlan::Mustache(t)),
+                    Err(e) => {
+                        errors.push(FieldError::new("template", FieldProblem::Syntax(e)));
+                        None
+                    }
+                };
+            }
+            Some(Template::Contensis(pairs)) => {
+                let templates = compile_contensis(pairs, errors);
+                let fallback = Self::for_format(sub);
+                if fallback.is_none() {
+                    errors.push(FieldError::new("format", FieldProblem::FormatUnavailable));
+                }
+                return Some(BodyPlan::ContensisTemplates {
+                    templates: templates?,
+                    fallback: Box::new(fallback?),
+                });
+            }
+        }
+        let plan = Self::for_format(sub);
+        if plan.is_none() {
+            errors.push(FieldError::new("format", FieldProblem::FormatUnavailable));
+        }
+        plan
+    }
+
+    /// The format's default body.
+    fn for_format(sub: &Subscription) -> Option<BodyPlan> {
         Some(match sub.format {
             Format::CloudEvents => BodyPlan::CloudEvents,
             Format::Raw => BodyPlan::Raw,
@@ -68,7 +214,8 @@ impl BodyPlan {
                 item_name: json::quoted(&sub.name),
             },
             Format::SitecoreAudit => BodyPlan::SitecoreAudit,
-            Format::DatoCms | Format::Contensis => return None,
+            Format::DatoCms => BodyPlan::DatoCms,
+            Format::Contensis => BodyPlan::Contensis,
         })
     }
 
@@ -76,8 +223,13 @@ impl BodyPlan {
     pub(crate) fn content_type(&self) -> HeaderValue {
         match self {
             BodyPlan::CloudEvents => HeaderValue::from_static(CLOUDEVENTS_JSON),
-            BodyPlan::Raw | BodyPlan::Sitecore { .. } | BodyPlan::SitecoreAudit => {
-                HeaderValue::from_static(APPLICATION_JSON)
+            BodyPlan::Raw
+            | BodyPlan::Sitecore { .. }
+            | BodyPlan::SitecoreAudit
+            | BodyPlan::DatoCms
+            | BodyPlan::Mustache(_) => HeaderValue::from_static(APPLICATION_JSON),
+            BodyPlan::Contensis | BodyPlan::ContensisTemplates { .. } => {
+                HeaderValue::from_static(contensis::CONTENT_TYPE)
             }
         }
     }
@@ -89,17 +241,23 @@ impl BodyPlan {
             BodyPlan::Raw => Format::Raw.as_str(),
             BodyPlan::Sitecore { .. } => Format::Sitecore.as_str(),
             BodyPlan::SitecoreAudit => Format::SitecoreAudit.as_str(),
+            BodyPlan::DatoCms => Format::DatoCms.as_str(),
+            BodyPlan::Mustache(_) => "mustache template",
+            BodyPlan::Contensis => Format::Contensis.as_str(),
+            BodyPlan::ContensisTemplates { .. } => "contensis template",
         }
     }
 
-    pub(crate) fn render(&self, event: &Event) -> Result<Bytes, ScanError> {
+    /// The body for one attempt (the DatoCMS body carries the call id and retry count).
+    pub(crate) fn render(&self, scope: &mut Scope<'_>) -> Result<Bytes, PayloadError> {
+        let event = scope.event;
         match self {
             BodyPlan::Raw => Ok(event.payload.clone()),
             BodyPlan::CloudEvents if event.kind == InputKind::CloudEvent => {
                 Ok(event.payload.clone())
             }
             BodyPlan::CloudEvents => Ok(cloudevent(event)),
-            BodyPlan::Sitecore { item_id, item_name } => sitecore(event, item_id, item_name),
+            BodyPlan::Sitecore { item_id, item_name } => Ok(sitecore(event, item_id, item_name)?),
             BodyPlan::SitecoreAudit => {
                 let mut b = Vec::with_capacity(event.payload.len() + 2);
                 b.push(b'[');
@@ -107,13 +265,84 @@ impl BodyPlan {
                 b.push(b']');
                 Ok(Bytes::from(b))
             }
+            BodyPlan::DatoCms => {
+                let mut out = Vec::new();
+                datocms::write_body(event, scope.ctx, &scope.ids.datocms_webhook_id, &mut out)?;
+                Ok(Bytes::from(out))
+            }
+            BodyPlan::Mustache(template) => {
+                let mut out = Vec::with_capacity(template.source().len() + 256);
+                template.render(scope.datocms_data()?, &mut out)?;
+                Ok(Bytes::from(out))
+            }
+            BodyPlan::Contensis => {
+                let (doc, sub_id) = scope.contensis_context();
+                let mut out = Vec::with_capacity(512);
+                contensis::write_default(event, doc, sub_id, &mut out);
+                Ok(Bytes::from(out))
+            }
+            BodyPlan::ContensisTemplates {
+                templates,
+                fallback,
+            } => match templates.select(event) {
+                Some(template) => {
+                    let (doc, sub_id) = scope.contensis_context();
+                    let mut out = Vec::with_capacity(template.source().len() + 256);
+                    template.render(doc, sub_id, &mut out)?;
+                    Ok(Bytes::from(out))
+                }
+                None => fallback.render(scope),
+            },
         }
     }
+
+    /// Whether a template embeds the whole Contensis context or its `event` (see [`Ids`]).
+    pub(crate) fn embeds_event(&self) -> bool {
+        matches!(self, BodyPlan::ContensisTemplates { templates, .. } if templates.embeds_event())
+    }
+}
+
+/// Compiles Contensis `templates`, pushing a positioned error per template that does not parse
+/// (field `template.<key>`) and per key that is empty or given twice.
+fn compile_contensis(
+    pairs: &[(String, String)],
+    errors: &mut Vec<FieldError>,
+) -> Option<contensis::Templates> {
+    let before = errors.len();
+    let mut variants: Vec<(Box<str>, pointer::Template)> = Vec::with_capacity(pairs.len());
+    for (i, (key, text)) in pairs.iter().enumerate() {
+        let field = format!("template.{key}");
+        if key.is_empty() {
+            errors.push(FieldError::new(field, FieldProblem::TemplateKey));
+            continue;
+        }
+        if pairs[..i].iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            errors.push(FieldError::new(field, FieldProblem::DuplicateTemplateKey));
+            continue;
+        }
+        match pointer::Template::compile_body(text) {
+            Ok(t) => variants.push((key.as_str().into(), t)),
+            Err(e) => errors.push(FieldError::new(field, FieldProblem::Syntax(e))),
+        }
+    }
+    (errors.len() == before).then(|| contensis::Templates::new(variants))
+}
+
+/// What stands for "the thing the event is about" when another CMS's shape needs it (DatoCMS
+/// `entity`, Contensis `resource`): a CloudEvent's `data` (the envelope describes the event,
+/// `data` the thing it happened to), else the whole payload.
+pub(crate) fn subject(event: &Event) -> &[u8] {
+    if event.kind == InputKind::CloudEvent
+        && let Ok(Some(data)) = json::member_value(&event.payload, "data")
+    {
+        return data;
+    }
+    embeddable(&event.payload)
 }
 
 /// The payload as a JSON value to embed: its bytes, or `null` for an empty payload so the
 /// envelope stays valid JSON.
-fn embeddable(payload: &[u8]) -> &[u8] {
+pub(crate) fn embeddable(payload: &[u8]) -> &[u8] {
     if payload.iter().all(u8::is_ascii_whitespace) {
         b"null"
     } else {
@@ -233,11 +462,22 @@ mod tests {
     use crate::render::fixtures::{CLOUDEVENT, SITECORE_ITEM_ADDED, SUB_ID, event, subscription};
 
     fn plan(format: Format) -> BodyPlan {
-        BodyPlan::compile(&subscription(format)).expect("format is supported")
+        BodyPlan::compile(&subscription(format), &mut Vec::new()).expect("format is supported")
     }
 
+    fn render_with(plan: &BodyPlan, e: &Event) -> Result<Bytes, PayloadError> {
+        let ids = Ids::new(&subscription(Format::Raw));
+        plan.render(&mut Scope::new(e, &CTX, &ids))
+    }
+
+    const CTX: AttemptCtx = AttemptCtx {
+        delivery: crate::model::DeliveryId(7),
+        attempt: 1,
+        timestamp_s: 1,
+    };
+
     fn render(format: Format, e: &Event) -> String {
-        let body = plan(format).render(e).expect("renders");
+        let body = render_with(&plan(format), e).expect("renders");
         let text = String::from_utf8(body.to_vec()).expect("utf-8");
         // Whatever the shape, the result is one valid JSON document.
         serde_json::from_str::<serde_json::Value>(&text).expect("valid JSON");
@@ -268,7 +508,7 @@ mod tests {
             ),
         ];
         for (format, e) in cases {
-            let body = plan(format).render(&e).expect("renders");
+            let body = render_with(&plan(format), &e).expect("renders");
             assert_eq!(body, e.payload, "{format:?} {:?}", e.kind);
             assert_eq!(body.as_ptr(), e.payload.as_ptr(), "{format:?} copied");
         }
@@ -380,7 +620,7 @@ mod tests {
         ];
         for e in cases {
             assert!(
-                plan(Format::Sitecore).render(&e).is_err(),
+                render_with(&plan(Format::Sitecore), &e).is_err(),
                 "{:?}",
                 e.payload
             );
@@ -393,6 +633,8 @@ mod tests {
             (Format::CloudEvents, CLOUDEVENTS_JSON),
             (Format::Raw, APPLICATION_JSON),
             (Format::Sitecore, APPLICATION_JSON),
+            (Format::SitecoreAudit, APPLICATION_JSON),
+            (Format::DatoCms, APPLICATION_JSON),
         ];
         for (format, want) in cases {
             assert_eq!(plan(format).content_type(), want, "{format:?}");

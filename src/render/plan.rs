@@ -3,7 +3,9 @@
 //! [`Plan::compile`] runs when a subscription is saved or loaded: it parses the URL, validates
 //! and builds every header value (auth included), decodes the signing secret into an HMAC key and
 //! picks the body builder, reporting every problem with the subscription field it came from.
-//! [`Plan::render`] then does only what differs per delivery: the body, the three Standard
+//! [`Plan::render`] then does only what differs per delivery: the body, a templated URL (DatoCMS:
+//! Mustache; Contensis: `{/pointer}`; checked per render to be an absolute http(s) URL, bytes a
+//! URL cannot hold percent-encoded), templated Contensis header values, the three Standard
 //! Webhooks headers and the signature. A plan is immutable and `Sync`, so the route and deliver
 //! stages share one per subscription behind an `Arc`.
 //!
@@ -13,8 +15,13 @@
 //!
 //! Headers go out in a fixed order: `content-type`, `user-agent`, `webhook-id`,
 //! `webhook-timestamp`, `webhook-signature`, the subscription's headers, then auth. A
-//! subscription header named `content-type` or `user-agent` replaces the default instead of
-//! adding a second one. `http` lower-cases header names; HTTP/1.1 and HTTP/2 treat them
+//! subscription header named `content-type` or `user-agent` (or `accept`) replaces the default
+//! instead of adding a second one. Contensis bodies go out as `application/json;
+//! charset=utf-8` (spec §2.6). DatoCMS-dialect subscriptions send what DatoCMS sends
+//! (`content-type: application/json`, `accept: */*`, `user-agent: DatoCMS (datocms.com)`, spec
+//! §1.8). The Standard Webhooks `webhook-id` and `webhook-timestamp` go out on every dialect (a
+//! documented Herald addition receivers may use to dedup); `webhook-signature` only when the
+//! subscription has a signing secret, which the CMS dialects never set. `http` lower-cases header names; HTTP/1.1 and HTTP/2 treat them
 //! case-insensitively, so the spelling the user chose is kept only in the stored subscription.
 
 use std::fmt;
@@ -25,12 +32,13 @@ use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri};
 
-use crate::model::{DeliveryId, Event, HeaderSpec, Subscription, TargetAuth};
+use crate::model::{DeliveryId, Dialect, Event, HeaderSpec, Subscription, TargetAuth};
 
 use super::Request;
-use super::body::BodyPlan;
-use super::json::ScanError;
+use super::body::{BodyPlan, Ids, PayloadError, Scope};
 use super::sign::{SIGNATURE_LEN, SecretProblem, Signer};
+use super::syntax::SyntaxError;
+use super::{datocms, mustache, pointer};
 
 pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -106,6 +114,15 @@ pub enum FieldProblem {
     Secret(#[from] SecretProblem),
     #[error("this format cannot be rendered by this build of Herald")]
     FormatUnavailable,
+    /// A body, URL or header template that does not parse.
+    #[error("template syntax error at {0}")]
+    Syntax(#[from] SyntaxError),
+    /// A Contensis template key that is empty.
+    #[error("a template key is `<resourceType>` or `<resourceType>.<contentTypeId>`")]
+    TemplateKey,
+    /// The same Contensis template key twice (keys compare case-insensitively).
+    #[error("the same template key is given more than once")]
+    DuplicateTemplateKey,
 }
 
 /// One invalid subscription field, named by its path: `url`, `headers.X-Key`, `auth.token`,
@@ -118,7 +135,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: impl Into<Box<str>>, problem: FieldProblem) -> Self {
+    pub(crate) fn new(field: impl Into<Box<str>>, problem: FieldProblem) -> Self {
         FieldError {
             field: field.into(),
             problem,
@@ -133,15 +150,18 @@ pub enum RenderError {
     Invalid(Box<[FieldError]>),
     /// The event's payload does not have the structure the body shape needs (a Sitecore body
     /// that is not a JSON object, say). Retrying will not help.
-    #[error("the event payload cannot be rendered as a `{format}` body")]
+    #[error("the event payload cannot be rendered as a `{format}` body: {source}")]
     Payload {
         format: &'static str,
         #[source]
-        source: ScanError,
+        source: PayloadError,
     },
     /// A header value produced at render time is not a valid HTTP header value.
     #[error("{field}: the rendered value is not a valid HTTP header value")]
     HeaderValue { field: Box<str> },
+    /// A templated URL rendered to something that is not an absolute http(s) URL.
+    #[error("url: the rendered URL is invalid: {0}")]
+    Url(FieldProblem),
 }
 
 impl RenderError {
@@ -162,10 +182,13 @@ fn list(errors: &[FieldError]) -> String {
         .join("; ")
 }
 
-/// Where requests go. One variant today; templated URLs become a second.
-#[derive(Clone)]
+/// Where requests go: a URL fixed at compile time, or a template rendered per attempt and
+/// checked then (DatoCMS URLs may hold Mustache tags).
 enum Target {
     Fixed(Uri),
+    Mustache(mustache::Template),
+    /// Contensis URLs may hold `{/pointer}` placeholders.
+    Pointer(pointer::Template),
 }
 
 impl fmt::Debug for Target {
@@ -178,8 +201,90 @@ impl fmt::Debug for Target {
                 let query = if uri.query().is_some() { "?***" } else { "" };
                 write!(f, "{scheme}://{authority}{}{query}", uri.path())
             }
+            Target::Mustache(t) => write_template(f, "mustache", t.source()),
+            Target::Pointer(t) => write_template(f, "pointer", t.source()),
         }
     }
+}
+
+/// A URL template without its query string (it often carries keys).
+fn write_template(f: &mut fmt::Formatter<'_>, kind: &str, src: &str) -> fmt::Result {
+    let (path, query) = src.split_once('?').map_or((src, ""), |(p, _)| (p, "?***"));
+    write!(f, "{kind}({path}{query})")
+}
+
+impl Target {
+    fn compile(sub: &Subscription) -> Result<Target, FieldProblem> {
+        if sub.dialect == Dialect::DatoCms {
+            let template = mustache::Template::compile(&sub.url)?;
+            return match template.as_plain_text() {
+                Some(url) => Ok(Target::Fixed(parse_url(&url)?)),
+                None => Ok(Target::Mustache(template)),
+            };
+        }
+        if sub.dialect == Dialect::Contensis {
+            let template = pointer::Template::compile_text(&sub.url)?;
+            if template.has_placeholders() {
+                return Ok(Target::Pointer(template));
+            }
+        }
+        Ok(Target::Fixed(parse_url(&sub.url)?))
+    }
+
+    fn embeds_event(&self) -> bool {
+        matches!(self, Target::Pointer(t) if t.embeds_event())
+    }
+
+    fn render(&self, scope: &mut Scope<'_>) -> Result<Uri, RenderError> {
+        let rendered = match self {
+            Target::Fixed(uri) => return Ok(uri.clone()),
+            Target::Mustache(t) => {
+                let data = scope
+                    .datocms_data()
+                    .map_err(|source| RenderError::Payload {
+                        format: "mustache URL",
+                        source,
+                    })?;
+                let mut out = Vec::with_capacity(t.source().len() + 64);
+                t.render(data, &mut out)
+                    .map_err(|source| RenderError::Payload {
+                        format: "mustache URL",
+                        source,
+                    })?;
+                out
+            }
+            Target::Pointer(t) => {
+                let (doc, sub_id) = scope.contensis_context();
+                let mut out = Vec::with_capacity(t.source().len() + 64);
+                t.render(doc, sub_id, &mut out)
+                    .map_err(|source| RenderError::Payload {
+                        format: "contensis URL",
+                        source,
+                    })?;
+                out
+            }
+        };
+        parse_url(&percent_encode_invalid(&rendered)).map_err(RenderError::Url)
+    }
+}
+
+/// `rendered` with every byte a URI cannot hold (spaces, quotes, non-ASCII…) percent-encoded and
+/// everything else, `%` included, kept: a value spliced into a URL template comes out as a
+/// browser would send it, and a URL that was already encoded is not encoded twice.
+fn percent_encode_invalid(rendered: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut out = String::with_capacity(rendered.len());
+    for &b in rendered {
+        let keep = b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b);
+        if keep {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+    out
 }
 
 /// A subscription compiled for rendering. See the module docs.
@@ -190,8 +295,22 @@ pub struct Plan {
     /// values are marked sensitive: `Debug` shows `Sensitive` and HTTP/2 never indexes them.
     /// Templated header values will be a list beside it, filled in per render the same way.
     headers: HeaderMap,
+    /// Contensis header values with `{/pointer}` placeholders: rendered per attempt into their
+    /// (empty) slot in `headers`.
+    header_templates: Box<[HeaderTemplate]>,
     signer: Option<Signer>,
     body: BodyPlan,
+    ids: Ids,
+}
+
+/// A templated header value and where it goes.
+#[derive(Debug)]
+struct HeaderTemplate {
+    name: HeaderName,
+    template: pointer::Template,
+    sensitive: bool,
+    /// `headers.<name as the user spelled it>`, for render errors.
+    field: Box<str>,
 }
 
 impl fmt::Debug for Plan {
@@ -200,6 +319,7 @@ impl fmt::Debug for Plan {
             .field("method", &self.method)
             .field("target", &self.target)
             .field("headers", &self.headers)
+            .field("templated_headers", &self.header_templates.len())
             .field("signed", &self.signer.is_some())
             .field("body", &self.body)
             .finish()
@@ -211,7 +331,7 @@ impl Plan {
     pub fn compile(sub: &Subscription, defaults: &RenderDefaults) -> Result<Plan, RenderError> {
         let mut errors = Vec::new();
 
-        let target = compile_url(&sub.url)
+        let target = Target::compile(sub)
             .map_err(|p| errors.push(FieldError::new("url", p)))
             .ok();
 
@@ -228,8 +348,24 @@ impl Plan {
             .and_then(|a| compile_auth(a).map_err(|e| errors.push(e)).ok());
 
         let mut tail: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(sub.headers.len() + 1);
+        let mut header_templates = Vec::new();
         for spec in &sub.headers {
-            match compile_header(spec) {
+            let compiled = if sub.dialect == Dialect::Contensis {
+                compile_header_template(spec).map(|(h, t)| {
+                    if let Some(template) = t {
+                        header_templates.push(HeaderTemplate {
+                            name: h.0.clone(),
+                            template,
+                            sensitive: spec.secret,
+                            field: field_name(&spec.name).into(),
+                        });
+                    }
+                    h
+                })
+            } else {
+                compile_header(spec)
+            };
+            match compiled {
                 Err(e) => errors.push(e),
                 Ok(h) if tail.iter().any(|t| t.0 == h.0) => errors.push(FieldError::new(
                     field_name(&spec.name),
@@ -244,8 +380,7 @@ impl Plan {
         }
         tail.extend(auth);
 
-        let Some(body) = BodyPlan::compile(sub) else {
-            errors.push(FieldError::new("format", FieldProblem::FormatUnavailable));
+        let Some(body) = BodyPlan::compile(sub, &mut errors) else {
             return Err(RenderError::Invalid(errors.into()));
         };
         let mut take =
@@ -253,10 +388,21 @@ impl Plan {
                 Some(i) => tail.remove(i),
                 None => (name, default),
             };
-        let head = [
-            take(header::CONTENT_TYPE, body.content_type()),
-            take(header::USER_AGENT, defaults.user_agent.clone()),
-        ];
+        let head: Vec<(HeaderName, HeaderValue)> = match sub.dialect {
+            // What DatoCMS sends (spec §1.8), in its order after the content type.
+            Dialect::DatoCms => vec![
+                take(header::CONTENT_TYPE, body.content_type()),
+                take(header::ACCEPT, HeaderValue::from_static("*/*")),
+                take(
+                    header::USER_AGENT,
+                    HeaderValue::from_static(datocms::USER_AGENT),
+                ),
+            ],
+            Dialect::Native | Dialect::SitecoreAudit | Dialect::Contensis => vec![
+                take(header::CONTENT_TYPE, body.content_type()),
+                take(header::USER_AGENT, defaults.user_agent.clone()),
+            ],
+        };
         let placeholder = HeaderValue::from_static("");
         let mut per_attempt = vec![WEBHOOK_ID, WEBHOOK_TIMESTAMP];
         if signer.is_some() {
@@ -272,22 +418,32 @@ impl Plan {
         }
 
         match target {
-            Some(target) if errors.is_empty() => Ok(Plan {
-                method: sub.method.to_http(),
-                target,
-                headers,
-                signer,
-                body,
-            }),
+            Some(target) if errors.is_empty() => {
+                let mut ids = Ids::new(sub);
+                ids.contensis_embeds_event = body.embeds_event()
+                    || target.embeds_event()
+                    || header_templates.iter().any(|h| h.template.embeds_event());
+                Ok(Plan {
+                    method: sub.method.to_http(),
+                    target,
+                    headers,
+                    header_templates: header_templates.into_boxed_slice(),
+                    signer,
+                    body,
+                    ids,
+                })
+            }
             _ => Err(RenderError::Invalid(errors.into_boxed_slice())),
         }
     }
 
     /// Renders the request for one attempt of one delivery.
     pub fn render(&self, event: &Event, ctx: &AttemptCtx) -> Result<Request, RenderError> {
+        let mut scope = Scope::new(event, ctx, &self.ids);
+        let uri = self.target.render(&mut scope)?;
         let body = self
             .body
-            .render(event)
+            .render(&mut scope)
             .map_err(|source| RenderError::Payload {
                 format: self.body.name(),
                 source,
@@ -328,10 +484,24 @@ impl Plan {
         if self.signer.is_some() {
             set(WEBHOOK_SIGNATURE, ts_end..ts_end + sig_len)?;
         }
+        for h in &*self.header_templates {
+            let (doc, sub_id) = scope.contensis_context();
+            let mut out = Vec::with_capacity(h.template.source().len() + 32);
+            h.template
+                .render(doc, sub_id, &mut out)
+                .map_err(|source| RenderError::Payload {
+                    format: "contensis header",
+                    source,
+                })?;
+            let mut value = HeaderValue::from_maybe_shared(Bytes::from(out)).map_err(|_| {
+                RenderError::HeaderValue {
+                    field: h.field.clone(),
+                }
+            })?;
+            value.set_sensitive(h.sensitive);
+            headers.insert(h.name.clone(), value);
+        }
 
-        let uri = match &self.target {
-            Target::Fixed(uri) => uri.clone(),
-        };
         Ok(Request {
             method: self.method.clone(),
             uri,
@@ -346,7 +516,8 @@ fn field_name(name: &str) -> String {
     format!("headers.{name}")
 }
 
-fn compile_url(url: &str) -> Result<Target, FieldProblem> {
+/// Parses and checks a URL: absolute, http or https, a host, no user info.
+fn parse_url(url: &str) -> Result<Uri, FieldProblem> {
     let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
         // `example.com/hook` fails to parse at all; saying what is missing helps more.
         if url.contains("://") {
@@ -367,7 +538,7 @@ fn compile_url(url: &str) -> Result<Target, FieldProblem> {
     if authority.host().is_empty() {
         return Err(FieldProblem::UrlNotAbsolute);
     }
-    Ok(Target::Fixed(uri))
+    Ok(uri)
 }
 
 /// Parses a header name and refuses the reserved ones.
@@ -391,6 +562,25 @@ fn compile_header(spec: &HeaderSpec) -> Result<(HeaderName, HeaderValue), FieldE
     let value =
         header_value(spec.value.expose(), spec.secret).map_err(|p| FieldError::new(field(), p))?;
     Ok((name, value))
+}
+
+/// A Contensis header: its value may hold `{/pointer}` placeholders. A templated value gets an
+/// empty slot (filled per render) and its template; its literal parts are checked here.
+fn compile_header_template(
+    spec: &HeaderSpec,
+) -> Result<((HeaderName, HeaderValue), Option<pointer::Template>), FieldError> {
+    let field = || field_name(&spec.name);
+    let template = pointer::Template::compile_text(spec.value.expose())
+        .map_err(|e| FieldError::new(field(), FieldProblem::Syntax(e)))?;
+    if !template.has_placeholders() {
+        return compile_header(spec).map(|h| (h, None));
+    }
+    let name = header_name(&spec.name).map_err(|p| FieldError::new(field(), p))?;
+    for literal in template.literals() {
+        header_value(literal, false).map_err(|p| FieldError::new(field(), p))?;
+    }
+    let slot = header_value("", spec.secret).map_err(|p| FieldError::new(field(), p))?;
+    Ok(((name, slot), Some(template)))
 }
 
 /// The auth header. Its value is always sensitive.
@@ -432,8 +622,12 @@ fn compile_auth(auth: &TargetAuth) -> Result<(HeaderName, HeaderValue), FieldErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Format, HttpMethod, InputKind, Secret};
-    use crate::render::fixtures::{SITECORE_ITEM_ADDED, event, subscription};
+    use crate::model::{Format, HttpMethod, InputKind, Secret, Template};
+    use crate::render::SyntaxProblem;
+    use crate::render::fixtures::{
+        CONTENSIS_CONTEXT, DATOCMS_ITEM_UPDATE, SEED_TEMPLATES, SITECORE_ITEM_ADDED, event,
+        subscription,
+    };
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -625,6 +819,462 @@ mod tests {
             "application/json; charset=utf-8"
         );
         assert_eq!(req.headers[header::USER_AGENT], "Mine/1");
+    }
+
+    #[test]
+    fn dialect_default_headers() {
+        let ua = concat!("Herald/", env!("CARGO_PKG_VERSION"));
+        type Edit = fn(&mut Subscription);
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: [(Dialect, Format, Edit, Headers); 4] = [
+            (
+                Dialect::Native,
+                Format::DatoCms,
+                |_| {},
+                &[("content-type", "application/json"), ("user-agent", ua)],
+            ),
+            (
+                Dialect::DatoCms,
+                Format::DatoCms,
+                |_| {},
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "*/*"),
+                    ("user-agent", "DatoCMS (datocms.com)"),
+                ],
+            ),
+            // DatoCMS lets `headers` set anything, these included; auth follows them.
+            (
+                Dialect::DatoCms,
+                Format::DatoCms,
+                |s| {
+                    s.headers = vec![
+                        header("X-Foo", "Bar", false),
+                        header("Accept", "application/json", false),
+                    ];
+                    s.auth = Some(TargetAuth::Basic {
+                        username: "ciao".into(),
+                        password: Secret::new("miao"),
+                    });
+                },
+                &[
+                    ("content-type", "application/json"),
+                    ("accept", "application/json"),
+                    ("user-agent", "DatoCMS (datocms.com)"),
+                    ("x-foo", "Bar"),
+                    ("authorization", "Basic Y2lhbzptaWFv"),
+                ],
+            ),
+            (
+                Dialect::SitecoreAudit,
+                Format::SitecoreAudit,
+                |s| {
+                    s.auth = Some(TargetAuth::Header {
+                        name: "X-Secret".into(),
+                        value: Secret::new("s3cr3t"),
+                    })
+                },
+                &[
+                    ("content-type", "application/json"),
+                    ("user-agent", ua),
+                    ("x-secret", "s3cr3t"),
+                ],
+            ),
+        ];
+        for (dialect, format, edit, want) in cases {
+            let mut sub = subscription(format);
+            sub.dialect = dialect;
+            edit(&mut sub);
+            let req = compile(&sub)
+                .expect("compiles")
+                .render(
+                    &event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE),
+                    &ctx(1, 1_700_000_000),
+                )
+                .expect("renders");
+            // The Standard Webhooks id and timestamp go on every dialect (no secret: no
+            // signature); everything else is the dialect's.
+            let got: Vec<(&str, &str)> = req
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+                .filter(|(n, _)| !n.starts_with("webhook-"))
+                .collect();
+            assert_eq!(got, want, "{dialect:?}");
+            assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
+            assert_eq!(req.headers[WEBHOOK_TIMESTAMP], "1700000000");
+            assert!(!req.headers.contains_key(WEBHOOK_SIGNATURE));
+        }
+    }
+
+    fn datocms_sub(template: Option<&str>, url: &str) -> Subscription {
+        let mut sub = subscription(Format::DatoCms);
+        sub.dialect = Dialect::DatoCms;
+        sub.url = url.into();
+        sub.template = template.map(|t| Template::Mustache(t.into()));
+        sub
+    }
+
+    #[test]
+    fn datocms_custom_payload_and_url_templates() {
+        // A section over `related_entities`, dotted names, an unescaped value, the per-attempt
+        // members, and a URL built from the same data.
+        let template = "{\n  \"event\": \"{{entity_type}}.{{event_type}}\",\n  \"name\": \"{{{entity.attributes.name}}}\",\n  \"call\": \"{{webhook_call_id}}\", \"retry\": {{attempted_auto_retries_count}},\n  \"webhook\": \"{{webhook_id}}\",\n  \"models\": [{{#related_entities}}\"{{attributes.api_key}}\"{{/related_entities}}]\n}\n";
+        let url = "https://hooks.example.com/{{entity_type}}/{{entity.id}}?name={{entity.attributes.name}}&status={{entity.meta.status}}";
+        let plan = compile(&datocms_sub(Some(template), url)).expect("compiles");
+        let e = event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE);
+        let req = plan.render(&e, &ctx(3, 1_700_000_000)).expect("renders");
+        assert_eq!(
+            std::str::from_utf8(&req.body).expect("utf-8"),
+            "{\n  \"event\": \"item.update\",\n  \"name\": \"Mark Smith\",\n  \"call\": \"7123456789012345\", \"retry\": 2,\n  \"webhook\": \"95398c44f23241a8b9478aefec4ce6eb\",\n  \"models\": [\"author\"]\n}\n"
+        );
+        assert_eq!(
+            req.uri,
+            "https://hooks.example.com/item/39830648?name=Mark%20Smith&status=updated"
+        );
+        assert_eq!(req.headers[header::CONTENT_TYPE], "application/json");
+        // A URL without tags is fixed at compile time, like any other.
+        let plan = compile(&datocms_sub(
+            Some("{{event_type}}"),
+            "https://a.example/{{! x }}in",
+        ))
+        .expect("compiles");
+        let req = plan.render(&e, &ctx(1, 1)).expect("renders");
+        assert_eq!(req.uri, "https://a.example/in");
+        assert_eq!(&req.body[..], b"update");
+        assert!(format!("{plan:?}").contains("a.example/in"));
+    }
+
+    #[test]
+    fn template_compile_errors_name_the_field_and_position() {
+        let cases: [(Subscription, &str, SyntaxError); 3] = [
+            (
+                datocms_sub(
+                    Some("{\n  {{#entity}}\"id\": \"{{id}}\"\n}"),
+                    "https://x.example/",
+                ),
+                "template",
+                SyntaxError {
+                    line: 2,
+                    column: 3,
+                    problem: SyntaxProblem::UnclosedSection("entity".into()),
+                },
+            ),
+            (
+                datocms_sub(None, "https://x.example/{{entity.id}"),
+                "url",
+                SyntaxError {
+                    line: 1,
+                    column: 19,
+                    problem: SyntaxProblem::UnclosedTag("{{".into()),
+                },
+            ),
+            (
+                datocms_sub(Some("{{a}}{{/b}}"), "https://x.example/"),
+                "template",
+                SyntaxError {
+                    line: 1,
+                    column: 6,
+                    problem: SyntaxProblem::UnopenedSection("b".into()),
+                },
+            ),
+        ];
+        for (sub, field, syntax) in cases {
+            let err = compile(&sub).expect_err(field);
+            let want = [FieldError::new(field, FieldProblem::Syntax(syntax.clone()))];
+            assert_eq!(err.field_errors(), want, "{field}");
+            let msg = err.to_string();
+            assert!(
+                msg.contains(&format!("{field}: template syntax error at {syntax}")),
+                "{msg}"
+            );
+        }
+        // Only DatoCMS URLs are templates: elsewhere the braces are part of the URL.
+        let mut native = datocms_sub(None, "https://x.example/{{entity.id}}");
+        native.dialect = Dialect::Native;
+        let req = compile(&native)
+            .expect("a URL")
+            .render(
+                &event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE),
+                &ctx(1, 1),
+            )
+            .expect("renders");
+        assert_eq!(req.uri, "https://x.example/{{entity.id}}");
+    }
+
+    #[test]
+    fn rendered_urls_are_checked_at_render_time() {
+        let e = event(InputKind::DatoCms, "item.update", DATOCMS_ITEM_UPDATE);
+        let cases = [
+            ("{{entity.attributes.name}}", FieldProblem::UrlNotAbsolute),
+            (
+                "ftp://{{entity.id}}.example/",
+                FieldProblem::UrlScheme("ftp".into()),
+            ),
+            (
+                "https://{{missing}}/x",
+                FieldProblem::UrlSyntax("invalid format".into()),
+            ),
+        ];
+        for (url, want) in cases {
+            let plan = compile(&datocms_sub(None, url)).expect(url);
+            match plan.render(&e, &ctx(1, 1)) {
+                Err(e @ RenderError::Url(_)) => {
+                    assert!(
+                        matches!(&e, RenderError::Url(p) if *p == want),
+                        "{url}: {e:?}"
+                    );
+                    assert!(
+                        e.to_string()
+                            .starts_with("url: the rendered URL is invalid: "),
+                        "{e}"
+                    );
+                    assert!(e.field_errors().is_empty());
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    fn contensis_sub() -> Subscription {
+        let mut sub = subscription(Format::Contensis);
+        sub.dialect = Dialect::Contensis;
+        sub.url = "https://external.mywebsite.com/handlewebhooks/{/resource/sys.id}".into();
+        sub.headers = vec![
+            header("target", "internal", false),
+            header("department", "{/resource/department}", false),
+            header("secretHeaderSet", "cs7vdsdvj~8", true),
+        ];
+        sub.template = Some(Template::Contensis(
+            SEED_TEMPLATES
+                .iter()
+                .map(|(k, t)| (k.to_string(), t.to_string()))
+                .collect(),
+        ));
+        sub
+    }
+
+    fn contensis_event(content_type: &str) -> Event {
+        let mut e = event(InputKind::Contensis, "entry.published", CONTENSIS_CONTEXT);
+        e.attributes = [("contenttype", content_type)]
+            .into_iter()
+            .map(|(n, v)| (n.into(), v.into()))
+            .collect();
+        e
+    }
+
+    fn header_list(req: &Request) -> Vec<(&str, &str)> {
+        req.headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect()
+    }
+
+    #[test]
+    fn contensis_requests_from_the_seed_subscription() {
+        let plan = compile(&contensis_sub()).expect("compiles");
+        let ua = concat!("Herald/", env!("CARGO_PKG_VERSION"));
+        let want_headers = [
+            ("content-type", "application/json; charset=utf-8"),
+            ("user-agent", ua),
+            ("webhook-id", "7123456789012345"),
+            ("webhook-timestamp", "1700000000"),
+            ("target", "internal"),
+            ("department", "Films"),
+            ("secretheaderset", "cs7vdsdvj~8"),
+        ];
+
+        // `entry.news` matches: its template; URL and header templated from the same context.
+        let req = plan
+            .render(&contensis_event("news"), &ctx(1, 1_700_000_000))
+            .expect("renders");
+        assert_eq!(req.method, Method::POST);
+        assert_eq!(
+            req.uri,
+            "https://external.mywebsite.com/handlewebhooks/d69ad539-0e3a-4d7f-9c9d-1fad1b39faad"
+        );
+        assert_eq!(header_list(&req), want_headers);
+        assert!(req.headers["secretheaderset"].is_sensitive());
+        assert_eq!(
+            std::str::from_utf8(&req.body).expect("utf-8"),
+            r#"{"event":"published","id":"d69ad539-0e3a-4d7f-9c9d-1fad1b39faad","title":"Fight \"Club\"","headline":"Soap & <more>"}"#
+        );
+
+        // No template for assets: the default request structure.
+        let mut asset = contensis_event("image");
+        asset.event_type = "asset.updated".into();
+        let req = plan
+            .render(&asset, &ctx(2, 1_700_000_000))
+            .expect("renders");
+        let body = std::str::from_utf8(&req.body).expect("utf-8");
+        assert!(
+            body.starts_with("{\n  \"eventId\": \"5a8c7e2d-1f3b-4c6a-9e0d-2b4f6a8c0e1d\",\n  \"eventName\": \"published\",\n  \"subscriptionId\": \"95398c44-f232-41a8-b947-8aefec4ce6eb\","),
+            "{body}"
+        );
+        assert!(body.contains("\"type\": \"asset\""), "{body}");
+        assert_eq!(header_list(&req), want_headers);
+    }
+
+    #[test]
+    fn contensis_content_type_override_and_xml_templates() {
+        let mut sub = contensis_sub();
+        sub.url = "https://x.example/in".into();
+        sub.headers = vec![header("Content-Type", "application/xml", false)];
+        sub.template = Some(Template::Contensis(vec![(
+            "entry".into(),
+            "<entry id=\"{/resource/sys/id}\">{/resource/entryTitle}</entry>".into(),
+        )]));
+        let req = compile(&sub)
+            .expect("compiles")
+            .render(&contensis_event("news"), &ctx(1, 1))
+            .expect("renders");
+        assert_eq!(req.headers[header::CONTENT_TYPE], "application/xml");
+        assert_eq!(
+            &req.body[..],
+            br#"<entry id="d69ad539-0e3a-4d7f-9c9d-1fad1b39faad">Fight "Club"</entry>"#
+        );
+        // Only Contensis headers and URLs are templates.
+        let mut native = contensis_sub();
+        native.dialect = Dialect::Native;
+        native.url = "https://x.example/{/resource/sys.id}".into();
+        let req = compile(&native)
+            .expect("compiles")
+            .render(&contensis_event("news"), &ctx(1, 1))
+            .expect("renders");
+        assert_eq!(req.uri, "https://x.example/{/resource/sys.id}");
+        assert_eq!(req.headers["department"], "{/resource/department}");
+    }
+
+    #[test]
+    fn contensis_compile_errors_name_the_field() {
+        type Edit = fn(&mut Subscription);
+        let at = |line, column, problem| {
+            FieldProblem::Syntax(SyntaxError {
+                line,
+                column,
+                problem,
+            })
+        };
+        let cases: Vec<(Edit, &str, FieldProblem)> = vec![
+            (
+                |s| {
+                    s.template = Some(Template::Contensis(vec![
+                        ("entry".into(), "{\"a\": \"{/event/name}\"}".into()),
+                        (
+                            "entry.news".into(),
+                            "{\n\"id\": \"{/resource/sys/id\"\n}".into(),
+                        ),
+                    ]))
+                },
+                "template.entry.news",
+                at(2, 8, SyntaxProblem::UnclosedPlaceholder),
+            ),
+            (
+                |s| s.url = "https://x.example/{/resource/sys.id".into(),
+                "url",
+                at(1, 19, SyntaxProblem::UnclosedPlaceholder),
+            ),
+            (
+                |s| s.headers = vec![header("department", "{/resource/~x}", false)],
+                "headers.department",
+                at(1, 12, SyntaxProblem::PointerEscape),
+            ),
+            (
+                |s| s.headers = vec![header("department", "a\n{/resource/department}", false)],
+                "headers.department",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| s.headers = vec![header("Host", "{/resource/department}", false)],
+                "headers.Host",
+                FieldProblem::ReservedHeader("host"),
+            ),
+            (
+                |s| {
+                    s.headers = vec![
+                        header("x-dept", "{/resource/department}", false),
+                        header("X-Dept", "{/resource/sys/id}", false),
+                    ]
+                },
+                "headers.X-Dept",
+                FieldProblem::DuplicateHeader,
+            ),
+            (
+                |s| s.template = Some(Template::Contensis(vec![("".into(), "{}".into())])),
+                "template.",
+                FieldProblem::TemplateKey,
+            ),
+            (
+                |s| {
+                    s.template = Some(Template::Contensis(vec![
+                        ("entry".into(), "{}".into()),
+                        ("Entry".into(), "[]".into()),
+                    ]))
+                },
+                "template.Entry",
+                FieldProblem::DuplicateTemplateKey,
+            ),
+        ];
+        for (edit, field, problem) in cases {
+            let mut sub = contensis_sub();
+            edit(&mut sub);
+            let err = compile(&sub).expect_err(field);
+            assert_eq!(
+                err.field_errors(),
+                [FieldError::new(field, problem)],
+                "{field}"
+            );
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn templated_header_values_are_checked_at_render_time() {
+        let plan = compile(&contensis_sub()).expect("compiles");
+        let e = event(
+            InputKind::Contensis,
+            "entry.published",
+            r#"{"event":{"name":"published"},"resource":{"department":"a\r\nInjected: 1","sys":{"id":"x"}}}"#,
+        );
+        match plan.render(&e, &ctx(1, 1)) {
+            Err(RenderError::HeaderValue { field }) => assert_eq!(&*field, "headers.department"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Parsing happens in `compile` only: a template with a syntax error in any field never
+    /// becomes a plan, so there is nothing to render and no render ever parses.
+    #[test]
+    fn syntax_errors_never_become_plans() {
+        let subs = [
+            datocms_sub(Some("{{#entity}}"), "https://x.example/"),
+            datocms_sub(Some("{{=<% %>=}}<%#a%>"), "https://x.example/"),
+            datocms_sub(None, "https://x.example/{{/a}}"),
+            {
+                let mut s = contensis_sub();
+                s.template = Some(Template::Contensis(vec![("entry".into(), "{/a".into())]));
+                s
+            },
+            {
+                let mut s = contensis_sub();
+                s.url = "https://x/{/a".into();
+                s
+            },
+            {
+                let mut s = contensis_sub();
+                s.headers = vec![header("x", "{/a\\b}", true)];
+                s
+            },
+        ];
+        for sub in subs {
+            let err = compile(&sub).expect_err("does not compile");
+            assert!(
+                err.field_errors()
+                    .iter()
+                    .any(|f| matches!(f.problem, FieldProblem::Syntax(_))),
+                "{err}"
+            );
+        }
     }
 
     #[test]
