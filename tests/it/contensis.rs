@@ -805,25 +805,28 @@ async fn delivers_what_contensis_sends() {
         d.header("content-type"),
         Some("application/json; charset=utf-8")
     );
-    assert_eq!(
-        d.json(),
-        json!({
-            "eventId": "ev-news",
-            "eventName": "published",
-            "subscriptionId": b_id,
-            "datetime": "2024-05-01T10:15:30.123Z",
-            "invokedBy": {"username": "t.durden", "firstName": "Tyler", "lastName": "Durden"},
-            "resource": {
-                "id": "news-1",
-                "type": "entry",
-                "projectId": "movies",
-                "contentTypeId": "news",
-                "title": "Title of news-1",
-                "language": "en-GB",
-                "url": "https://cms-example.cloud.contensis.com/api/management/projects/movies/entries/news-1"
-            }
-        })
+    // The default structure, laid out as Contensis documents it (spec §2.5).
+    let want = format!(
+        r#"{{
+  "eventId": "ev-news",
+  "eventName": "published",
+  "subscriptionId": "{b_id}",
+  "datetime": "2024-05-01T10:15:30.123Z",
+  "invokedBy": {{ "username": "t.durden", "firstName": "Tyler", "lastName": "Durden" }},
+  "resource": {{
+    "id": "news-1",
+    "type": "entry",
+    "projectId": "movies",
+    "contentTypeId": "news",
+    "title": "Title of news-1",
+    "language": "en-GB",
+    "url": "https://cms-example.cloud.contensis.com/api/management/projects/movies/entries/news-1"
+  }}
+}}"#
     );
+    assert_eq!(std::str::from_utf8(&d.body).unwrap(), want);
+    // No signature: Contensis authenticates with custom and secret headers only.
+    assert_eq!(d.header("webhook-signature"), None);
 
     // Exactly those deliveries exist: the other events matched nothing (deliveries are made
     // when an event is accepted, so all six are routed by now).
@@ -835,4 +838,107 @@ async fn delivers_what_contensis_sends() {
         assert_eq!(log["data"].as_array().unwrap().len(), n, "{log}");
     }
     assert_eq!((templated.count(), plain.count()), (3, 1));
+}
+
+#[tokio::test]
+async fn the_seed_subscription_delivers_as_written() {
+    let h = Herald::start().await;
+    let cap = Capture::start().await;
+    // Seed 001 verbatim, pointed at the receiver (its URL template included).
+    let created = admin(
+        &h,
+        "POST",
+        BASE,
+        &seed_at(&cap.url("/handlewebhooks/{/resource/sys.id}")),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    let events = [
+        // Topic 2: entry published, news, owner t.durden → the `entry.news` template.
+        entry_event("s-1", "published", "news-1", "news", "en-GB", "movies", ""),
+        // Topic 6: workflowStateChanged to awaitingApproval, blog → the `entry` template.
+        entry_event(
+            "s-2",
+            "workflowStateChanged",
+            "blog-3",
+            "blog",
+            "en-GB",
+            "movies",
+            r#",
+      "workflow": { "id": "contensisEntryApproval", "state": "awaitingApproval" }"#,
+        ),
+        // Topic 4: workflowEventRaised approve, blog.
+        entry_event(
+            "s-3",
+            "workflowEventRaised",
+            "blog-4",
+            "blog",
+            "en-GB",
+            "movies",
+            APPROVED,
+        ),
+        // Topic 1 wants updated/created in fr-fr; topic 2 published news only: nothing.
+        entry_event("s-4", "published", "blog-5", "blog", "en-GB", "movies", ""),
+        entry_event("s-5", "updated", "blog-6", "blog", "en-GB", "movies", ""),
+    ];
+    for e in &events {
+        h.ingest("/v1/ingest/contensis", "application/json", e.clone())
+            .await;
+    }
+    let got = cap.wait_for(3, WAIT).await;
+    let body_at = |p: &str| {
+        let c = got
+            .iter()
+            .find(|c| c.path == p)
+            .unwrap_or_else(|| panic!("nothing at {p}: {got:#?}"));
+        assert_eq!(c.method, "POST");
+        assert_eq!(
+            c.header("content-type"),
+            Some("application/json; charset=utf-8")
+        );
+        assert_eq!(c.header("target"), Some("internal"));
+        assert_eq!(c.header("department"), Some("Films"));
+        assert_eq!(c.header("secretHeaderSet"), Some("cs7vdsdvj~8"));
+        assert_eq!(c.header("secretHeaderGet"), None);
+        String::from_utf8(c.body.to_vec()).unwrap()
+    };
+    assert_eq!(
+        body_at("/handlewebhooks/news-1"),
+        r#"{"event":"published","id":"news-1","title":"Title of news-1","headline":"Headline of news-1"}"#
+    );
+    // The seed writes `{/user/firstname}`; the context has `firstName`, so both are empty.
+    assert_eq!(
+        body_at("/handlewebhooks/blog-3"),
+        r#"{"event":"workflowStateChanged","user":" ","id":"blog-3","title":"Title of blog-3","description":"The first rule","department":"Films"}"#
+    );
+    assert_eq!(
+        body_at("/handlewebhooks/blog-4"),
+        r#"{"event":"workflowEventRaised","user":" ","id":"blog-4","title":"Title of blog-4","description":"The first rule","department":"Films"}"#
+    );
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let log = h
+        .api("GET", &format!("/v1/deliveries?subscription={id}"), None)
+        .await
+        .json();
+    assert_eq!(log["data"].as_array().unwrap().len(), 3, "{log}");
+}
+
+#[tokio::test]
+async fn a_bad_template_is_refused_when_saved() {
+    let h = Herald::start().await;
+    let body = r#"{"name": "n", "url": "https://hooks.example.com/{/resource/sys/id",
+        "topics": [{"resourceType": "entry", "event": "published"}],
+        "headers": {"x-id": {"value": "{/resource/sys/id"}},
+        "templates": {"entry.news": {"id": "{/resource/sys/id"}, "Entry.News": "{/}"}}"#;
+    let e = error(&admin(&h, "POST", BASE, body).await, 400, "Validation");
+    let got = fields(&e);
+    for want in ["url", "headers.x-id", "templates.entry.news"] {
+        assert!(got.iter().any(|g| g == want), "{want} missing from {got:?}");
+    }
+    assert!(
+        got.iter()
+            .any(|g| g.eq_ignore_ascii_case("templates.entry.news") && g != "templates.entry.news"),
+        "the key given twice (case-insensitively) is named: {got:?}"
+    );
+    assert_eq!(admin(&h, "GET", BASE, "").await.json(), json!([]));
 }
