@@ -697,6 +697,19 @@ async fn delivers_what_contensis_sends() {
     .await;
     assert_eq!(created.status, 201, "{}", created.text());
     let b_id = created.json()["id"].as_str().unwrap().to_string();
+    // An empty template: an empty body (the UI's "empty payload").
+    let empty = Capture::start().await;
+    let created = admin(
+        &h,
+        "POST",
+        BASE,
+        &format!(
+            r#"{{"name": "Empty", "url": "{}", "topics": [{{"resourceType": "entry", "event": "published", "contentTypeId": "news", "language": "en-GB"}}], "templates": {{"entry": ""}}}}"#,
+            empty.url("/empty")
+        ),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text());
 
     let events = [
         // Matching.
@@ -837,7 +850,13 @@ async fn delivers_what_contensis_sends() {
             .json();
         assert_eq!(log["data"].as_array().unwrap().len(), n, "{log}");
     }
-    assert_eq!((templated.count(), plain.count()), (3, 1));
+    let got = empty.wait_for(1, WAIT).await;
+    assert!(got[0].body.is_empty(), "{:?}", got[0].body);
+    assert_eq!(
+        got[0].header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!((templated.count(), plain.count(), empty.count()), (3, 1, 1));
 }
 
 #[tokio::test]
