@@ -29,6 +29,8 @@ const MAX_HEADER_VALUE: usize = 8192;
 const MAX_TEMPLATES: usize = 64;
 const MAX_TEMPLATE: usize = 64 * 1024;
 const MAX_LANGUAGES: usize = 64;
+/// `ui` is an opaque flag in every example (`"ui": false`); anything much larger is not one.
+const MAX_UI: usize = 4096;
 
 /// Top-level members a client may send. `id` and `version` (but for `version.versionNo` on a
 /// PUT) are read-only: clients echo them from a GET, so they are accepted and ignored.
@@ -209,7 +211,14 @@ pub fn parse(
     }
 
     if let Some(ui) = body.get("ui") {
-        extras.insert(extra::UI.into(), ui.to_value());
+        if ui.to_text().len() <= MAX_UI {
+            extras.insert(extra::UI.into(), ui.to_value());
+        } else {
+            errs.push(FieldError::new(
+                "ui",
+                format!("must be at most {MAX_UI} bytes of JSON"),
+            ));
+        }
     }
 
     let version_no = match existing {
@@ -823,14 +832,17 @@ mod tests {
 
     #[test]
     fn every_error_is_reported_with_its_path() {
+        let long = format!("\"{}\"", "u".repeat(MAX_UI));
         let body = json(
-            r#"{
+            &r#"{
             "name": {"en-GB": ""}, "description": 5, "url": "", "method": "TRACE", "enabled": "yes",
             "topics": [{"resourceType": "entry", "event": "exploded"}],
             "headers": {"A": "plain", "B": {"value": 1}, "C": {"secret": "yes"}, "D": {"value": "v", "x": 1}},
             "templates": {"widget": "{/}", "entry": 5},
+            "ui": [LONG],
             "bogus": 1
-        }"#,
+        }"#
+            .replace("LONG", &long),
         );
         let errs = parse(&body, "movies", None).unwrap_err();
         let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
@@ -847,6 +859,7 @@ mod tests {
             "headers.D.x",
             "templates.widget",
             "templates.entry",
+            "ui",
             "bogus",
         ] {
             assert!(fields.contains(&want), "missing {want} in {fields:?}");
