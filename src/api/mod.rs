@@ -7,6 +7,7 @@
 //! dialect's own error shape; the native one is in `error`.
 
 pub mod auth;
+pub mod contensis;
 pub mod datocms;
 pub mod error;
 pub mod native;
@@ -58,6 +59,10 @@ enum Route {
     Healthz,
     Readyz,
     Metrics,
+    /// Contensis `…/projects/{project}/events/webhooks/subscriptions`.
+    ContensisSubscriptions,
+    /// Contensis `…/projects/{project}/events/webhooks/subscriptions/{id}`.
+    ContensisSubscription,
 }
 
 /// The management dialect a route belongs to: its error shape and its metric label.
@@ -65,6 +70,7 @@ enum Route {
 enum Family {
     Native,
     SitecoreAudit,
+    Contensis,
     DatoCms,
 }
 
@@ -77,6 +83,7 @@ impl Family {
             | Route::DatoCall
             | Route::DatoCallResend => Family::DatoCms,
             Route::AuditConfigs | Route::AuditConfig => Family::SitecoreAudit,
+            Route::ContensisSubscriptions | Route::ContensisSubscription => Family::Contensis,
             _ => Family::Native,
         }
     }
@@ -86,6 +93,7 @@ impl Family {
         match self {
             Family::Native => "native",
             Family::SitecoreAudit => sitecore::DIALECT,
+            Family::Contensis => "contensis",
             Family::DatoCms => "datocms",
         }
     }
@@ -95,6 +103,7 @@ impl Family {
         match self {
             Family::Native => ApiError::unauthorized(e.message()).into_response(),
             Family::SitecoreAudit => sitecore::unauthorized(e),
+            Family::Contensis => contensis::unauthorized(e.message()),
             Family::DatoCms => datocms::unauthorized(e),
         }
     }
@@ -132,6 +141,19 @@ fn routes() -> matchit::Router<Route> {
         ("/healthz", Route::Healthz),
         ("/readyz", Route::Readyz),
         ("/metrics", Route::Metrics),
+        (
+            "/api/management/projects/{project}/events/webhooks/subscriptions",
+            Route::ContensisSubscriptions,
+        ),
+        // The seed's own example posts to the collection with a trailing slash.
+        (
+            "/api/management/projects/{project}/events/webhooks/subscriptions/",
+            Route::ContensisSubscriptions,
+        ),
+        (
+            "/api/management/projects/{project}/events/webhooks/subscriptions/{id}",
+            Route::ContensisSubscription,
+        ),
     ];
     for (path, route) in table {
         r.insert(path, route)
@@ -243,6 +265,7 @@ impl App {
         };
         let route = *matched.value;
         let id = matched.params.get("id").unwrap_or("").to_owned();
+        let project = matched.params.get("project").unwrap_or("").to_owned();
         let method = req.method().clone();
         match route {
             Route::Ingest(kind) => {
@@ -254,7 +277,7 @@ impl App {
             Route::Healthz => json_response(StatusCode::OK, &json!({"status": "ok"})),
             Route::Readyz => self.readyz(),
             Route::Metrics => self.render_metrics(),
-            _ => self.manage(route, &id, method, req).await,
+            _ => self.manage(route, &id, &project, method, req).await,
         }
     }
 
@@ -262,6 +285,7 @@ impl App {
         &self,
         route: Route,
         id: &str,
+        project: &str,
         method: Method,
         req: http::Request<Incoming>,
     ) -> Response {
@@ -329,6 +353,10 @@ impl App {
             (Route::DatoCalls, m) => datocms::calls::calls(&ctx, m, q).await,
             (Route::DatoCall, m) => datocms::calls::call(&ctx, m, id).await,
             (Route::DatoCallResend, m) => datocms::calls::resend(&ctx, m, id).await,
+            (Route::ContensisSubscriptions, m) => {
+                contensis::collection(&ctx, project, m, req).await
+            }
+            (Route::ContensisSubscription, m) => contensis::item(&ctx, project, id, m, req).await,
             (Route::Deliveries | Route::Delivery | Route::DeadLetters, _) => {
                 ApiError::method_not_allowed("GET").into_response()
             }
@@ -383,6 +411,14 @@ impl Handler for App {
 /// Reads a management request body as JSON: size-capped, `application/json` (or a `+json`
 /// type, or none), a clear `400` for anything else.
 pub async fn read_json(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Result<Value, ApiError> {
+    let body = read_body(ctx, req).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+/// Reads a management request body that should be JSON, without parsing it (dialects parse it
+/// their own way): size-capped, `application/json` (or a `+json` type, or none).
+pub async fn read_body(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Result<Bytes, ApiError> {
     let ct = req
         .headers()
         .get(http::header::CONTENT_TYPE)
@@ -420,6 +456,5 @@ pub async fn read_json(ctx: &Ctx<'_>, req: http::Request<Incoming>) -> Result<Va
             }
         })?
         .to_bytes();
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    Ok(body)
 }

@@ -7,18 +7,21 @@
 //! original body with [`super::json`]. Each built body is written into one buffer sized up front,
 //! so a delivery costs one allocation for its body.
 //!
-//! Each body kind is a [`BodyPlan`] variant with its compiled form inside (the dialect default
-//! bodies live in their own modules: [`super::datocms`]); `Plan::render` does not change.
+//! Each body kind is a [`BodyPlan`] variant with its compiled form inside: the formats, a
+//! Mustache `custom_payload` (over the DatoCMS default body, [`super::datocms`]) and Contensis
+//! `templates` (over the Contensis event context, [`super::contensis`]). Template bodies cost
+//! one more step: the Mustache data is the default DatoCMS body parsed into a JSON value once per
+//! render ([`Scope`], shared with a templated URL), and a Contensis context is the payload itself
+//! (or, for other inputs, one small document built per render) read by byte-level lookups.
 
 use bytes::Bytes;
 use http::HeaderValue;
 
 use crate::model::{Event, Format, InputKind, Subscription, Template};
 
-use super::datocms;
 use super::json::{self, Place, ScanError, SetMember, Value};
-use super::mustache;
 use super::plan::{AttemptCtx, FieldError, FieldProblem};
+use super::{contensis, datocms, mustache, pointer};
 
 /// Why an event's payload could not be turned into the body a subscription asked for. Retrying
 /// will not help: the payload does not change.
@@ -69,12 +72,19 @@ const CE_OWN_ATTRIBUTES: [&str; 8] = [
 pub(crate) struct Ids {
     /// DatoCMS `webhook_id` ([`datocms::webhook_id`]).
     pub datocms_webhook_id: Box<[u8]>,
+    /// Contensis `subscriptionId`: the id hyphenated, as the Contensis API shows it.
+    pub contensis_subscription_id: Box<[u8]>,
+    /// A Contensis template embeds the whole event context or its whole `event`: a received
+    /// context is then copied with `event.subscriptionId` replaced ([`contensis::context`]).
+    pub contensis_embeds_event: bool,
 }
 
 impl Ids {
     pub(crate) fn new(sub: &Subscription) -> Ids {
         Ids {
             datocms_webhook_id: json::quoted(&datocms::webhook_id(&sub.id)),
+            contensis_subscription_id: json::quoted(&sub.id.to_string()),
+            contensis_embeds_event: false,
         }
     }
 }
@@ -86,6 +96,7 @@ pub(crate) struct Scope<'a> {
     pub ctx: &'a AttemptCtx,
     ids: &'a Ids,
     dato: Option<serde_json::Value>,
+    contensis: Option<std::borrow::Cow<'a, [u8]>>,
 }
 
 impl<'a> Scope<'a> {
@@ -95,7 +106,20 @@ impl<'a> Scope<'a> {
             ctx,
             ids,
             dato: None,
+            contensis: None,
         }
+    }
+
+    /// The Contensis event context of this event ([`contensis::context`]) and this
+    /// subscription's id as `/event/subscriptionId` resolves, JSON-quoted.
+    pub(crate) fn contensis_context(&mut self) -> (&[u8], &'a [u8]) {
+        let sub_id: &'a [u8] = &self.ids.contensis_subscription_id;
+        let event = self.event;
+        let embeds = self.ids.contensis_embeds_event;
+        let doc = self
+            .contensis
+            .get_or_insert_with(|| contensis::context(event, sub_id, embeds));
+        (doc, sub_id)
     }
 
     /// The DatoCMS default body of this attempt as a JSON value: the data of Mustache
@@ -137,6 +161,13 @@ pub(crate) enum BodyPlan {
     DatoCms,
     /// A DatoCMS `custom_payload`: Mustache over the DatoCMS default body.
     Mustache(mustache::Template),
+    /// The Contensis default webhook request structure (spec §2.5).
+    Contensis,
+    /// Contensis `templates`: the one the event selects, else the format's default body.
+    ContensisTemplates {
+        templates: contensis::Templates,
+        fallback: Box<BodyPlan>,
+    },
 }
 
 impl BodyPlan {
@@ -154,9 +185,16 @@ impl BodyPlan {
                     }
                 };
             }
-            Some(Template::Contensis(_)) => {
-                errors.push(FieldError::new("template", FieldProblem::FormatUnavailable));
-                return None;
+            Some(Template::Contensis(pairs)) => {
+                let templates = compile_contensis(pairs, errors);
+                let fallback = Self::for_format(sub);
+                if fallback.is_none() {
+                    errors.push(FieldError::new("format", FieldProblem::FormatUnavailable));
+                }
+                return Some(BodyPlan::ContensisTemplates {
+                    templates: templates?,
+                    fallback: Box::new(fallback?),
+                });
             }
         }
         let plan = Self::for_format(sub);
@@ -177,7 +215,7 @@ impl BodyPlan {
             },
             Format::SitecoreAudit => BodyPlan::SitecoreAudit,
             Format::DatoCms => BodyPlan::DatoCms,
-            Format::Contensis => return None,
+            Format::Contensis => BodyPlan::Contensis,
         })
     }
 
@@ -190,6 +228,9 @@ impl BodyPlan {
             | BodyPlan::SitecoreAudit
             | BodyPlan::DatoCms
             | BodyPlan::Mustache(_) => HeaderValue::from_static(APPLICATION_JSON),
+            BodyPlan::Contensis | BodyPlan::ContensisTemplates { .. } => {
+                HeaderValue::from_static(contensis::CONTENT_TYPE)
+            }
         }
     }
 
@@ -202,6 +243,8 @@ impl BodyPlan {
             BodyPlan::SitecoreAudit => Format::SitecoreAudit.as_str(),
             BodyPlan::DatoCms => Format::DatoCms.as_str(),
             BodyPlan::Mustache(_) => "mustache template",
+            BodyPlan::Contensis => Format::Contensis.as_str(),
+            BodyPlan::ContensisTemplates { .. } => "contensis template",
         }
     }
 
@@ -232,8 +275,69 @@ impl BodyPlan {
                 template.render(scope.datocms_data()?, &mut out)?;
                 Ok(Bytes::from(out))
             }
+            BodyPlan::Contensis => {
+                let (doc, sub_id) = scope.contensis_context();
+                let mut out = Vec::with_capacity(512);
+                contensis::write_default(event, doc, sub_id, &mut out);
+                Ok(Bytes::from(out))
+            }
+            BodyPlan::ContensisTemplates {
+                templates,
+                fallback,
+            } => match templates.select(event) {
+                Some(template) => {
+                    let (doc, sub_id) = scope.contensis_context();
+                    let mut out = Vec::with_capacity(template.source().len() + 256);
+                    template.render(doc, sub_id, &mut out)?;
+                    Ok(Bytes::from(out))
+                }
+                None => fallback.render(scope),
+            },
         }
     }
+
+    /// Whether a template embeds the whole Contensis context or its `event` (see [`Ids`]).
+    pub(crate) fn embeds_event(&self) -> bool {
+        matches!(self, BodyPlan::ContensisTemplates { templates, .. } if templates.embeds_event())
+    }
+}
+
+/// Compiles Contensis `templates`, pushing a positioned error per template that does not parse
+/// (field `template.<key>`) and per key that is empty or given twice.
+fn compile_contensis(
+    pairs: &[(String, String)],
+    errors: &mut Vec<FieldError>,
+) -> Option<contensis::Templates> {
+    let before = errors.len();
+    let mut variants: Vec<(Box<str>, pointer::Template)> = Vec::with_capacity(pairs.len());
+    for (i, (key, text)) in pairs.iter().enumerate() {
+        let field = format!("template.{key}");
+        if key.is_empty() {
+            errors.push(FieldError::new(field, FieldProblem::TemplateKey));
+            continue;
+        }
+        if pairs[..i].iter().any(|(k, _)| k.eq_ignore_ascii_case(key)) {
+            errors.push(FieldError::new(field, FieldProblem::DuplicateTemplateKey));
+            continue;
+        }
+        match pointer::Template::compile_body(text) {
+            Ok(t) => variants.push((key.as_str().into(), t)),
+            Err(e) => errors.push(FieldError::new(field, FieldProblem::Syntax(e))),
+        }
+    }
+    (errors.len() == before).then(|| contensis::Templates::new(variants))
+}
+
+/// What stands for "the thing the event is about" when another CMS's shape needs it (DatoCMS
+/// `entity`, Contensis `resource`): a CloudEvent's `data` (the envelope describes the event,
+/// `data` the thing it happened to), else the whole payload.
+pub(crate) fn subject(event: &Event) -> &[u8] {
+    if event.kind == InputKind::CloudEvent
+        && let Ok(Some(data)) = json::member_value(&event.payload, "data")
+    {
+        return data;
+    }
+    embeddable(&event.payload)
 }
 
 /// The payload as a JSON value to embed: its bytes, or `null` for an empty payload so the

@@ -24,7 +24,7 @@
 
 use crate::model::{Event, InputKind, SubscriptionId};
 
-use super::body::{PayloadError, embeddable};
+use super::body::{PayloadError, subject};
 use super::json::{self, Place, SetMember, Value};
 use super::plan::AttemptCtx;
 
@@ -77,7 +77,7 @@ pub(crate) fn write_body(
     }
 
     let attr = |name: &'static str| event.attribute(name).next();
-    let entity = entity(event);
+    let entity = subject(event);
     let (entity_type, event_type) = (event.resource_type(), event.action());
     out.reserve(entity.len() + event.event_type.len() + webhook_id.len() + 320);
     out.extend_from_slice(br#"{"site_id":"#);
@@ -117,17 +117,6 @@ pub(crate) fn write_body(
     out.extend_from_slice(entity);
     out.extend_from_slice(br#","previous_entity":null,"related_entities":[]}"#);
     Ok(())
-}
-
-/// What stands for the DatoCMS `entity` of a non-DatoCMS event: a CloudEvent's `data` (the
-/// envelope describes the event, `data` the thing it happened to), else the whole payload.
-fn entity(event: &Event) -> &[u8] {
-    if event.kind == InputKind::CloudEvent
-        && let Ok(Some(data)) = json::member_value(&event.payload, "data")
-    {
-        return data;
-    }
-    embeddable(&event.payload)
 }
 
 fn write_opt_str(out: &mut Vec<u8>, v: Option<&str>) {

@@ -113,3 +113,74 @@ pub(crate) const DATOCMS_ITEM_UPDATE: &str = r#"{
 /// DatoCMS's own cache-tags example (spec §1.8): no envelope members at all.
 pub(crate) const DATOCMS_CACHE_TAGS: &str = r#"{ "entity_type":"cda_cache_tags", "event_type":"invalidate",
     "entity": { "id":"cda_cache_tags", "type":"cda_cache_tags", "attributes": { "tags": ["N*r;L","6-KZ@"] } } }"#;
+
+/// A Contensis event context as a template sees it (spec §2.4 variables; as in
+/// `decode::contensis`).
+pub(crate) const CONTENSIS_CONTEXT: &str = r#"{
+  "event": {
+    "id": "5a8c7e2d-1f3b-4c6a-9e0d-2b4f6a8c0e1d",
+    "name": "published",
+    "resourceType": "entry",
+    "dateTime": "2024-05-01T11:15:30.123+01:00",
+    "resourceId": "d69ad539-0e3a-4d7f-9c9d-1fad1b39faad",
+    "resourceUrl": "https://cms-example.cloud.contensis.com/api/management/projects/movieDb/entries/d69ad539-0e3a-4d7f-9c9d-1fad1b39faad",
+    "subscriptionId": "3a7ce8e3-9c9f-4242-be20-35edb29c4a07"
+  },
+  "user": { "username": "t.durden", "firstName": "Tyler", "lastName": "Durden" },
+  "resource": {
+    "entryTitle": "Fight \"Club\"",
+    "entryDescription": "The first rule",
+    "department": "Films",
+    "headline": "Soap & <more>",
+    "runtime": 139,
+    "tags": ["drama", "cult"],
+    "sys": {
+      "id": "d69ad539-0e3a-4d7f-9c9d-1fad1b39faad",
+      "projectId": "movieDb",
+      "contentTypeId": "news",
+      "dataFormat": "entry",
+      "language": "en-GB",
+      "owner": "T.Durden",
+      "version": { "versionNo": "2.0", "published": "2024-05-01T10:15:30.123Z" }
+    }
+  }
+}"#;
+
+/// A Contensis content type event context (no `sys`: a content type is not an entry).
+pub(crate) const CONTENSIS_CONTENT_TYPE: &str = r#"{
+  "event": { "id": "e-2", "name": "created", "resourceType": "contentType", "dateTime": "2024-05-02T08:00:00Z", "resourceId": "blogPost" },
+  "user": { "username": "m.singer" },
+  "resource": { "id": "blogPost", "name": { "en-GB": "Blog post" }, "fields": [] }
+}"#;
+
+/// The default webhook request structure of spec §2.5 as Contensis renders it (an input Herald
+/// accepts too).
+pub(crate) const CONTENSIS_DEFAULT_STRUCTURE: &str = r#"{
+  "eventId": "0f6f4c1e-8d2b-4a9e-b3c7-5e1d9a2f4b6c",
+  "eventName": "workflowStateChanged",
+  "subscriptionId": "3a7ce8e3-9c9f-4242-be20-35edb29c4a07",
+  "datetime": "2024-05-01T10:15:30.123Z",
+  "invokedBy": { "username": "t.durden", "firstName": "Tyler", "lastName": "Durden" },
+  "resource": {
+    "id": "d69ad539-0e3a-4d7f-9c9d-1fad1b39faad",
+    "type": "entry",
+    "projectId": "movieDb",
+    "contentTypeId": "blog",
+    "title": "Hello",
+    "language": "fr-FR",
+    "url": "https://cms-example.cloud.contensis.com/api/management/projects/movieDb/entries/d69ad539"
+  }
+}"#;
+
+/// Seed 001's `templates`, each as the JSON text of the value the seed gives it.
+pub(crate) const SEED_TEMPLATES: [(&str, &str); 3] = [
+    (
+        "entry",
+        r#"{"event":"{/event/name}","user":"{/user/firstname} {/user/lastname}","id":"{/resource/sys/id}","title":"{/resource/entryTitle}","description":"{/resource/entryDescription}","department":"{/resource/department}"}"#,
+    ),
+    (
+        "entry.news",
+        r#"{"event":"{/event/name}","id":"{/resource/sys/id}","title":"{/resource/entryTitle}","headline":"{/resource/headline}"}"#,
+    ),
+    ("contentType", r#""{/resource/}""#),
+];

@@ -76,6 +76,8 @@ pub(crate) fn quoted(s: &str) -> Box<[u8]> {
 pub enum ScanError {
     #[error("expected a JSON object at byte {0}")]
     NotAnObject(usize),
+    #[error("expected a JSON array at byte {0}")]
+    NotAnArray(usize),
     #[error("expected a member name (a string) at byte {0}")]
     ExpectedKey(usize),
     #[error("expected `:` at byte {0}")]
@@ -371,6 +373,100 @@ pub(crate) fn member_value<'a>(buf: &'a [u8], key: &str) -> Result<Option<&'a [u
     Ok(found.map(|r| &buf[r]))
 }
 
+/// Walks the array that starts at the first non-whitespace byte of `buf`, calling `on_element`
+/// with the span of each element in order. Bytes after the closing `]` are not looked at.
+pub(crate) fn scan_array(
+    buf: &[u8],
+    mut on_element: impl FnMut(Range<usize>),
+) -> Result<(), ScanError> {
+    let open = skip_ws(buf, 0);
+    if buf.get(open) != Some(&b'[') {
+        return Err(ScanError::NotAnArray(open));
+    }
+    let mut i = skip_ws(buf, open + 1);
+    if buf.get(i) == Some(&b']') {
+        return Ok(());
+    }
+    loop {
+        let end = skip_value(buf, i)?;
+        on_element(i..end);
+        i = skip_ws(buf, end);
+        match buf.get(i) {
+            Some(b',') => i = skip_ws(buf, i + 1),
+            Some(b']') => return Ok(()),
+            Some(_) => return Err(ScanError::ExpectedCommaOrEnd(i)),
+            None => return Err(ScanError::UnexpectedEnd),
+        }
+    }
+}
+
+/// `buf` without the JSON whitespace around it.
+pub(crate) fn trim(buf: &[u8]) -> &[u8] {
+    let start = skip_ws(buf, 0);
+    let mut end = buf.len();
+    while end > start && matches!(buf[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+        end -= 1;
+    }
+    &buf[start..end]
+}
+
+/// What kind of JSON value `v` (trimmed, as found by a scan) is, from its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    String,
+    Object,
+    Array,
+    Null,
+    /// A number, `true` or `false`: written the same inside or outside a string.
+    Scalar,
+}
+
+pub(crate) fn kind(v: &[u8]) -> Kind {
+    match v.first() {
+        Some(b'"') => Kind::String,
+        Some(b'{') => Kind::Object,
+        Some(b'[') => Kind::Array,
+        Some(b'n') | None => Kind::Null,
+        Some(_) => Kind::Scalar,
+    }
+}
+
+/// The bytes between the quotes of a JSON string literal, escapes left as they are (so they can
+/// be copied into another JSON string unchanged).
+pub(crate) fn str_inner(v: &[u8]) -> &[u8] {
+    if v.len() >= 2 && v[0] == b'"' && v[v.len() - 1] == b'"' {
+        &v[1..v.len() - 1]
+    } else {
+        v
+    }
+}
+
+/// The text of a JSON string literal, escapes decoded. Borrows when there is nothing to decode.
+/// Bytes that are not valid UTF-8 or a malformed escape (the payload was validated when it was
+/// accepted, so neither should occur) come out replaced rather than failing the render.
+pub(crate) fn unescape(v: &[u8]) -> std::borrow::Cow<'_, str> {
+    let inner = str_inner(v);
+    if !inner.contains(&b'\\') {
+        return String::from_utf8_lossy(inner);
+    }
+    match serde_json::from_slice::<String>(v) {
+        Ok(s) => std::borrow::Cow::Owned(s),
+        Err(_) => String::from_utf8_lossy(inner),
+    }
+}
+
+/// Whether the raw (still escaped) member name `raw` is `name`.
+pub(crate) fn key_is(raw: &[u8], name: &str) -> bool {
+    if !raw.contains(&b'\\') {
+        return raw == name.as_bytes();
+    }
+    let mut quoted = Vec::with_capacity(raw.len() + 2);
+    quoted.push(b'"');
+    quoted.extend_from_slice(raw);
+    quoted.push(b'"');
+    serde_json::from_slice::<String>(&quoted).is_ok_and(|k| k == name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,6 +613,46 @@ mod tests {
         let mut out = Vec::new();
         write_with_members(br#"{"k":1} ,"next":3}"#, &sets, false, &mut out).expect("object");
         assert_eq!(out, br#"{"k":2}"#);
+    }
+
+    #[test]
+    fn scans_arrays_and_reads_values() {
+        let buf = br#" [1, "a,]", {"b":[2]} ,[ ] ,null] tail"#;
+        let mut items = Vec::new();
+        scan_array(buf, |r| {
+            items.push(std::str::from_utf8(&buf[r]).expect("utf-8"))
+        })
+        .expect("array");
+        assert_eq!(items, ["1", r#""a,]""#, r#"{"b":[2]}"#, "[ ]", "null"]);
+        assert_eq!(scan_array(b"[]", |_| panic!("empty")), Ok(()));
+        assert_eq!(scan_array(b"{}", |_| {}), Err(ScanError::NotAnArray(0)));
+        assert_eq!(
+            scan_array(b"[1 2]", |_| {}),
+            Err(ScanError::ExpectedCommaOrEnd(3))
+        );
+
+        let kinds = [
+            (&b"\"x\""[..], Kind::String),
+            (b"{}", Kind::Object),
+            (b"[]", Kind::Array),
+            (b"null", Kind::Null),
+            (b"", Kind::Null),
+            (b"-1.5", Kind::Scalar),
+            (b"true", Kind::Scalar),
+        ];
+        for (v, k) in kinds {
+            assert_eq!(kind(v), k, "{v:?}");
+        }
+        assert_eq!(trim(b" \n {} \t"), b"{}");
+        assert_eq!(str_inner(br#""a\"b""#), br#"a\"b"#);
+        assert_eq!(unescape(br#""plain""#), "plain");
+        assert_eq!(unescape(br#""a\"b\u00e9\n""#), "a\"b\u{e9}\n");
+        assert!(key_is(b"name", "name"));
+        assert!(key_is(br#"n\u0061me"#, "name"));
+        assert!(!key_is(br#"n\u0061mex"#, "name"));
+        let mut out = Vec::new();
+        write_escaped(&mut out, "a\"\n".as_bytes());
+        assert_eq!(out, br#"a\"\n"#);
     }
 
     #[test]

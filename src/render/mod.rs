@@ -1,19 +1,28 @@
 //! Render: one event + one subscription → the exact HTTP request to send.
 //!
 //! Sits between route and deliver. Everything that can be decided once per subscription (header
-//! values, auth header, signing key, body template) is compiled when the subscription is saved;
-//! per delivery only the body, the Standard Webhooks headers and the signature are produced.
+//! values, auth header, signing key, body, URL and header templates) is compiled when the
+//! subscription is saved — a template that does not parse is a compile error naming its field
+//! and position, so the management API answers 4xx and no delivery ever fails on it. Per
+//! delivery only the body, templated URL and header values, the Standard Webhooks headers and
+//! the signature are produced, from the compiled forms, without parsing any template again.
 //!
-//! `plan` holds the compiled subscription and the render step, `body` the body shapes, `sign`
-//! Standard Webhooks signing and `json` the byte-level JSON writing and scanning they share.
+//! `plan` holds the compiled subscription and the render step; `body` the body shapes and the
+//! per-render [`body::Scope`] the templates share; `datocms` and `contensis` the dialect default
+//! bodies (DatoCMS §1.8, Contensis §2.5) and the data their templates see; `mustache` (DatoCMS
+//! `custom_payload` and URLs) and `pointer` (Contensis `{/pointer}` bodies, URLs and headers)
+//! the two template languages; `syntax` their compile errors; `sign` Standard Webhooks signing;
+//! `json` the byte-level JSON writing and scanning they share.
 
 mod body;
+mod contensis;
 mod datocms;
 #[cfg(test)]
 mod fixtures;
 mod json;
 mod mustache;
 mod plan;
+mod pointer;
 mod sign;
 mod syntax;
 

@@ -3,7 +3,9 @@
 //! [`Plan::compile`] runs when a subscription is saved or loaded: it parses the URL, validates
 //! and builds every header value (auth included), decodes the signing secret into an HMAC key and
 //! picks the body builder, reporting every problem with the subscription field it came from.
-//! [`Plan::render`] then does only what differs per delivery: the body, the three Standard
+//! [`Plan::render`] then does only what differs per delivery: the body, a templated URL (DatoCMS:
+//! Mustache; Contensis: `{/pointer}`; checked per render to be an absolute http(s) URL, bytes a
+//! URL cannot hold percent-encoded), templated Contensis header values, the three Standard
 //! Webhooks headers and the signature. A plan is immutable and `Sync`, so the route and deliver
 //! stages share one per subscription behind an `Arc`.
 //!
@@ -14,7 +16,8 @@
 //! Headers go out in a fixed order: `content-type`, `user-agent`, `webhook-id`,
 //! `webhook-timestamp`, `webhook-signature`, the subscription's headers, then auth. A
 //! subscription header named `content-type` or `user-agent` (or `accept`) replaces the default
-//! instead of adding a second one. DatoCMS-dialect subscriptions send what DatoCMS sends
+//! instead of adding a second one. Contensis bodies go out as `application/json;
+//! charset=utf-8` (spec §2.6). DatoCMS-dialect subscriptions send what DatoCMS sends
 //! (`content-type: application/json`, `accept: */*`, `user-agent: DatoCMS (datocms.com)`, spec
 //! §1.8). The Standard Webhooks `webhook-id` and `webhook-timestamp` go out on every dialect (a
 //! documented Herald addition receivers may use to dedup); `webhook-signature` only when the
@@ -33,10 +36,9 @@ use crate::model::{DeliveryId, Dialect, Event, HeaderSpec, Subscription, TargetA
 
 use super::Request;
 use super::body::{BodyPlan, Ids, PayloadError, Scope};
-use super::datocms;
-use super::mustache;
 use super::sign::{SIGNATURE_LEN, SecretProblem, Signer};
 use super::syntax::SyntaxError;
+use super::{datocms, mustache, pointer};
 
 pub const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
 pub const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
@@ -115,6 +117,12 @@ pub enum FieldProblem {
     /// A body, URL or header template that does not parse.
     #[error("template syntax error at {0}")]
     Syntax(#[from] SyntaxError),
+    /// A Contensis template key that is empty.
+    #[error("a template key is `<resourceType>` or `<resourceType>.<contentTypeId>`")]
+    TemplateKey,
+    /// The same Contensis template key twice (keys compare case-insensitively).
+    #[error("the same template key is given more than once")]
+    DuplicateTemplateKey,
 }
 
 /// One invalid subscription field, named by its path: `url`, `headers.X-Key`, `auth.token`,
@@ -179,6 +187,8 @@ fn list(errors: &[FieldError]) -> String {
 enum Target {
     Fixed(Uri),
     Mustache(mustache::Template),
+    /// Contensis URLs may hold `{/pointer}` placeholders.
+    Pointer(pointer::Template),
 }
 
 impl fmt::Debug for Target {
@@ -191,13 +201,16 @@ impl fmt::Debug for Target {
                 let query = if uri.query().is_some() { "?***" } else { "" };
                 write!(f, "{scheme}://{authority}{}{query}", uri.path())
             }
-            Target::Mustache(t) => {
-                let src = t.source();
-                let (path, query) = src.split_once('?').map_or((src, ""), |(p, _)| (p, "?***"));
-                write!(f, "mustache({path}{query})")
-            }
+            Target::Mustache(t) => write_template(f, "mustache", t.source()),
+            Target::Pointer(t) => write_template(f, "pointer", t.source()),
         }
     }
+}
+
+/// A URL template without its query string (it often carries keys).
+fn write_template(f: &mut fmt::Formatter<'_>, kind: &str, src: &str) -> fmt::Result {
+    let (path, query) = src.split_once('?').map_or((src, ""), |(p, _)| (p, "?***"));
+    write!(f, "{kind}({path}{query})")
 }
 
 impl Target {
@@ -209,7 +222,17 @@ impl Target {
                 None => Ok(Target::Mustache(template)),
             };
         }
+        if sub.dialect == Dialect::Contensis {
+            let template = pointer::Template::compile_text(&sub.url)?;
+            if template.has_placeholders() {
+                return Ok(Target::Pointer(template));
+            }
+        }
         Ok(Target::Fixed(parse_url(&sub.url)?))
+    }
+
+    fn embeds_event(&self) -> bool {
+        matches!(self, Target::Pointer(t) if t.embeds_event())
     }
 
     fn render(&self, scope: &mut Scope<'_>) -> Result<Uri, RenderError> {
@@ -226,6 +249,16 @@ impl Target {
                 t.render(data, &mut out)
                     .map_err(|source| RenderError::Payload {
                         format: "mustache URL",
+                        source,
+                    })?;
+                out
+            }
+            Target::Pointer(t) => {
+                let (doc, sub_id) = scope.contensis_context();
+                let mut out = Vec::with_capacity(t.source().len() + 64);
+                t.render(doc, sub_id, &mut out)
+                    .map_err(|source| RenderError::Payload {
+                        format: "contensis URL",
                         source,
                     })?;
                 out
@@ -262,9 +295,22 @@ pub struct Plan {
     /// values are marked sensitive: `Debug` shows `Sensitive` and HTTP/2 never indexes them.
     /// Templated header values will be a list beside it, filled in per render the same way.
     headers: HeaderMap,
+    /// Contensis header values with `{/pointer}` placeholders: rendered per attempt into their
+    /// (empty) slot in `headers`.
+    header_templates: Box<[HeaderTemplate]>,
     signer: Option<Signer>,
     body: BodyPlan,
     ids: Ids,
+}
+
+/// A templated header value and where it goes.
+#[derive(Debug)]
+struct HeaderTemplate {
+    name: HeaderName,
+    template: pointer::Template,
+    sensitive: bool,
+    /// `headers.<name as the user spelled it>`, for render errors.
+    field: Box<str>,
 }
 
 impl fmt::Debug for Plan {
@@ -273,6 +319,7 @@ impl fmt::Debug for Plan {
             .field("method", &self.method)
             .field("target", &self.target)
             .field("headers", &self.headers)
+            .field("templated_headers", &self.header_templates.len())
             .field("signed", &self.signer.is_some())
             .field("body", &self.body)
             .finish()
@@ -301,8 +348,24 @@ impl Plan {
             .and_then(|a| compile_auth(a).map_err(|e| errors.push(e)).ok());
 
         let mut tail: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(sub.headers.len() + 1);
+        let mut header_templates = Vec::new();
         for spec in &sub.headers {
-            match compile_header(spec) {
+            let compiled = if sub.dialect == Dialect::Contensis {
+                compile_header_template(spec).map(|(h, t)| {
+                    if let Some(template) = t {
+                        header_templates.push(HeaderTemplate {
+                            name: h.0.clone(),
+                            template,
+                            sensitive: spec.secret,
+                            field: field_name(&spec.name).into(),
+                        });
+                    }
+                    h
+                })
+            } else {
+                compile_header(spec)
+            };
+            match compiled {
                 Err(e) => errors.push(e),
                 Ok(h) if tail.iter().any(|t| t.0 == h.0) => errors.push(FieldError::new(
                     field_name(&spec.name),
@@ -355,14 +418,21 @@ impl Plan {
         }
 
         match target {
-            Some(target) if errors.is_empty() => Ok(Plan {
-                method: sub.method.to_http(),
-                target,
-                headers,
-                signer,
-                body,
-                ids: Ids::new(sub),
-            }),
+            Some(target) if errors.is_empty() => {
+                let mut ids = Ids::new(sub);
+                ids.contensis_embeds_event = body.embeds_event()
+                    || target.embeds_event()
+                    || header_templates.iter().any(|h| h.template.embeds_event());
+                Ok(Plan {
+                    method: sub.method.to_http(),
+                    target,
+                    headers,
+                    header_templates: header_templates.into_boxed_slice(),
+                    signer,
+                    body,
+                    ids,
+                })
+            }
             _ => Err(RenderError::Invalid(errors.into_boxed_slice())),
         }
     }
@@ -413,6 +483,23 @@ impl Plan {
         set(WEBHOOK_TIMESTAMP, id.len()..ts_end)?;
         if self.signer.is_some() {
             set(WEBHOOK_SIGNATURE, ts_end..ts_end + sig_len)?;
+        }
+        for h in &*self.header_templates {
+            let (doc, sub_id) = scope.contensis_context();
+            let mut out = Vec::with_capacity(h.template.source().len() + 32);
+            h.template
+                .render(doc, sub_id, &mut out)
+                .map_err(|source| RenderError::Payload {
+                    format: "contensis header",
+                    source,
+                })?;
+            let mut value = HeaderValue::from_maybe_shared(Bytes::from(out)).map_err(|_| {
+                RenderError::HeaderValue {
+                    field: h.field.clone(),
+                }
+            })?;
+            value.set_sensitive(h.sensitive);
+            headers.insert(h.name.clone(), value);
         }
 
         Ok(Request {
@@ -477,6 +564,25 @@ fn compile_header(spec: &HeaderSpec) -> Result<(HeaderName, HeaderValue), FieldE
     Ok((name, value))
 }
 
+/// A Contensis header: its value may hold `{/pointer}` placeholders. A templated value gets an
+/// empty slot (filled per render) and its template; its literal parts are checked here.
+fn compile_header_template(
+    spec: &HeaderSpec,
+) -> Result<((HeaderName, HeaderValue), Option<pointer::Template>), FieldError> {
+    let field = || field_name(&spec.name);
+    let template = pointer::Template::compile_text(spec.value.expose())
+        .map_err(|e| FieldError::new(field(), FieldProblem::Syntax(e)))?;
+    if !template.has_placeholders() {
+        return compile_header(spec).map(|h| (h, None));
+    }
+    let name = header_name(&spec.name).map_err(|p| FieldError::new(field(), p))?;
+    for literal in template.literals() {
+        header_value(literal, false).map_err(|p| FieldError::new(field(), p))?;
+    }
+    let slot = header_value("", spec.secret).map_err(|p| FieldError::new(field(), p))?;
+    Ok(((name, slot), Some(template)))
+}
+
 /// The auth header. Its value is always sensitive.
 fn compile_auth(auth: &TargetAuth) -> Result<(HeaderName, HeaderValue), FieldError> {
     let (name, value) = match auth {
@@ -518,7 +624,10 @@ mod tests {
     use super::*;
     use crate::model::{Format, HttpMethod, InputKind, Secret, Template};
     use crate::render::SyntaxProblem;
-    use crate::render::fixtures::{DATOCMS_ITEM_UPDATE, SITECORE_ITEM_ADDED, event, subscription};
+    use crate::render::fixtures::{
+        CONTENSIS_CONTEXT, DATOCMS_ITEM_UPDATE, SEED_TEMPLATES, SITECORE_ITEM_ADDED, event,
+        subscription,
+    };
 
     const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -924,6 +1033,247 @@ mod tests {
                 }
                 other => panic!("{url}: {other:?}"),
             }
+        }
+    }
+
+    fn contensis_sub() -> Subscription {
+        let mut sub = subscription(Format::Contensis);
+        sub.dialect = Dialect::Contensis;
+        sub.url = "https://external.mywebsite.com/handlewebhooks/{/resource/sys.id}".into();
+        sub.headers = vec![
+            header("target", "internal", false),
+            header("department", "{/resource/department}", false),
+            header("secretHeaderSet", "cs7vdsdvj~8", true),
+        ];
+        sub.template = Some(Template::Contensis(
+            SEED_TEMPLATES
+                .iter()
+                .map(|(k, t)| (k.to_string(), t.to_string()))
+                .collect(),
+        ));
+        sub
+    }
+
+    fn contensis_event(content_type: &str) -> Event {
+        let mut e = event(InputKind::Contensis, "entry.published", CONTENSIS_CONTEXT);
+        e.attributes = [("contenttype", content_type)]
+            .into_iter()
+            .map(|(n, v)| (n.into(), v.into()))
+            .collect();
+        e
+    }
+
+    fn header_list(req: &Request) -> Vec<(&str, &str)> {
+        req.headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect()
+    }
+
+    #[test]
+    fn contensis_requests_from_the_seed_subscription() {
+        let plan = compile(&contensis_sub()).expect("compiles");
+        let ua = concat!("Herald/", env!("CARGO_PKG_VERSION"));
+        let want_headers = [
+            ("content-type", "application/json; charset=utf-8"),
+            ("user-agent", ua),
+            ("webhook-id", "7123456789012345"),
+            ("webhook-timestamp", "1700000000"),
+            ("target", "internal"),
+            ("department", "Films"),
+            ("secretheaderset", "cs7vdsdvj~8"),
+        ];
+
+        // `entry.news` matches: its template; URL and header templated from the same context.
+        let req = plan
+            .render(&contensis_event("news"), &ctx(1, 1_700_000_000))
+            .expect("renders");
+        assert_eq!(req.method, Method::POST);
+        assert_eq!(
+            req.uri,
+            "https://external.mywebsite.com/handlewebhooks/d69ad539-0e3a-4d7f-9c9d-1fad1b39faad"
+        );
+        assert_eq!(header_list(&req), want_headers);
+        assert!(req.headers["secretheaderset"].is_sensitive());
+        assert_eq!(
+            std::str::from_utf8(&req.body).expect("utf-8"),
+            r#"{"event":"published","id":"d69ad539-0e3a-4d7f-9c9d-1fad1b39faad","title":"Fight \"Club\"","headline":"Soap & <more>"}"#
+        );
+
+        // No template for assets: the default request structure.
+        let mut asset = contensis_event("image");
+        asset.event_type = "asset.updated".into();
+        let req = plan
+            .render(&asset, &ctx(2, 1_700_000_000))
+            .expect("renders");
+        let body = std::str::from_utf8(&req.body).expect("utf-8");
+        assert!(
+            body.starts_with("{\n  \"eventId\": \"5a8c7e2d-1f3b-4c6a-9e0d-2b4f6a8c0e1d\",\n  \"eventName\": \"published\",\n  \"subscriptionId\": \"95398c44-f232-41a8-b947-8aefec4ce6eb\","),
+            "{body}"
+        );
+        assert!(body.contains("\"type\": \"asset\""), "{body}");
+        assert_eq!(header_list(&req), want_headers);
+    }
+
+    #[test]
+    fn contensis_content_type_override_and_xml_templates() {
+        let mut sub = contensis_sub();
+        sub.url = "https://x.example/in".into();
+        sub.headers = vec![header("Content-Type", "application/xml", false)];
+        sub.template = Some(Template::Contensis(vec![(
+            "entry".into(),
+            "<entry id=\"{/resource/sys/id}\">{/resource/entryTitle}</entry>".into(),
+        )]));
+        let req = compile(&sub)
+            .expect("compiles")
+            .render(&contensis_event("news"), &ctx(1, 1))
+            .expect("renders");
+        assert_eq!(req.headers[header::CONTENT_TYPE], "application/xml");
+        assert_eq!(
+            &req.body[..],
+            br#"<entry id="d69ad539-0e3a-4d7f-9c9d-1fad1b39faad">Fight "Club"</entry>"#
+        );
+        // Only Contensis headers and URLs are templates.
+        let mut native = contensis_sub();
+        native.dialect = Dialect::Native;
+        native.url = "https://x.example/{/resource/sys.id}".into();
+        let req = compile(&native)
+            .expect("compiles")
+            .render(&contensis_event("news"), &ctx(1, 1))
+            .expect("renders");
+        assert_eq!(req.uri, "https://x.example/{/resource/sys.id}");
+        assert_eq!(req.headers["department"], "{/resource/department}");
+    }
+
+    #[test]
+    fn contensis_compile_errors_name_the_field() {
+        type Edit = fn(&mut Subscription);
+        let at = |line, column, problem| {
+            FieldProblem::Syntax(SyntaxError {
+                line,
+                column,
+                problem,
+            })
+        };
+        let cases: Vec<(Edit, &str, FieldProblem)> = vec![
+            (
+                |s| {
+                    s.template = Some(Template::Contensis(vec![
+                        ("entry".into(), "{\"a\": \"{/event/name}\"}".into()),
+                        (
+                            "entry.news".into(),
+                            "{\n\"id\": \"{/resource/sys/id\"\n}".into(),
+                        ),
+                    ]))
+                },
+                "template.entry.news",
+                at(2, 8, SyntaxProblem::UnclosedPlaceholder),
+            ),
+            (
+                |s| s.url = "https://x.example/{/resource/sys.id".into(),
+                "url",
+                at(1, 19, SyntaxProblem::UnclosedPlaceholder),
+            ),
+            (
+                |s| s.headers = vec![header("department", "{/resource/~x}", false)],
+                "headers.department",
+                at(1, 12, SyntaxProblem::PointerEscape),
+            ),
+            (
+                |s| s.headers = vec![header("department", "a\n{/resource/department}", false)],
+                "headers.department",
+                FieldProblem::HeaderValue,
+            ),
+            (
+                |s| s.headers = vec![header("Host", "{/resource/department}", false)],
+                "headers.Host",
+                FieldProblem::ReservedHeader("host"),
+            ),
+            (
+                |s| {
+                    s.headers = vec![
+                        header("x-dept", "{/resource/department}", false),
+                        header("X-Dept", "{/resource/sys/id}", false),
+                    ]
+                },
+                "headers.X-Dept",
+                FieldProblem::DuplicateHeader,
+            ),
+            (
+                |s| s.template = Some(Template::Contensis(vec![("".into(), "{}".into())])),
+                "template.",
+                FieldProblem::TemplateKey,
+            ),
+            (
+                |s| {
+                    s.template = Some(Template::Contensis(vec![
+                        ("entry".into(), "{}".into()),
+                        ("Entry".into(), "[]".into()),
+                    ]))
+                },
+                "template.Entry",
+                FieldProblem::DuplicateTemplateKey,
+            ),
+        ];
+        for (edit, field, problem) in cases {
+            let mut sub = contensis_sub();
+            edit(&mut sub);
+            let err = compile(&sub).expect_err(field);
+            assert_eq!(
+                err.field_errors(),
+                [FieldError::new(field, problem)],
+                "{field}"
+            );
+            assert!(err.to_string().contains(field), "{err}");
+        }
+    }
+
+    #[test]
+    fn templated_header_values_are_checked_at_render_time() {
+        let plan = compile(&contensis_sub()).expect("compiles");
+        let e = event(
+            InputKind::Contensis,
+            "entry.published",
+            r#"{"event":{"name":"published"},"resource":{"department":"a\r\nInjected: 1","sys":{"id":"x"}}}"#,
+        );
+        match plan.render(&e, &ctx(1, 1)) {
+            Err(RenderError::HeaderValue { field }) => assert_eq!(&*field, "headers.department"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Parsing happens in `compile` only: a template with a syntax error in any field never
+    /// becomes a plan, so there is nothing to render and no render ever parses.
+    #[test]
+    fn syntax_errors_never_become_plans() {
+        let subs = [
+            datocms_sub(Some("{{#entity}}"), "https://x.example/"),
+            datocms_sub(Some("{{=<% %>=}}<%#a%>"), "https://x.example/"),
+            datocms_sub(None, "https://x.example/{{/a}}"),
+            {
+                let mut s = contensis_sub();
+                s.template = Some(Template::Contensis(vec![("entry".into(), "{/a".into())]));
+                s
+            },
+            {
+                let mut s = contensis_sub();
+                s.url = "https://x/{/a".into();
+                s
+            },
+            {
+                let mut s = contensis_sub();
+                s.headers = vec![header("x", "{/a\\b}", true)];
+                s
+            },
+        ];
+        for sub in subs {
+            let err = compile(&sub).expect_err("does not compile");
+            assert!(
+                err.field_errors()
+                    .iter()
+                    .any(|f| matches!(f.problem, FieldProblem::Syntax(_))),
+                "{err}"
+            );
         }
     }
 

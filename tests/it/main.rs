@@ -3,6 +3,7 @@
 
 mod support;
 
+mod contensis;
 mod datocms;
 mod delivery;
 mod durability;
