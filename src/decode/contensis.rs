@@ -53,6 +53,13 @@ pub(crate) fn decode_item(
         if let Some(sys) = &sys {
             sys_attrs(sys, &mut attributes);
         }
+        // Resources without `sys.projectId` (content types, components, …) carry the project at
+        // their top level; without it a project's subscriptions could never match them.
+        if !attributes.iter().any(|(n, _)| &**n == attr::PROJECT)
+            && let Some(p) = resource.as_ref().and_then(|r| str_field(r, "projectId"))
+        {
+            push_attr(&mut attributes, attr::PROJECT, p);
+        }
         (
             str_field(&ev, "id"),
             name,
@@ -365,5 +372,28 @@ pub(crate) mod tests {
             assert_eq!((err.status(), err.reason()), (400, "invalid"), "{json}");
             assert!(err.to_string().contains(want), "{json}: {err}");
         }
+    }
+
+    #[test]
+    fn top_level_project_id_counts_for_resources_without_sys() {
+        let body = r#"{"event": {"id": "e-9", "name": "created", "resourceType": "contentType"},
+                       "resource": {"id": "blogPost", "projectId": "website"}}"#;
+        let events = decode(
+            InputKind::Contensis,
+            Some("application/json"),
+            &Bytes::from_static(body.as_bytes()),
+            &limits(),
+            0,
+        )
+        .unwrap();
+        assert_eq!(&*events[0].event_type, "contentType.created");
+        assert!(
+            events[0]
+                .attributes
+                .iter()
+                .any(|(n, v)| &**n == attr::PROJECT && &**v == "website"),
+            "{:?}",
+            events[0].attributes
+        );
     }
 }
