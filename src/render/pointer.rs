@@ -514,7 +514,7 @@ mod tests {
             ("{/a{/b}", 1, 4, P::PlaceholderChar('{')),
             ("{/a/~2}", 1, 5, P::PointerEscape),
             ("{/a~}", 1, 4, P::PointerEscape),
-            ("[\"{/x/~2}\"]", 1, 6, P::PointerEscape),
+            ("[\"{/x/~2}\"]", 1, 7, P::PointerEscape),
         ];
         for (src, line, column, problem) in cases {
             let err = Template::compile_body(src).expect_err(src);
