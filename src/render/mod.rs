@@ -8,7 +8,7 @@
 //! the signature are produced, from the compiled forms, without parsing any template again.
 //!
 //! `plan` holds the compiled subscription and the render step; `body` the body shapes and the
-//! per-render [`body::Scope`] the templates share; `datocms` and `contensis` the dialect default
+//! per-render `Scope` the templates share; `datocms` and `contensis` the dialect default
 //! bodies (DatoCMS §1.8, Contensis §2.5) and the data their templates see; `mustache` (DatoCMS
 //! `custom_payload` and URLs) and `pointer` (Contensis `{/pointer}` bodies, URLs and headers)
 //! the two template languages; `syntax` their compile errors; `sign` Standard Webhooks signing;

@@ -1,4 +1,4 @@
-//! Mustache (https://mustache.github.io/mustache.5.html) for DatoCMS `custom_payload` bodies
+//! Mustache (<https://mustache.github.io/mustache.5.html>) for DatoCMS `custom_payload` bodies
 //! and webhook URLs: compiled once when a subscription is saved, rendered per delivery over a
 //! `serde_json::Value` (the DatoCMS default body, [`super::datocms`]).
 //!

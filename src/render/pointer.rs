@@ -82,7 +82,8 @@ impl Template {
             let end = string_end(bytes, i);
             let inner = i + 1..end.saturating_sub(1).max(i + 1);
             if let Some(pointer) = whole_placeholder(&src[inner.clone()]) {
-                let id = b.pointer(pointer, inner.start)?;
+                // The pointer text starts after the `{`.
+                let id = b.pointer(pointer, inner.start + 1)?;
                 b.flush(i);
                 b.segs.push(Seg::Embed(id));
                 b.lit_start = end;
@@ -513,6 +514,7 @@ mod tests {
             ("{/a{/b}", 1, 4, P::PlaceholderChar('{')),
             ("{/a/~2}", 1, 5, P::PointerEscape),
             ("{/a~}", 1, 4, P::PointerEscape),
+            ("[\"{/x/~2}\"]", 1, 7, P::PointerEscape),
         ];
         for (src, line, column, problem) in cases {
             let err = Template::compile_body(src).expect_err(src);
