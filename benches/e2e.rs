@@ -278,6 +278,8 @@ struct Phase {
     /// Seconds the window lasted.
     window_s: f64,
     cpu_s: f64,
+    /// CPU seconds of this process (sink and feeders) in the window.
+    bench_cpu_s: f64,
 }
 
 /// Feeds `h` with `plan` for `secs` after a warm-up, then waits for the phase's deliveries to
@@ -296,17 +298,20 @@ async fn phase(
     tokio::time::sleep(ctx.warmup()).await;
     stats.open_window();
     feed.stats.reset_ack();
-    let (c0, a0, p0, t0) = (
+    let me = std::process::id();
+    let (c0, a0, p0, b0, t0) = (
         stats.counts(),
         feed.stats.accepted(),
         h.stats(ctx.ticks),
+        daemon::proc_stats(me, ctx.ticks),
         Instant::now(),
     );
     tokio::time::sleep(secs).await;
-    let (c1, a1, p1, dt) = (
+    let (c1, a1, p1, b1, dt) = (
         stats.counts(),
         feed.stats.accepted(),
         h.stats(ctx.ticks),
+        daemon::proc_stats(me, ctx.ticks),
         t0.elapsed().as_secs_f64(),
     );
     stats.close_window();
@@ -346,6 +351,7 @@ async fn phase(
         late: fs.late.load(Ordering::Relaxed),
         window_s: dt,
         cpu_s: cpu,
+        bench_cpu_s: b1.cpu_s - b0.cpu_s,
     })
 }
 
@@ -449,7 +455,19 @@ async fn deliveries(
     if let Some(d) = peak.drain_s {
         s.set("peak_drain_s", round(d, 2));
     }
-    s.set("peak_cpu_share", round(peak.cpu_s / peak.window_s, 2));
+    // Cores in use during the peak window: Herald's, and the sink's plus the feeders'.
+    s.set("peak_herald_cores", round(peak.cpu_s / peak.window_s, 2));
+    s.set("peak_bench_cores", round(peak.bench_cpu_s / peak.window_s, 2));
+    s.set("half_rate_herald_cores", round(half.cpu_s / half.window_s, 2));
+    if let Ok(c) = h.metric("herald_journal_commits_total").await {
+        s.set("journal_commits", c);
+    }
+    if let (Ok(all), Ok(ok)) = (
+        h.metric("herald_delivery_attempts_total").await,
+        h.metric("herald_delivery_attempts_total{class=\"2xx\"}").await,
+    ) {
+        s.set("attempts_not_2xx", all - ok);
+    }
     check_phase(s, "peak", &peak);
     check_phase(s, "half_rate", &half);
     let filler = ctx.sink.stats.counts()[FILLER_SLOT];
