@@ -120,6 +120,10 @@ struct Args {
     /// Worker threads of the load runtime (ceiling client and feeders).
     #[arg(long, default_value_t = 1)]
     load_workers: usize,
+    /// Peak phases: accepted events not yet delivered everywhere, at most (0: no cap, ingest
+    /// may outrun delivery).
+    #[arg(long, default_value_t = 512)]
+    max_backlog: u64,
     /// Seconds to wait for a phase's deliveries to arrive after its feeders stop.
     #[arg(long, default_value_t = 30.0)]
     drain_timeout: f64,
@@ -129,6 +133,10 @@ struct Args {
     /// Where the JSON goes.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Seed million-subs afresh instead of copying the data directory kept from an earlier run
+    /// (target/bench/e2e-cache, keyed by the population and the herald build).
+    #[arg(long)]
+    no_cache: bool,
     /// The herald binary (default: cargo's build for this bench).
     #[arg(long)]
     herald_bin: Option<PathBuf>,
@@ -355,12 +363,32 @@ async fn phase(
     })
 }
 
-fn closed(ctx: &Ctx, h: &Herald) -> FeedPlan {
+/// Closed-loop feeders. With `counted` endpoints and `--max-backlog`, the loop closes through
+/// the sink: no more than that many accepted events wait for delivery, so the peak is a rate
+/// Herald sustains end to end rather than ingest outrunning delivery into a growing backlog.
+fn closed(ctx: &Ctx, h: &Herald, counted: &[usize]) -> FeedPlan {
+    let backlog = (ctx.args.max_backlog > 0 && !counted.is_empty()).then(|| {
+        let stats = ctx.sink.stats.clone();
+        let counted = counted.to_vec();
+        let base: u64 = {
+            let c = stats.counts();
+            counted.iter().map(|&i| c[i]).sum()
+        };
+        let fanout = counted.len() as u64;
+        load::Backlog {
+            cap: ctx.args.max_backlog,
+            delivered: Arc::new(move || {
+                let c = stats.counts();
+                (counted.iter().map(|&i| c[i]).sum::<u64>() - base) / fanout
+            }),
+        }
+    });
     FeedPlan {
         targets: h.targets(ctx.args.feeders, &ctx.args.transport),
         batch: ctx.args.batch,
         rate: None,
         limit: None,
+        backlog,
     }
 }
 
@@ -370,6 +398,7 @@ fn paced(ctx: &Ctx, h: &Herald, rate: f64) -> FeedPlan {
         batch: ctx.args.batch,
         rate: Some(rate),
         limit: None,
+        backlog: None,
     }
 }
 
@@ -403,7 +432,7 @@ async fn deliveries(
 ) -> anyhow::Result<Phase> {
     let half_secs = ctx.secs() / 2;
     let (ca, ha) = ceiling(ctx, half_secs).await?;
-    let peak = phase(ctx, h, closed(ctx, h), counted, ctx.secs()).await?;
+    let peak = phase(ctx, h, closed(ctx, h, counted), counted, ctx.secs()).await?;
     let (cb, hb) = ceiling(ctx, half_secs).await?;
     let ceiling_rps = (ca + cb) / 2.0;
     let mut ch = ha;
@@ -457,14 +486,29 @@ async fn deliveries(
     }
     // Cores in use during the peak window: Herald's, and the sink's plus the feeders'.
     s.set("peak_herald_cores", round(peak.cpu_s / peak.window_s, 2));
-    s.set("peak_bench_cores", round(peak.bench_cpu_s / peak.window_s, 2));
-    s.set("half_rate_herald_cores", round(half.cpu_s / half.window_s, 2));
+    s.set(
+        "peak_bench_cores",
+        round(peak.bench_cpu_s / peak.window_s, 2),
+    );
+    s.set(
+        "half_rate_herald_cores",
+        round(half.cpu_s / half.window_s, 2),
+    );
     if let Ok(c) = h.metric("herald_journal_commits_total").await {
         s.set("journal_commits", c);
     }
+    if let (Ok(created), Ok(received)) = (
+        h.metric("herald_deliveries_created_total").await,
+        h.metric("herald_events_received_total").await,
+    ) && received > 0.0
+    {
+        // Routing check: exactly the matching subscriptions, per event.
+        s.set("deliveries_created_per_event", round(created / received, 4));
+    }
     if let (Ok(all), Ok(ok)) = (
         h.metric("herald_delivery_attempts_total").await,
-        h.metric("herald_delivery_attempts_total{class=\"2xx\"}").await,
+        h.metric("herald_delivery_attempts_total{class=\"2xx\"}")
+            .await,
     ) {
         s.set("attempts_not_2xx", all - ok);
     }
@@ -538,7 +582,9 @@ async fn slow_endpoint(
 async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
     let mut s = Scenario::new("million-subs");
     let matching = subs::matching(&ctx.base);
-    let mut filler = subs::Filler::new(&ctx.payload, &ctx.base, 7)?;
+    // Fillers point at a port nothing listens on: one delivered by mistake shows as a refused
+    // attempt (and in `deliveries_created_per_event`), whichever run seeded it.
+    let mut filler = subs::Filler::new(&ctx.payload, subs::FILLER_BASE, 7)?;
     for b in &matching {
         anyhow::ensure!(
             filler.wants(b)?,
@@ -566,14 +612,33 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
     let fill = total - matching.len();
     let probe = Duration::from_secs_f64(ctx.args.create_probe);
     if !ctx.args.subs_via_api && fill > 0 {
-        // Its own generator and seed: no filler is written twice.
-        let mut seeder = subs::Filler::new(&ctx.payload, &ctx.base, 11)?;
-        let cfg = config.clone();
-        let took =
-            tokio::task::spawn_blocking(move || subs::seed(&cfg, &mut seeder, fill)).await??;
+        let cache = (!ctx.args.no_cache)
+            .then(|| seed_cache(ctx, fill))
+            .transpose()?;
+        match &cache {
+            Some((path, key)) if cache_valid(path, key) => {
+                let t = Instant::now();
+                copy_dir(&path.join("data"), &dir.join("data"))?;
+                s.set("seed_from_cache", true);
+                s.set("seed_copy_s", round(t.elapsed().as_secs_f64(), 2));
+            }
+            _ => {
+                // Its own generator and seed: no filler is written twice.
+                let mut seeder = subs::Filler::new(&ctx.payload, subs::FILLER_BASE, 11)?;
+                let cfg = config.clone();
+                let took = tokio::task::spawn_blocking(move || subs::seed(&cfg, &mut seeder, fill))
+                    .await??;
+                s.set("seed_from_cache", false);
+                s.set("seed_s", round(took.as_secs_f64(), 2));
+                s.set("seed_per_s", round(fill as f64 / took.as_secs_f64(), 0));
+                if let Some((path, key)) = &cache {
+                    let _ = std::fs::remove_dir_all(path);
+                    copy_dir(&dir.join("data"), &path.join("data"))?;
+                    std::fs::write(path.join("key"), key)?;
+                }
+            }
+        }
         s.set("seeded_subscriptions", fill as u64);
-        s.set("seed_s", round(took.as_secs_f64(), 2));
-        s.set("seed_per_s", round(fill as f64 / took.as_secs_f64(), 0));
     }
     let h = Herald::launch(&ctx.bin, &dir, &config, Duration::from_secs(600)).await?;
     s.set("startup_s", round(h.started_in.as_secs_f64(), 3));
@@ -618,7 +683,7 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
 
     // The 10-stored control's peak, then the million's whole run.
     let counted = [0usize, 1, 2];
-    let control = phase(ctx, &h10, closed(ctx, &h10), &counted, ctx.secs()).await?;
+    let control = phase(ctx, &h10, closed(ctx, &h10, &counted), &counted, ctx.secs()).await?;
     h10.stop(Duration::from_secs(5)).await;
     s.set("ten_subs_events_per_s", round(control.events_per_s, 0));
     s.set(
@@ -633,6 +698,76 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
     );
     finish(ctx, &mut s, h).await;
     Ok(s)
+}
+
+/// Where the seeded million-subs data directory is kept between runs, and the key that says
+/// whether it fits this run: the population and the herald build that wrote it (any rebuild
+/// of the daemon or library invalidates it).
+fn seed_cache(ctx: &Ctx, fill: usize) -> anyhow::Result<(PathBuf, String)> {
+    let meta = std::fs::metadata(&ctx.bin)?;
+    let mtime = meta
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let key = format!(
+        "fillers={fill} seed=11 payload={} herald_size={} herald_mtime={mtime}\n",
+        ctx.args.payload_bytes,
+        meta.len()
+    );
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("target/bench/e2e-cache/million-subs-{fill}"));
+    Ok((path, key))
+}
+
+fn cache_valid(path: &Path, key: &str) -> bool {
+    std::fs::read_to_string(path.join("key")).is_ok_and(|k| k == key) && path.join("data").is_dir()
+}
+
+/// Copies a directory tree (the store's files are plain files and directories).
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let target = to.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), &target)
+                .with_context(|| format!("copying {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The disk's own sync latency where the data directories live: `fdatasync` after a 4 KiB
+/// write, `n` times. Every durable acknowledgement waits for at least one of these, so this
+/// is the floor under the ingest-to-arrival latency with `fsync = "batch"`.
+fn fsync_probe(dir: &Path, n: usize) -> anyhow::Result<Histogram<u64>> {
+    use std::io::{Seek, SeekFrom, Write};
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path)?;
+    let block = [7u8; 4096];
+    let mut h = sink::histogram();
+    for _ in 0..n {
+        let t = Instant::now();
+        f.seek(SeekFrom::Start(0))?;
+        f.write_all(&block)?;
+        f.sync_data()?;
+        h.saturating_record((t.elapsed().as_micros() as u64).max(1));
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    Ok(h)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 async fn ingest(ctx: &Ctx) -> anyhow::Result<(Scenario, Scenario)> {
@@ -652,7 +787,7 @@ async fn ingest(ctx: &Ctx) -> anyhow::Result<(Scenario, Scenario)> {
     let mut problems = [Vec::new(), Vec::new()];
     for _round in 0..2 {
         for (i, h) in [&hb, &hn].into_iter().enumerate() {
-            let p = phase(ctx, h, closed(ctx, h), &[], ctx.secs() / 2).await?;
+            let p = phase(ctx, h, closed(ctx, h, &[]), &[], ctx.secs() / 2).await?;
             acc[i].0 += p.events_per_s * p.window_s;
             acc[i].1 += p.window_s;
             acc[i].2 += p.cpu_s;
@@ -710,7 +845,7 @@ async fn startup(ctx: &Ctx) -> anyhow::Result<Scenario> {
     )
     .await?;
     let events = ctx.args.pending.div_ceil(k as u64);
-    let mut plan = closed(ctx, &h);
+    let mut plan = closed(ctx, &h, &[]);
     plan.limit = Some(events);
     let t0 = Instant::now();
     let fs = Feed::start(plan, ctx.payload.clone(), ctx.clock.clone())
@@ -904,11 +1039,13 @@ fn table(all: &[Scenario], targets: &[Target]) -> String {
     t
 }
 
-async fn run(ctx: Ctx) -> anyhow::Result<(Vec<Scenario>, Vec<Target>)> {
+async fn run(ctx: Ctx) -> anyhow::Result<(Vec<Scenario>, Vec<Target>, Value)> {
     let want = |n: &str| ctx.args.only.is_empty() || ctx.args.only.iter().any(|o| o == n);
     let mut all: Vec<Scenario> = Vec::new();
     let started = Instant::now();
-    let done = |s: Scenario, all: &mut Vec<Scenario>| {
+    let disk_before = fsync_probe(&ctx.tmp, 200)?;
+    let done = |mut s: Scenario, all: &mut Vec<Scenario>| {
+        s.set("loadavg_after", loadavg());
         eprintln!(
             "[{:>5.1} s] {} done: {}",
             started.elapsed().as_secs_f64(),
@@ -944,7 +1081,14 @@ async fn run(ctx: Ctx) -> anyhow::Result<(Vec<Scenario>, Vec<Target>)> {
         done(s, &mut all);
     }
     let t = targets(&all);
-    Ok((all, t))
+    let disk_after = fsync_probe(&ctx.tmp, 200)?;
+    let disk = json!({
+        "fdatasync_4k_p50_ms_before": ms(&disk_before, 0.5),
+        "fdatasync_4k_p99_ms_before": ms(&disk_before, 0.99),
+        "fdatasync_4k_p50_ms_after": ms(&disk_after, 0.5),
+        "fdatasync_4k_p99_ms_after": ms(&disk_after, 0.99),
+    });
+    Ok((all, t, disk))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -1019,11 +1163,20 @@ fn main() -> anyhow::Result<()> {
         tmp: tmp.path().to_path_buf(),
     };
     let started = Instant::now();
-    let (all, targets) = load_rt.block_on(run(ctx))?;
+    let loadavg_before = loadavg();
+    let (all, targets, disk) = load_rt.block_on(run(ctx))?;
     let elapsed = started.elapsed().as_secs_f64();
 
     println!("\n{}", table(&all, &targets));
-    println!("total {elapsed:.0} s");
+    println!(
+        "disk fdatasync 4 KiB p50/p99: {}/{} ms before, {}/{} ms after; load average {} before, {} after; total {elapsed:.0} s",
+        fmt(disk["fdatasync_4k_p50_ms_before"].as_f64(), 2),
+        fmt(disk["fdatasync_4k_p99_ms_before"].as_f64(), 2),
+        fmt(disk["fdatasync_4k_p50_ms_after"].as_f64(), 2),
+        fmt(disk["fdatasync_4k_p99_ms_after"].as_f64(), 2),
+        loadavg_before,
+        loadavg(),
+    );
     let out = json!({
         "scenarios": all,
         "targets": targets,
@@ -1042,12 +1195,15 @@ fn main() -> anyhow::Result<()> {
             "slow_ms": args.slow_ms,
             "herald_workers": args.herald_workers,
             "herald_in_flight": args.herald_in_flight,
+            "max_backlog": args.max_backlog,
             "sink_workers": args.sink_workers,
             "load_workers": args.load_workers,
         },
         "machine": {
             "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-            "loadavg": std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim(),
+            "loadavg_before": loadavg_before,
+            "loadavg_after": loadavg(),
+            "disk": disk,
         },
         "total_s": round(elapsed, 1),
     });

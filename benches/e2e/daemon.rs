@@ -114,6 +114,28 @@ pub fn proc_stats(pid: u32, ticks: f64) -> ProcStats {
     out
 }
 
+/// `text` without ANSI escape sequences (Herald's human log format colours its fields even
+/// when stderr is a file).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters… final byte in @..~
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A running Herald.
 pub struct Herald {
     child: Child,
@@ -228,7 +250,7 @@ impl Herald {
 
     /// The `elapsed_ms` of the "journal recovered" log line (open + recover + index build).
     pub fn recovered_ms(&self) -> Option<u64> {
-        let text = std::fs::read_to_string(self.dir.join("herald.log")).ok()?;
+        let text = strip_ansi(&std::fs::read_to_string(self.dir.join("herald.log")).ok()?);
         let line = text
             .lines()
             .rev()

@@ -212,6 +212,23 @@ pub struct FeedPlan {
     pub rate: Option<f64>,
     /// Stop once this many events were accepted (closed loop fill-ups).
     pub limit: Option<u64>,
+    /// Closed loop through the sink: hold the next batch while more than this many accepted
+    /// events are not yet delivered everywhere.
+    pub backlog: Option<Backlog>,
+}
+
+/// How many events have been delivered to every matching endpoint so far, and how many may be
+/// accepted but not yet delivered.
+#[derive(Clone)]
+pub struct Backlog {
+    pub cap: u64,
+    pub delivered: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for Backlog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backlog").field("cap", &self.cap).finish()
+    }
 }
 
 /// Counters shared by a feed's connections.
@@ -225,6 +242,8 @@ pub struct FeedStats {
     pub errors: AtomicU64,
     /// Open loop: batches sent more than 5 ms after they were due (no connection was free).
     pub late: AtomicU64,
+    /// Closed loop with a backlog cap: 1 ms waits for deliveries to catch up.
+    pub held: AtomicU64,
     /// Time from sending a batch to its `202`, µs (durable acknowledgement).
     pub ack: std::sync::Mutex<Histogram<u64>>,
 }
@@ -237,6 +256,7 @@ impl FeedStats {
             last_status: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             late: AtomicU64::new(0),
+            held: AtomicU64::new(0),
             ack: std::sync::Mutex::new(histogram()),
         })
     }
@@ -292,11 +312,24 @@ impl Feed {
                     clock.clone(),
                     next_batch.clone(),
                 );
-                let (batch, limit) = (plan.batch, plan.limit);
+                let (batch, limit, backlog) = (plan.batch, plan.limit, plan.backlog.clone());
                 tokio::spawn(async move {
                     while !stop.load(Ordering::Relaxed)
                         && limit.is_none_or(|l| stats.accepted() < l)
                     {
+                        if let Some(b) = &backlog {
+                            // Connections may pass this check together: the overshoot is at
+                            // most one batch per connection.
+                            while stats.accepted().saturating_sub((b.delivered)()) > b.cap
+                                && !stop.load(Ordering::Relaxed)
+                            {
+                                stats.held.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(Duration::from_millis(1)).await;
+                            }
+                            if stop.load(Ordering::Relaxed) {
+                                break;
+                            }
+                        }
                         let sent_ns = match interval {
                             None => clock.ns(),
                             Some(every) => {

@@ -33,6 +33,10 @@ use serde_json::{Value, json};
 use crate::load::{self, CONTENT_TYPE, ENTITY, EVENT_TYPE, LANGUAGE, Payload, SPACE, Target};
 use crate::sink::FILLER_SLOT;
 
+/// Where filler subscriptions point: a port nothing listens on, so a filler delivered by
+/// mistake is a refused attempt in Herald's metrics rather than a silent extra request.
+pub const FILLER_BASE: &str = "http://127.0.0.1:9";
+
 /// A subscription body for the native API.
 pub fn body(name: &str, url: &str, filters: Value) -> Value {
     json!({"name": name, "url": url, "filters": filters, "format": "cloudevents"})
