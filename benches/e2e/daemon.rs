@@ -305,6 +305,21 @@ impl Herald {
             .sum())
     }
 
+    /// Every series of a metric: `(labels, value)`, labels as rendered (`class="2xx"`).
+    pub async fn series(&self, name: &str) -> anyhow::Result<Vec<(String, f64)>> {
+        let (_, text) = self.request("GET", "/metrics", None).await?;
+        let text = String::from_utf8_lossy(&text);
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let (labels, value) = rest.rsplit_once(' ')?;
+                let labels = labels.strip_prefix('{')?.strip_suffix('}')?;
+                Some((labels.to_string(), value.parse().ok()?))
+            })
+            .collect())
+    }
+
     /// `kill -9`.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -67,8 +67,11 @@ pub fn histogram() -> Histogram<u64> {
 
 /// What the sink has seen. Counters only grow; the orchestrator takes deltas between snapshots.
 pub struct SinkStats {
-    /// Requests answered per endpoint slot.
+    /// Requests answered per endpoint slot (`/s/{i}`).
     per_endpoint: [AtomicU64; ENDPOINTS],
+    /// Requests per slow endpoint slot (`/slow/{i}`), apart: a slow endpoint's stragglers never
+    /// count as another scenario's fast deliveries.
+    per_slow_endpoint: [AtomicU64; ENDPOINTS],
     /// Body bytes received.
     pub bytes: AtomicU64,
     /// Requests whose body carried no readable send time (should stay 0).
@@ -91,9 +94,14 @@ impl SinkStats {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Answered requests per slot right now.
+    /// Requests per `/s/` slot so far.
     pub fn counts(&self) -> [u64; ENDPOINTS] {
         std::array::from_fn(|i| self.per_endpoint[i].load(Ordering::Relaxed))
+    }
+
+    /// Requests per `/slow/` slot so far.
+    pub fn slow_counts(&self) -> [u64; ENDPOINTS] {
+        std::array::from_fn(|i| self.per_slow_endpoint[i].load(Ordering::Relaxed))
     }
 
     /// Starts a latency window: clears the histogram and records events sent from now until
@@ -124,7 +132,12 @@ impl SinkStats {
 
     fn record(&self, shard: usize, slot: usize, slow: bool, body: &[u8]) {
         let arrived = self.clock.ns();
-        self.per_endpoint[slot].fetch_add(1, Ordering::Relaxed);
+        let counter = if slow {
+            &self.per_slow_endpoint[slot]
+        } else {
+            &self.per_endpoint[slot]
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         self.bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
         let Some(sent) = sent_ns(body) else {
             self.unstamped.fetch_add(1, Ordering::Relaxed);
@@ -184,6 +197,7 @@ impl Sink {
         let addr = listener.local_addr()?;
         let stats = Arc::new(SinkStats {
             per_endpoint: std::array::from_fn(|_| AtomicU64::new(0)),
+            per_slow_endpoint: std::array::from_fn(|_| AtomicU64::new(0)),
             bytes: AtomicU64::new(0),
             unstamped: AtomicU64::new(0),
             window_from: AtomicU64::new(u64::MAX),
