@@ -137,6 +137,10 @@ struct Args {
     /// (target/bench/e2e-cache, keyed by the population and the herald build).
     #[arg(long)]
     no_cache: bool,
+    /// Record Herald with `perf record` (DWARF call graphs) during every peak window and the
+    /// million-subs and startup-1m start-ups, into target/bench/perf/*.data.
+    #[arg(long)]
+    perf: bool,
     /// The herald binary (default: cargo's build for this bench).
     #[arg(long)]
     herald_bin: Option<PathBuf>,
@@ -221,6 +225,13 @@ impl Ctx {
         }
     }
 
+    /// Where `perf record` writes for `what`, when `--perf` asked for it.
+    fn perf_path(&self, what: &str) -> Option<PathBuf> {
+        self.args.perf.then(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench/perf/{what}.data"))
+        })
+    }
+
     /// A fresh directory for one Herald.
     fn dir(&self, name: &str) -> anyhow::Result<PathBuf> {
         let d = self.tmp.join(name);
@@ -231,7 +242,7 @@ impl Ctx {
 
     async fn launch(&self, dir: &Path, s: &Settings) -> anyhow::Result<Herald> {
         let config = daemon::config_text(dir, s);
-        Herald::launch(&self.bin, dir, &config, Duration::from_secs(600)).await
+        Herald::launch(&self.bin, dir, &config, Duration::from_secs(600), None).await
     }
 }
 
@@ -300,6 +311,7 @@ async fn phase(
     plan: FeedPlan,
     counted: &[usize],
     secs: Duration,
+    perf: Option<PathBuf>,
 ) -> anyhow::Result<Phase> {
     let stats = &ctx.sink.stats;
     let sum = |c: &[u64; sink::ENDPOINTS]| counted.iter().map(|&i| c[i]).sum::<u64>();
@@ -317,6 +329,7 @@ async fn phase(
         daemon::proc_stats(me, ctx.ticks),
         Instant::now(),
     );
+    let recording = perf.and_then(|out| daemon::Perf::start(h.pid(), &out));
     tokio::time::sleep(secs).await;
     let (c1, a1, p1, b1, dt) = (
         stats.counts(),
@@ -326,6 +339,9 @@ async fn phase(
         t0.elapsed().as_secs_f64(),
     );
     stats.close_window();
+    if let Some(p) = recording {
+        p.stop();
+    }
     let slow1 = stats.slow_counts();
     let ack = feed.stats.ack_latency();
     let stopped = Instant::now();
@@ -437,7 +453,8 @@ async fn deliveries(
 ) -> anyhow::Result<Phase> {
     let half_secs = ctx.secs() / 2;
     let (ca, ha) = ceiling(ctx, half_secs).await?;
-    let peak = phase(ctx, h, closed(ctx, h, counted), counted, ctx.secs()).await?;
+    let perf = ctx.perf_path(&format!("{}-peak", s.name));
+    let peak = phase(ctx, h, closed(ctx, h, counted), counted, ctx.secs(), perf).await?;
     let (cb, hb) = ceiling(ctx, half_secs).await?;
     let ceiling_rps = (ca + cb) / 2.0;
     let mut ch = ha;
@@ -446,7 +463,15 @@ async fn deliveries(
     // The sustainable event rate: what was accepted, unless delivery fell behind it.
     let fanout = counted.len().max(1) as f64;
     let sustained = peak.events_per_s.min(peak.deliveries_per_s / fanout);
-    let half = phase(ctx, h, paced(ctx, h, sustained / 2.0), counted, ctx.secs()).await?;
+    let half = phase(
+        ctx,
+        h,
+        paced(ctx, h, sustained / 2.0),
+        counted,
+        ctx.secs(),
+        None,
+    )
+    .await?;
 
     s.ceiling_rps = Some(round(ceiling_rps, 0));
     s.herald_events_per_s = Some(round(peak.events_per_s, 0));
@@ -571,9 +596,9 @@ async fn slow_endpoint(ctx: &Ctx, k: usize) -> anyhow::Result<Scenario> {
     // The nine fast endpoints are what is counted and timed; the slow one is reported apart.
     let fast: Vec<usize> = (0..slow).collect();
     let nine = |p: &Phase| fast.iter().map(|&i| p.per_endpoint[i]).sum::<f64>();
-    let control_a = phase(ctx, &hc, closed(ctx, &hc, &all), &all, ctx.secs() / 2).await?;
+    let control_a = phase(ctx, &hc, closed(ctx, &hc, &all), &all, ctx.secs() / 2, None).await?;
     let peak = deliveries(ctx, &mut s, &h, &fast).await?;
-    let control_b = phase(ctx, &hc, closed(ctx, &hc, &all), &all, ctx.secs() / 2).await?;
+    let control_b = phase(ctx, &hc, closed(ctx, &hc, &all), &all, ctx.secs() / 2, None).await?;
     hc.stop(Duration::from_secs(5)).await;
     let control = (nine(&control_a) + nine(&control_b)) / 2.0;
     s.set("endpoints", k as u64);
@@ -657,7 +682,15 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
         }
         s.set("seeded_subscriptions", fill as u64);
     }
-    let h = Herald::launch(&ctx.bin, &dir, &config, Duration::from_secs(600)).await?;
+    let perf = ctx.perf_path("million-subs-startup");
+    let h = Herald::launch(
+        &ctx.bin,
+        &dir,
+        &config,
+        Duration::from_secs(600),
+        perf.as_deref(),
+    )
+    .await?;
     s.set("startup_s", round(h.started_in.as_secs_f64(), 3));
     if let Some(r) = h.recovered_ms() {
         s.set("recover_ms", r);
@@ -706,6 +739,7 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
         closed(ctx, &h10, &counted),
         &counted,
         ctx.secs() / 2,
+        None,
     )
     .await?;
     let peak = deliveries(ctx, &mut s, &h, &counted).await?;
@@ -715,6 +749,7 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
         closed(ctx, &h10, &counted),
         &counted,
         ctx.secs() / 2,
+        None,
     )
     .await?;
     h10.stop(Duration::from_secs(5)).await;
@@ -816,9 +851,10 @@ async fn ingest(ctx: &Ctx) -> anyhow::Result<(Scenario, Scenario)> {
         (0.0, 0.0, 0.0, sink::histogram()),
     ];
     let mut problems = [Vec::new(), Vec::new()];
-    for _round in 0..2 {
+    for round in 0..2 {
         for (i, h) in [&hb, &hn].into_iter().enumerate() {
-            let p = phase(ctx, h, closed(ctx, h, &[]), &[], ctx.secs() / 2).await?;
+            let perf = ctx.perf_path(&format!("ingest-{}-{round}", ["batch", "never"][i]));
+            let p = phase(ctx, h, closed(ctx, h, &[]), &[], ctx.secs() / 2, perf).await?;
             acc[i].0 += p.events_per_s * p.window_s;
             acc[i].1 += p.window_s;
             acc[i].2 += p.cpu_s;
@@ -868,7 +904,7 @@ async fn startup(ctx: &Ctx) -> anyhow::Result<Scenario> {
     settings.timeout = "1h";
     settings.retry_schedule = "[\"1h\"]";
     let config = daemon::config_text(&dir, &settings);
-    let h = Herald::launch(&ctx.bin, &dir, &config, Duration::from_secs(600)).await?;
+    let h = Herald::launch(&ctx.bin, &dir, &config, Duration::from_secs(600), None).await?;
     let k = ctx.args.fanout.max(1);
     subs::create_all(
         &load::Target::Tcp(h.tcp),
@@ -898,7 +934,15 @@ async fn startup(ctx: &Ctx) -> anyhow::Result<Scenario> {
     h.kill9();
     drop(h);
     s.set("data_dir_bytes", subs::dir_bytes(&dir.join("data")));
-    let h = Herald::launch(&ctx.bin, &dir, &config, Duration::from_secs(600)).await?;
+    let perf = ctx.perf_path("startup-1m-restart");
+    let h = Herald::launch(
+        &ctx.bin,
+        &dir,
+        &config,
+        Duration::from_secs(600),
+        perf.as_deref(),
+    )
+    .await?;
     s.set("startup_s", round(h.started_in.as_secs_f64(), 3));
     if let Some(r) = h.recovered_ms() {
         s.set("recover_ms", r);

@@ -136,6 +136,51 @@ fn strip_ansi(text: &str) -> String {
     out
 }
 
+/// `perf record` attached to a process, with DWARF call graphs (release builds here keep line
+/// tables but no frame pointers). Stopped with SIGINT, as perf expects.
+pub struct Perf {
+    child: Child,
+    pub out: PathBuf,
+}
+
+impl Perf {
+    /// Starts recording `pid` into `out`; `None` (and a note on stderr) when perf cannot run.
+    pub fn start(pid: u32, out: &Path) -> Option<Perf> {
+        if let Some(dir) = out.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let child = Command::new("perf")
+            .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Some(Perf {
+                child,
+                out: out.to_path_buf(),
+            }),
+            Err(e) => {
+                eprintln!("e2e: perf record did not start: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stops recording and waits for perf to write its file.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        eprintln!("e2e: perf data in {}", self.out.display());
+    }
+}
+
 /// A running Herald.
 pub struct Herald {
     child: Child,
@@ -148,12 +193,14 @@ pub struct Herald {
 }
 
 impl Herald {
-    /// Writes `config` into `dir` and starts `bin` on it; returns once Herald said READY.
+    /// Writes `config` into `dir` and starts `bin` on it; returns once Herald said READY. With
+    /// `perf`, the start-up (spawn to READY) is recorded into that file.
     pub async fn launch(
         bin: &Path,
         dir: &Path,
         config: &str,
         within: Duration,
+        perf: Option<&Path>,
     ) -> anyhow::Result<Herald> {
         let cfg_path = dir.join("herald.toml");
         std::fs::write(&cfg_path, config)?;
@@ -185,8 +232,13 @@ impl Herald {
             started_in: Duration::ZERO,
             notify,
         };
-        let status = h.wait_ready(within).await?;
+        let recording = perf.and_then(|out| Perf::start(h.pid(), out));
+        let status = h.wait_ready(within).await;
         h.started_in = spawned.elapsed();
+        if let Some(p) = recording {
+            p.stop();
+        }
+        let status = status?;
         for part in status.split_whitespace() {
             if let Some(a) = part.strip_prefix("http=") {
                 h.tcp = a.parse().context("READY status address")?;
