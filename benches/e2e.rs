@@ -114,6 +114,13 @@ struct Args {
     /// Herald's [delivery] max_in_flight_per_endpoint.
     #[arg(long, default_value_t = 64)]
     herald_in_flight: usize,
+    /// Herald's [delivery] pool_max_idle_per_origin (default: Herald's own).
+    #[arg(long)]
+    pool_idle: Option<usize>,
+    /// Put every sink endpoint on one listener (one origin, so Herald's subscriptions share one
+    /// connection pool) instead of one listener per endpoint.
+    #[arg(long)]
+    one_origin: bool,
     /// Worker threads of the sink's runtime.
     #[arg(long, default_value_t = 1)]
     sink_workers: usize,
@@ -202,7 +209,8 @@ struct Ctx {
     sink_rt: tokio::runtime::Handle,
     payload: Arc<Payload>,
     ticks: f64,
-    base: String,
+    /// Base URL of each endpoint slot.
+    bases: Vec<String>,
     tmp: PathBuf,
 }
 
@@ -222,6 +230,7 @@ impl Ctx {
             in_flight: self.args.herald_in_flight,
             timeout: "10s",
             retry_schedule: "[\"1s\", \"5s\", \"30s\"]",
+            pool_idle: self.args.pool_idle,
         }
     }
 
@@ -259,7 +268,7 @@ fn round(v: f64, digits: i32) -> f64 {
 async fn ceiling(ctx: &Ctx, secs: Duration) -> anyhow::Result<(f64, Histogram<u64>)> {
     let stop = Arc::new(AtomicBool::new(false));
     let tasks = load::ceiling(
-        ctx.sink.addr,
+        ctx.sink.addrs[CEILING_SLOT],
         ctx.args.in_flight,
         ctx.payload.clone(),
         ctx.clock.clone(),
@@ -566,7 +575,7 @@ async fn fanout(ctx: &Ctx, name: &str, k: usize) -> anyhow::Result<Scenario> {
     let dir = ctx.dir(name)?;
     let h = ctx.launch(&dir, &ctx.settings("batch")).await?;
     let tcp = load::Target::Tcp(h.tcp);
-    subs::create_all(&tcp, &subs::fanout(&ctx.base, k, &[])).await?;
+    subs::create_all(&tcp, &subs::fanout(&ctx.bases, k, &[])).await?;
     s.set("subscriptions", k as u64);
     s.set("idle_rss_bytes", h.stats(ctx.ticks).rss);
     let counted: Vec<usize> = (0..k).collect();
@@ -583,13 +592,17 @@ async fn slow_endpoint(ctx: &Ctx, k: usize) -> anyhow::Result<Scenario> {
     let hc = ctx
         .launch(&ctx.dir("slow-endpoint-control")?, &ctx.settings("batch"))
         .await?;
-    subs::create_all(&load::Target::Tcp(hc.tcp), &subs::fanout(&ctx.base, k, &[])).await?;
+    subs::create_all(
+        &load::Target::Tcp(hc.tcp),
+        &subs::fanout(&ctx.bases, k, &[]),
+    )
+    .await?;
     let h = ctx
         .launch(&ctx.dir("slow-endpoint")?, &ctx.settings("batch"))
         .await?;
     subs::create_all(
         &load::Target::Tcp(h.tcp),
-        &subs::fanout(&ctx.base, k, &[slow]),
+        &subs::fanout(&ctx.bases, k, &[slow]),
     )
     .await?;
     let all: Vec<usize> = (0..k).collect();
@@ -623,7 +636,7 @@ async fn slow_endpoint(ctx: &Ctx, k: usize) -> anyhow::Result<Scenario> {
 
 async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
     let mut s = Scenario::new("million-subs");
-    let matching = subs::matching(&ctx.base);
+    let matching = subs::matching(&ctx.bases);
     // Fillers point at a port nothing listens on: one delivered by mistake shows as a refused
     // attempt (and in `deliveries_created_per_event`), whichever run seeded it.
     let mut filler = subs::Filler::new(&ctx.payload, subs::FILLER_BASE, 7)?;
@@ -827,6 +840,23 @@ fn fsync_probe(dir: &Path, n: usize) -> anyhow::Result<Histogram<u64>> {
     Ok(h)
 }
 
+/// Loopback TCP trouble counters from `/proc/net/netstat` (machine-wide): accept-queue
+/// overflows at a listener, and SYNs sent again (each costs a 1 s retransmission timeout).
+fn tcp_counters() -> [u64; 2] {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return [0; 2];
+    };
+    let pairs: Vec<(&str, u64)> = names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .map(|(n, v)| (n, v.parse().unwrap_or(0)))
+        .collect();
+    let get = |k: &str| pairs.iter().find(|(n, _)| *n == k).map_or(0, |(_, v)| *v);
+    [get("ListenOverflows"), get("TCPSynRetrans")]
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -908,7 +938,7 @@ async fn startup(ctx: &Ctx) -> anyhow::Result<Scenario> {
     let k = ctx.args.fanout.max(1);
     subs::create_all(
         &load::Target::Tcp(h.tcp),
-        &subs::fanout(&format!("http://{hole}"), k, &[]),
+        &subs::fanout(&vec![format!("http://{hole}"); k], k, &[]),
     )
     .await?;
     let events = ctx.args.pending.div_ceil(k as u64);
@@ -1129,6 +1159,17 @@ async fn run(ctx: Ctx) -> anyhow::Result<(Vec<Scenario>, Vec<Target>, Value)> {
         );
         all.push(s);
     };
+    // Every scenario reports the machine's TCP trouble counters over its own run.
+    let mut tcp = tcp_counters();
+    let done = |s: Scenario, all: &mut Vec<Scenario>| {
+        let now = tcp_counters();
+        let mut s = s;
+        s.set("tcp_listen_overflows", now[0] - tcp[0]);
+        s.set("tcp_syn_retransmits", now[1] - tcp[1]);
+        tcp = now;
+        done(s, all)
+    };
+    let mut done = done;
     if want("fanout-1") {
         let s = fanout(&ctx, "fanout-1", 1).await?;
         done(s, &mut all);
@@ -1213,12 +1254,13 @@ fn main() -> anyhow::Result<()> {
     let sink = sink_rt.block_on(Sink::start(
         clock.clone(),
         Duration::from_millis(args.slow_ms),
+        args.one_origin,
     ))?;
     let tmp = tempfile::Builder::new().prefix("herald-e2e-").tempdir()?;
     eprintln!(
         "e2e: herald {}; sink {} ({} workers); load {} workers; herald {} workers; D = {} s; data in {}",
         bin.display(),
-        sink.addr,
+        sink.addrs[CEILING_SLOT].ip(),
         args.sink_workers,
         args.load_workers,
         args.herald_workers,
@@ -1226,7 +1268,7 @@ fn main() -> anyhow::Result<()> {
         tmp.path().display()
     );
     let ctx = Ctx {
-        base: format!("http://{}", sink.addr),
+        bases: sink.addrs.iter().map(|a| format!("http://{a}")).collect(),
         args: args.clone(),
         bin,
         clock,
@@ -1269,6 +1311,8 @@ fn main() -> anyhow::Result<()> {
             "slow_ms": args.slow_ms,
             "herald_workers": args.herald_workers,
             "herald_in_flight": args.herald_in_flight,
+            "pool_idle": args.pool_idle,
+            "one_origin": args.one_origin,
             "max_backlog": args.max_backlog,
             "sink_workers": args.sink_workers,
             "load_workers": args.load_workers,

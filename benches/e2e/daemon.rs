@@ -31,6 +31,8 @@ pub struct Settings {
     pub timeout: &'static str,
     /// `[delivery] retry_schedule`, as TOML.
     pub retry_schedule: &'static str,
+    /// `[delivery] pool_max_idle_per_origin`; `None` keeps Herald's default.
+    pub pool_idle: Option<usize>,
 }
 
 /// The config file for a Herald whose files live in `dir`.
@@ -53,6 +55,7 @@ pub fn config_text(dir: &Path, s: &Settings) -> String {
          connect_timeout = \"2s\"\n\
          retry_schedule = {retry}\n\
          retry_jitter = 0.0\n\
+         {pool}\
          [log]\n\
          level = \"warn,herald::daemon=info\"\n",
         sock = dir.join("herald.sock").display(),
@@ -62,6 +65,10 @@ pub fn config_text(dir: &Path, s: &Settings) -> String {
         in_flight = s.in_flight,
         timeout = s.timeout,
         retry = s.retry_schedule,
+        pool = s
+            .pool_idle
+            .map(|n| format!("pool_max_idle_per_origin = {n}\n"))
+            .unwrap_or_default(),
     )
 }
 

@@ -186,15 +186,21 @@ pub fn route(path: &str) -> (usize, bool) {
 
 /// A running sink.
 pub struct Sink {
-    pub addr: SocketAddr,
+    /// One listener per endpoint slot, so each subscription is its own origin (its own
+    /// connection pool in Herald), as ten subscribers would be; `addrs[CEILING_SLOT]` is the
+    /// ceiling's. With `one_origin`, every entry is the same listener.
+    pub addrs: Vec<SocketAddr>,
     pub stats: Arc<SinkStats>,
 }
 
 impl Sink {
-    /// Binds `127.0.0.1:0` and serves on the current runtime until the runtime is dropped.
-    pub async fn start(clock: Arc<Clock>, slow: Duration) -> std::io::Result<Sink> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
+    /// Binds `127.0.0.1:0` (once per slot, or once for all with `one_origin`) and serves on the
+    /// current runtime until the runtime is dropped.
+    pub async fn start(
+        clock: Arc<Clock>,
+        slow: Duration,
+        one_origin: bool,
+    ) -> std::io::Result<Sink> {
         let stats = Arc::new(SinkStats {
             per_endpoint: std::array::from_fn(|_| AtomicU64::new(0)),
             per_slow_endpoint: std::array::from_fn(|_| AtomicU64::new(0)),
@@ -207,43 +213,56 @@ impl Sink {
             slow,
             clock,
         });
-        let s = stats.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    // EMFILE and the like: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let stats = s.clone();
-                let shard = stats.next_conn.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let stats = stats.clone();
-                        async move {
-                            let (slot, slow) = route(req.uri().path());
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            stats.record(shard, slot, slow, &body);
-                            if slow {
-                                tokio::time::sleep(stats.slow).await;
-                            }
-                            Ok::<_, Infallible>(http::Response::new(Empty::<Bytes>::new()))
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let mut addrs = Vec::with_capacity(ENDPOINTS);
+        for _ in 0..ENDPOINTS {
+            if one_origin && let Some(&first) = addrs.first() {
+                addrs.push(first);
+                continue;
             }
-        });
-        Ok(Sink { addr, stats })
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            addrs.push(listener.local_addr()?);
+            serve(listener, stats.clone());
+        }
+        Ok(Sink { addrs, stats })
     }
+}
+
+/// Accepts and serves connections on `listener` (spawned on the current runtime).
+fn serve(listener: TcpListener, s: Arc<SinkStats>) {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                // EMFILE and the like: back off instead of spinning.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let stats = s.clone();
+            let shard = stats.next_conn.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let stats = stats.clone();
+                    async move {
+                        let (slot, slow) = route(req.uri().path());
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        stats.record(shard, slot, slow, &body);
+                        if slow {
+                            tokio::time::sleep(stats.slow).await;
+                        }
+                        Ok::<_, Infallible>(http::Response::new(Empty::<Bytes>::new()))
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
 }
 
 /// A listener that accepts connections, reads whatever arrives and never answers: deliveries

@@ -42,15 +42,15 @@ pub fn body(name: &str, url: &str, filters: Value) -> Value {
     json!({"name": name, "url": url, "filters": filters, "format": "cloudevents"})
 }
 
-/// `n` subscriptions to every bench event, endpoint `i` at `{base}/s/{i}` (or `/slow/{i}`
+/// `n` subscriptions to every bench event, endpoint `i` at `{bases[i]}/s/{i}` (or `/slow/{i}`
 /// for the indexes in `slow`).
-pub fn fanout(base: &str, n: usize, slow: &[usize]) -> Vec<Value> {
+pub fn fanout(bases: &[String], n: usize, slow: &[usize]) -> Vec<Value> {
     (0..n)
         .map(|i| {
             let path = if slow.contains(&i) { "slow" } else { "s" };
             body(
                 &format!("bench {i}"),
-                &format!("{base}/{path}/{i}"),
+                &format!("{}/{path}/{i}", bases[i]),
                 json!([{"types": [EVENT_TYPE]}]),
             )
         })
@@ -59,21 +59,21 @@ pub fn fanout(base: &str, n: usize, slow: &[usize]) -> Vec<Value> {
 
 /// The three million-subs subscriptions that match the bench event, at `/s/0..3`: one by
 /// entity, one by tenant and content type under a wildcard type, one by tenant and language.
-pub fn matching(base: &str) -> Vec<Value> {
+pub fn matching(bases: &[String]) -> Vec<Value> {
     vec![
         body(
             "entity watcher",
-            &format!("{base}/s/0"),
+            &format!("{}/s/0", bases[0]),
             json!([{"types": [EVENT_TYPE], "attributes": {"entityid": [ENTITY]}}]),
         ),
         body(
             "blog indexer",
-            &format!("{base}/s/1"),
+            &format!("{}/s/1", bases[1]),
             json!([{"types": ["item:*"], "attributes": {"space": [SPACE], "contenttype": [CONTENT_TYPE]}}]),
         ),
         body(
             "english search",
-            &format!("{base}/s/2"),
+            &format!("{}/s/2", bases[2]),
             json!([{"types": ["item:saved", "item:added"], "attributes": {"space": [SPACE], "language": [LANGUAGE, "de"]}}]),
         ),
     ]
