@@ -302,10 +302,16 @@ async fn ceiling(ctx: &Ctx, secs: Duration) -> anyhow::Result<(f64, Histogram<u6
 /// One Herald phase: what the window saw.
 struct Phase {
     events_per_s: f64,
+    /// Acknowledgements received during the window, events/s.
+    acked_per_s: f64,
+    /// Deliveries of the events sent in the window, per second of window.
     deliveries_per_s: f64,
     /// Per endpoint slot, deliveries/s in the window.
     per_endpoint: [f64; sink::ENDPOINTS],
-    /// The same for slow endpoints.
+    /// Requests that arrived at the counted endpoints during the window, whatever their send
+    /// time (differs from `deliveries_per_s` by the backlog's change over the window).
+    arrivals_per_s: f64,
+    /// The same for slow endpoints (arrivals in the window).
     slow_per_endpoint: [f64; sink::ENDPOINTS],
     cpu_s_per_1k: Option<f64>,
     latency: Histogram<u64>,
@@ -338,7 +344,8 @@ async fn phase(
     let before = stats.counts();
     let feed = Feed::start(plan, ctx.payload.clone(), ctx.clock.clone()).await?;
     tokio::time::sleep(ctx.warmup()).await;
-    stats.open_window();
+    let from = stats.open_window();
+    feed.stats.open_window(from);
     feed.stats.reset_ack();
     let me = std::process::id();
     let slow0 = stats.slow_counts();
@@ -358,7 +365,8 @@ async fn phase(
         daemon::proc_stats(me, ctx.ticks),
         t0.elapsed().as_secs_f64(),
     );
-    stats.close_window();
+    let until = stats.close_window();
+    feed.stats.close_window(until);
     if let Some(p) = recording {
         p.stop();
     }
@@ -377,7 +385,10 @@ async fn phase(
         }
     }
     let drain_s = (!counted.is_empty()).then(|| stopped.elapsed().as_secs_f64());
-    let deliveries = sum(&c1) - sum(&c0);
+    // Deliveries of the events sent inside the window, whenever they arrived (the drain above
+    // waited for them): a backlog carried across the window's edges neither adds nor takes.
+    let w = stats.window_counts();
+    let deliveries = sum(&w);
     let cpu = p1.cpu_s - p0.cpu_s;
     let units = if counted.is_empty() {
         a1 - a0
@@ -385,9 +396,13 @@ async fn phase(
         deliveries
     };
     Ok(Phase {
-        events_per_s: (a1 - a0) as f64 / dt,
+        // Events sent in the window and acknowledged (the same events whose deliveries are
+        // counted); `acked_per_s` is what was acknowledged during the window.
+        events_per_s: fs.win_accepted.load(Ordering::Relaxed) as f64 / dt,
+        acked_per_s: (a1 - a0) as f64 / dt,
         deliveries_per_s: deliveries as f64 / dt,
-        per_endpoint: std::array::from_fn(|i| (c1[i] - c0[i]) as f64 / dt),
+        per_endpoint: std::array::from_fn(|i| w[i] as f64 / dt),
+        arrivals_per_s: (sum(&c1) - sum(&c0)) as f64 / dt,
         slow_per_endpoint: std::array::from_fn(|i| (slow1[i] - slow0[i]) as f64 / dt),
         cpu_s_per_1k: (units > 0).then(|| cpu / units as f64 * 1000.0),
         latency: stats.latency(),
@@ -518,6 +533,8 @@ async fn deliveries(
     if let Some(v) = ms(&peak.ack, 0.99) {
         s.set("peak_ack_p99_ms", v);
     }
+    s.set("peak_arrivals_per_s", round(peak.arrivals_per_s, 0));
+    s.set("peak_acked_per_s", round(peak.acked_per_s, 0));
     s.set("half_rate_target_events_per_s", round(sustained / 2.0, 0));
     s.set("half_rate_events_per_s", round(half.events_per_s, 0));
     s.set(
@@ -623,14 +640,22 @@ async fn slow_endpoint(ctx: &Ctx, k: usize) -> anyhow::Result<Scenario> {
     // The nine's rate with and without the slow tenth, A B A B; then the slow case's own run.
     let mut control = 0.0;
     let mut with_slow = 0.0;
-    for round in 0..2 {
+    let mut slices = Vec::new();
+    for r in 0..2 {
         let c = phase(ctx, &hc, closed(ctx, &hc, &all), &all, ctx.secs() / 2, None).await?;
         control += nine(&c) / 2.0;
-        check_phase(&mut s, &format!("control_{round}"), &c);
+        check_phase(&mut s, &format!("control_{r}"), &c);
         let w = phase(ctx, &h, closed(ctx, &h, &fast), &fast, ctx.secs() / 2, None).await?;
         with_slow += nine(&w) / 2.0;
-        check_phase(&mut s, &format!("with_slow_{round}"), &w);
+        check_phase(&mut s, &format!("with_slow_{r}"), &w);
+        slices.push(json!({
+            "control_nine": round(nine(&c), 0),
+            "control_events": round(c.events_per_s, 0),
+            "with_slow_nine": round(nine(&w), 0),
+            "with_slow_events": round(w.events_per_s, 0),
+        }));
     }
+    s.set("interleaved_slices", Value::Array(slices));
     hc.stop(Duration::from_secs(5)).await;
     let peak = deliveries(ctx, &mut s, &h, &fast).await?;
     s.set("endpoints", k as u64);
@@ -765,7 +790,8 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
     // (the machine drifts); then the million's own run.
     let counted = [0usize, 1, 2];
     let (mut ten, mut million, mut ten_events) = (0.0, 0.0, 0.0);
-    for round in 0..2 {
+    let mut slices = Vec::new();
+    for r in 0..2 {
         let c = phase(
             ctx,
             &h10,
@@ -777,7 +803,7 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
         .await?;
         ten += c.deliveries_per_s / 2.0;
         ten_events += c.events_per_s / 2.0;
-        check_phase(&mut s, &format!("ten_subs_{round}"), &c);
+        check_phase(&mut s, &format!("ten_subs_{r}"), &c);
         let m = phase(
             ctx,
             &h,
@@ -788,8 +814,12 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
         )
         .await?;
         million += m.deliveries_per_s / 2.0;
-        check_phase(&mut s, &format!("million_{round}"), &m);
+        check_phase(&mut s, &format!("million_{r}"), &m);
+        slices.push(
+            json!({"ten": round(c.deliveries_per_s, 0), "million": round(m.deliveries_per_s, 0)}),
+        );
     }
+    s.set("interleaved_slices", Value::Array(slices));
     h10.stop(Duration::from_secs(5)).await;
     s.set("ten_subs_events_per_s", round(ten_events, 0));
     s.set("ten_subs_deliveries_per_s", round(ten, 0));
@@ -902,9 +932,9 @@ async fn ingest(ctx: &Ctx) -> anyhow::Result<(Scenario, Scenario)> {
         (0.0, 0.0, 0.0, sink::histogram()),
     ];
     let mut problems = [Vec::new(), Vec::new()];
-    for round in 0..2 {
+    for r in 0..2 {
         for (i, h) in [&hb, &hn].into_iter().enumerate() {
-            let perf = ctx.perf_path(&format!("ingest-{}-{round}", ["batch", "never"][i]));
+            let perf = ctx.perf_path(&format!("ingest-{}-{r}", ["batch", "never"][i]));
             let p = phase(ctx, h, closed(ctx, h, &[]), &[], ctx.secs() / 2, perf).await?;
             acc[i].0 += p.events_per_s * p.window_s;
             acc[i].1 += p.window_s;

@@ -244,6 +244,11 @@ pub struct FeedStats {
     pub late: AtomicU64,
     /// Closed loop with a backlog cap: 1 ms waits for deliveries to catch up.
     pub held: AtomicU64,
+    /// Events acknowledged whose batch was sent inside `[win_from, win_until)` (clock ns): the
+    /// same set of events whose deliveries the sink counts for that window.
+    pub win_accepted: AtomicU64,
+    win_from: AtomicU64,
+    win_until: AtomicU64,
     /// Time from sending a batch to its `202`, µs (durable acknowledgement).
     pub ack: std::sync::Mutex<Histogram<u64>>,
 }
@@ -257,12 +262,32 @@ impl FeedStats {
             errors: AtomicU64::new(0),
             late: AtomicU64::new(0),
             held: AtomicU64::new(0),
+            win_accepted: AtomicU64::new(0),
+            win_from: AtomicU64::new(u64::MAX),
+            win_until: AtomicU64::new(u64::MAX),
             ack: std::sync::Mutex::new(histogram()),
         })
     }
 
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Counts accepted events sent from `from` (clock ns) on.
+    pub fn open_window(&self, from: u64) {
+        self.win_accepted.store(0, Ordering::Relaxed);
+        self.win_until.store(u64::MAX, Ordering::Relaxed);
+        self.win_from.store(from, Ordering::Relaxed);
+    }
+
+    /// Events sent from `until` on no longer count.
+    pub fn close_window(&self, until: u64) {
+        self.win_until.store(until, Ordering::Relaxed);
+    }
+
+    fn in_window(&self, sent_ns: u64) -> bool {
+        sent_ns >= self.win_from.load(Ordering::Relaxed)
+            && sent_ns < self.win_until.load(Ordering::Relaxed)
     }
 
     pub fn reset_ack(&self) {
@@ -374,6 +399,11 @@ impl Feed {
                                     .unwrap_or_else(|p| p.into_inner())
                                     .saturating_record(us.max(1));
                                 stats.accepted.fetch_add(batch as u64, Ordering::Relaxed);
+                                if stats.in_window(sent_ns) {
+                                    stats
+                                        .win_accepted
+                                        .fetch_add(batch as u64, Ordering::Relaxed);
+                                }
                             }
                             Ok((status, _)) => {
                                 stats.refused.fetch_add(1, Ordering::Relaxed);

@@ -76,6 +76,9 @@ pub struct SinkStats {
     pub bytes: AtomicU64,
     /// Requests whose body carried no readable send time (should stay 0).
     pub unstamped: AtomicU64,
+    /// Per `/s/` slot: requests whose event was sent inside the window (counted whenever they
+    /// arrive), so a window's throughput is not blurred by a backlog carried across its edges.
+    window_per_endpoint: [AtomicU64; ENDPOINTS],
     /// Send times in `[window_from, window_until)` are recorded in the histogram.
     window_from: AtomicU64,
     window_until: AtomicU64,
@@ -105,19 +108,31 @@ impl SinkStats {
     }
 
     /// Starts a latency window: clears the histogram and records events sent from now until
-    /// [`SinkStats::close_window`].
-    pub fn open_window(&self) {
+    /// [`SinkStats::close_window`]. Returns the window's start (clock ns).
+    pub fn open_window(&self) -> u64 {
         for i in 0..SHARDS {
             self.shard(i).reset();
         }
+        for c in &self.window_per_endpoint {
+            c.store(0, Ordering::Relaxed);
+        }
         self.window_until.store(u64::MAX, Ordering::Relaxed);
-        self.window_from.store(self.clock.ns(), Ordering::Relaxed);
+        let now = self.clock.ns();
+        self.window_from.store(now, Ordering::Relaxed);
+        now
     }
 
     /// Events sent from now on are no longer recorded (those sent before still are, when they
     /// arrive, so a phase's tail is counted after its feeders stop).
-    pub fn close_window(&self) {
-        self.window_until.store(self.clock.ns(), Ordering::Relaxed);
+    pub fn close_window(&self) -> u64 {
+        let now = self.clock.ns();
+        self.window_until.store(now, Ordering::Relaxed);
+        now
+    }
+
+    /// Per `/s/` slot: requests for events sent inside the current (or last) window.
+    pub fn window_counts(&self) -> [u64; ENDPOINTS] {
+        std::array::from_fn(|i| self.window_per_endpoint[i].load(Ordering::Relaxed))
     }
 
     /// The histogram of everything recorded since [`SinkStats::open_window`].
@@ -149,6 +164,7 @@ impl SinkStats {
         {
             return;
         }
+        self.window_per_endpoint[slot].fetch_add(1, Ordering::Relaxed);
         let us = (arrived.saturating_sub(sent) / 1000).clamp(1, MAX_LATENCY_US);
         self.shard(shard).saturating_record(us);
     }
@@ -204,6 +220,7 @@ impl Sink {
         let stats = Arc::new(SinkStats {
             per_endpoint: std::array::from_fn(|_| AtomicU64::new(0)),
             per_slow_endpoint: std::array::from_fn(|_| AtomicU64::new(0)),
+            window_per_endpoint: std::array::from_fn(|_| AtomicU64::new(0)),
             bytes: AtomicU64::new(0),
             unstamped: AtomicU64::new(0),
             window_from: AtomicU64::new(u64::MAX),
