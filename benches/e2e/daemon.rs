@@ -1,0 +1,410 @@
+//! Herald as a child process: a generated config, the release binary, READY through a fake
+//! systemd notify socket, and what `/proc` says about it.
+//!
+//! Where it sits: each scenario starts its own Herald on a fresh data directory (so no backlog
+//! or subscription leaks from one scenario into the next), feeds it, reads its CPU time and peak
+//! RSS from `/proc/<pid>`, and stops it. The bound addresses come from the `STATUS=` of the
+//! READY notification, exactly as under systemd (and as `tests/it/support/daemon.rs` does), so
+//! the config can listen on port 0 and the time to READY is the start-up time systemd sees.
+
+use std::net::SocketAddr;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+
+use crate::load::{self, Target};
+
+/// What differs between the scenarios' configs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `[storage] fsync`: `batch` or `never`.
+    pub fsync: &'static str,
+    /// `[server] worker_threads`.
+    pub workers: usize,
+    /// `[delivery] max_in_flight_per_endpoint`.
+    pub in_flight: usize,
+    /// `[delivery] timeout`.
+    pub timeout: &'static str,
+    /// `[delivery] retry_schedule`, as TOML.
+    pub retry_schedule: &'static str,
+    /// `[delivery] pool_max_idle_per_origin`; `None` keeps Herald's default.
+    pub pool_idle: Option<usize>,
+}
+
+/// The config file for a Herald whose files live in `dir`.
+pub fn config_text(dir: &Path, s: &Settings) -> String {
+    format!(
+        "[server]\n\
+         listen = \"127.0.0.1:0\"\n\
+         unix_socket = \"{sock}\"\n\
+         worker_threads = {workers}\n\
+         drain_timeout = \"2s\"\n\
+         max_batch_items = 10000\n\
+         [storage]\n\
+         path = \"{data}\"\n\
+         fsync = \"{fsync}\"\n\
+         min_free_bytes = 0\n\
+         [delivery]\n\
+         allow_networks = [\"127.0.0.0/8\"]\n\
+         max_in_flight_per_endpoint = {in_flight}\n\
+         timeout = \"{timeout}\"\n\
+         connect_timeout = \"2s\"\n\
+         retry_schedule = {retry}\n\
+         retry_jitter = 0.0\n\
+         {pool}\
+         [log]\n\
+         level = \"warn,herald::daemon=info\"\n",
+        sock = dir.join("herald.sock").display(),
+        workers = s.workers,
+        data = dir.join("data").display(),
+        fsync = s.fsync,
+        in_flight = s.in_flight,
+        timeout = s.timeout,
+        retry = s.retry_schedule,
+        pool = s
+            .pool_idle
+            .map(|n| format!("pool_max_idle_per_origin = {n}\n"))
+            .unwrap_or_default(),
+    )
+}
+
+/// CPU time and memory of a process, from `/proc/<pid>/stat` and `/proc/<pid>/status`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcStats {
+    /// User + system CPU, seconds.
+    pub cpu_s: f64,
+    /// `VmRSS`, bytes.
+    pub rss: u64,
+    /// `VmHWM` (peak RSS), bytes.
+    pub hwm: u64,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on every Linux this
+/// runs on, used when `getconf` is missing).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// Reads a process's CPU time and memory (zeros for what cannot be read).
+pub fn proc_stats(pid: u32, ticks: f64) -> ProcStats {
+    let mut out = ProcStats::default();
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The command name (field 2) may hold spaces; fields after its `)` are plain.
+        if let Some((_, rest)) = stat.rsplit_once(')') {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            // rest starts at field 3 (state): utime is field 14, stime field 15.
+            let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            out.cpu_s = (tick(11) + tick(12)) / ticks;
+        }
+    }
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        let kb = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+                .map_or(0, |k| k * 1024)
+        };
+        out.rss = kb("VmRSS:");
+        out.hwm = kb("VmHWM:");
+    }
+    out
+}
+
+/// `text` without ANSI escape sequences (Herald's human log format colours its fields even
+/// when stderr is a file).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters… final byte in @..~
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `perf record` attached to a process, with DWARF call graphs (release builds here keep line
+/// tables but no frame pointers). Stopped with SIGINT, as perf expects.
+pub struct Perf {
+    child: Child,
+    pub out: PathBuf,
+}
+
+impl Perf {
+    /// Starts recording `pid` into `out`; `None` (and a note on stderr) when perf cannot run.
+    pub fn start(pid: u32, out: &Path) -> Option<Perf> {
+        if let Some(dir) = out.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let child = Command::new("perf")
+            .args(["record", "-F", "499", "--call-graph", "dwarf,16384", "-p"])
+            .arg(pid.to_string())
+            .arg("-o")
+            .arg(out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Some(Perf {
+                child,
+                out: out.to_path_buf(),
+            }),
+            Err(e) => {
+                eprintln!("e2e: perf record did not start: {e}");
+                None
+            }
+        }
+    }
+
+    /// Stops recording and waits for perf to write its file.
+    pub fn stop(mut self) {
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        eprintln!("e2e: perf data in {}", self.out.display());
+    }
+}
+
+/// A running Herald.
+pub struct Herald {
+    child: Child,
+    pub tcp: SocketAddr,
+    pub unix: PathBuf,
+    pub dir: PathBuf,
+    /// Spawn to READY.
+    pub started_in: Duration,
+    notify: UnixDatagram,
+}
+
+impl Herald {
+    /// Writes `config` into `dir` and starts `bin` on it; returns once Herald said READY. With
+    /// `perf`, the start-up (spawn to READY) is recorded into that file.
+    pub async fn launch(
+        bin: &Path,
+        dir: &Path,
+        config: &str,
+        within: Duration,
+        perf: Option<&Path>,
+    ) -> anyhow::Result<Herald> {
+        let cfg_path = dir.join("herald.toml");
+        std::fs::write(&cfg_path, config)?;
+        let notify_path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&notify_path);
+        let notify = UnixDatagram::bind(&notify_path)?;
+        notify.set_nonblocking(true)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("herald.log"))?;
+        let spawned = Instant::now();
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("NOTIFY_SOCKET", &notify_path)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let mut h = Herald {
+            child,
+            tcp: "127.0.0.1:0".parse()?,
+            unix: PathBuf::new(),
+            dir: dir.to_path_buf(),
+            started_in: Duration::ZERO,
+            notify,
+        };
+        let recording = perf.and_then(|out| Perf::start(h.pid(), out));
+        let status = h.wait_ready(within).await;
+        h.started_in = spawned.elapsed();
+        if let Some(p) = recording {
+            p.stop();
+        }
+        let status = status?;
+        for part in status.split_whitespace() {
+            if let Some(a) = part.strip_prefix("http=") {
+                h.tcp = a.parse().context("READY status address")?;
+            }
+            if let Some(p) = part.strip_prefix("unix=") {
+                h.unix = PathBuf::from(p);
+            }
+        }
+        if h.tcp.port() == 0 || h.unix.as_os_str().is_empty() {
+            bail!("READY did not name both listeners: {status:?}");
+        }
+        Ok(h)
+    }
+
+    async fn wait_ready(&mut self, within: Duration) -> anyhow::Result<String> {
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        loop {
+            while let Ok(n) = self.notify.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+                if msg.lines().any(|l| l == "READY=1") {
+                    let status = msg
+                        .lines()
+                        .find_map(|l| l.strip_prefix("STATUS="))
+                        .unwrap_or("")
+                        .to_string();
+                    return Ok(status);
+                }
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "herald exited with {status} before READY; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "no READY from herald within {within:?}; log:\n{}",
+                    self.log_tail()
+                );
+            }
+            // 1 ms polling: the start-up time is read to the millisecond.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stats(&self, ticks: f64) -> ProcStats {
+        proc_stats(self.pid(), ticks)
+    }
+
+    /// The last lines of Herald's log.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("herald.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// The `elapsed_ms` of the "journal recovered" log line (open + recover + index build).
+    pub fn recovered_ms(&self) -> Option<u64> {
+        let text = strip_ansi(&std::fs::read_to_string(self.dir.join("herald.log")).ok()?);
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("journal recovered"))?;
+        let at = line.find("elapsed_ms=")? + "elapsed_ms=".len();
+        let digits: String = line[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    }
+
+    /// Feeder targets: `n` connections, alternating unix socket and TCP (unix first) or only
+    /// one of them.
+    pub fn targets(&self, n: usize, transport: &str) -> Vec<Target> {
+        (0..n)
+            .map(|i| match transport {
+                "tcp" => Target::Tcp(self.tcp),
+                "unix" => Target::Unix(self.unix.clone()),
+                _ if i % 2 == 0 => Target::Unix(self.unix.clone()),
+                _ => Target::Tcp(self.tcp),
+            })
+            .collect()
+    }
+
+    /// One request on a fresh TCP connection.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let mut s = load::connect(&Target::Tcp(self.tcp)).await?;
+        let ct = body.as_ref().map(|_| "application/json");
+        load::send(&mut s, method, path, ct, body.unwrap_or_default()).await
+    }
+
+    /// The sum of every sample of a metric whose name and labels start with `prefix`
+    /// (`herald_deliveries_total{outcome="delivered"}`, or a bare name for all its series).
+    pub async fn metric(&self, prefix: &str) -> anyhow::Result<f64> {
+        let (_, text) = self.request("GET", "/metrics", None).await?;
+        let text = String::from_utf8_lossy(&text);
+        Ok(text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.starts_with(prefix))
+            .filter(|l| {
+                // `herald_x` must not also pick `herald_x_total`.
+                let rest = &l[prefix.len()..];
+                rest.starts_with(' ') || rest.starts_with('{') || prefix.ends_with('}')
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum())
+    }
+
+    /// Every series of a metric: `(labels, value)`, labels as rendered (`class="2xx"`).
+    pub async fn series(&self, name: &str) -> anyhow::Result<Vec<(String, f64)>> {
+        let (_, text) = self.request("GET", "/metrics", None).await?;
+        let text = String::from_utf8_lossy(&text);
+        Ok(text
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let (labels, value) = rest.rsplit_once(' ')?;
+                let labels = labels.strip_prefix('{')?.strip_suffix('}')?;
+                Some((labels.to_string(), value.parse().ok()?))
+            })
+            .collect())
+    }
+
+    /// `kill -9`.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `SIGTERM`, then `kill -9` if it has not exited within `within`.
+    pub async fn stop(mut self, within: Duration) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill9();
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        // Never leave a daemon behind, whatever path the bench took out.
+        self.kill9();
+    }
+}
