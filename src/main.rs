@@ -5,6 +5,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// mimalloc instead of the system allocator: Herald makes many small, short-lived allocations
+/// per event and keeps many small ones per subscription; mimalloc is faster for the first and,
+/// without glibc's per-allocation header and arena fragmentation, keeps a million subscriptions
+/// in far less resident memory.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use herald::config::Config;
 use herald::ingest::server::Listeners;
 

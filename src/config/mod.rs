@@ -174,7 +174,7 @@ pub mod defaults {
     pub const RETRY_JITTER: f64 = 0.2;
     pub const MAX_RESPONSE_BODY_BYTES: u64 = 64 * 1024;
     pub const POOL_IDLE_TIMEOUT: &str = "90s";
-    pub const POOL_MAX_IDLE_PER_ORIGIN: u64 = 64;
+    pub const POOL_MAX_IDLE_PER_ORIGIN: u64 = 512;
     pub const LOG_FORMAT: &str = "human";
     pub const LOG_LEVEL: &str = "info";
 

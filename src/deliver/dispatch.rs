@@ -37,7 +37,7 @@ use crate::model::{
 use crate::outcome::{self, AttemptSummary, DeadReason, EventRef, Next};
 use crate::render::AttemptCtx;
 use crate::route::store::Subscriptions;
-use crate::telemetry::metrics as m;
+use crate::telemetry::metrics::DeliveryMetrics;
 
 /// What the dispatcher needs from the configuration.
 #[derive(Debug, Clone)]
@@ -135,6 +135,7 @@ struct Inner {
     endpoints: DashMap<SubscriptionId, Arc<Endpoint>>,
     stopping: AtomicBool,
     inflight: AtomicUsize,
+    metrics: DeliveryMetrics,
     idle: Notify,
 }
 
@@ -169,6 +170,7 @@ impl Dispatcher {
                 endpoints: DashMap::new(),
                 stopping: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
+                metrics: DeliveryMetrics::new(),
                 idle: Notify::new(),
             }),
         }
@@ -176,7 +178,10 @@ impl Dispatcher {
 
     /// Hands over deliveries that the journal has just made durable.
     pub fn enqueue(&self, event: &Arc<Event>, deliveries: &[Delivery]) {
-        metrics::gauge!(m::PENDING_DELIVERIES).increment(deliveries.len() as f64);
+        self.inner
+            .metrics
+            .pending
+            .increment(deliveries.len() as f64);
         for d in deliveries {
             self.push(
                 d.subscription,
@@ -259,9 +264,9 @@ impl Dispatcher {
         );
         self.inner.journal.record(t);
         if queued.is_none() {
-            metrics::gauge!(m::PENDING_DELIVERIES).increment(1.0);
+            self.inner.metrics.pending.increment(1.0);
             if next.attempts > 0 {
-                metrics::gauge!(m::RETRY_QUEUE_DEPTH).increment(1.0);
+                self.inner.metrics.retry_depth.increment(1.0);
             }
         }
         {
@@ -321,7 +326,7 @@ impl Dispatcher {
         for (event, d) in &created {
             self.enqueue(event, std::slice::from_ref(d));
         }
-        metrics::counter!(m::DELIVERIES_CREATED).increment(created.len() as u64);
+        self.inner.metrics.created.increment(created.len() as u64);
         Ok(created.len())
     }
 
@@ -613,7 +618,7 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
             },
         );
         inner.journal.record(t);
-        finished(&d, &Next::Dead(DeadReason::Exhausted));
+        finished(&inner.metrics, &d, &Next::Dead(DeadReason::Exhausted));
         return Some(Next::Dead(DeadReason::Exhausted));
     };
     let ev = EventRef {
@@ -630,16 +635,20 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
     };
     let sub = &target.sub;
     let cfg = &inner.cfg.delivery;
-    let result: Attempt = match target.plan.render(&event, &ctx) {
+    let result: Attempt = match inner
+        .subs
+        .plan(&target)
+        .and_then(|plan| plan.render(&event, &ctx))
+    {
         Ok(req) => {
-            metrics::gauge!(m::INFLIGHT_DELIVERIES).increment(1.0);
+            inner.metrics.inflight.increment(1.0);
             let limits = SendLimits {
                 timeout: sub.timeout.unwrap_or(cfg.timeout),
                 connect_timeout: sub.connect_timeout.unwrap_or(cfg.connect_timeout),
                 max_response_body: cfg.max_response_body_bytes,
             };
             let a = inner.client.send(req, &limits).await;
-            metrics::gauge!(m::INFLIGHT_DELIVERIES).decrement(1.0);
+            inner.metrics.inflight.decrement(1.0);
             a
         }
         Err(e) => Attempt {
@@ -651,8 +660,8 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
             response_body: None,
         },
     };
-    metrics::counter!(m::DELIVERY_ATTEMPTS, "class" => result.class.as_str()).increment(1);
-    metrics::histogram!(m::DELIVERY_DURATION).record(result.duration.as_secs_f64());
+    inner.metrics.attempt(result.class).increment(1);
+    inner.metrics.duration.record(result.duration.as_secs_f64());
     let summary = AttemptSummary {
         class: result.class,
         status: result.status,
@@ -687,10 +696,11 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
             if *reason == DeadReason::Gone {
                 let subs = inner.subs.clone();
                 let id = d.subscription;
+                let disabled = inner.metrics.auto_disabled.clone();
                 tokio::spawn(async move {
                     match subs.disable(&id, DeadReason::Gone.as_str()).await {
                         Ok(()) => {
-                            metrics::counter!(m::SUBSCRIPTIONS_AUTO_DISABLED).increment(1);
+                            disabled.increment(1);
                             tracing::warn!(subscription = %id, "target answered 410 Gone; subscription disabled");
                         }
                         Err(e) => {
@@ -701,31 +711,30 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
             }
         }
     }
-    finished(&d, &next);
+    finished(&inner.metrics, &d, &next);
     Some(next)
 }
 
 /// Gauges and counters for a delivery leaving (or staying in) the queue.
-fn finished(d: &Delivery, next: &Next) {
+fn finished(m: &DeliveryMetrics, d: &Delivery, next: &Next) {
     let was_retrying = d.attempts > 0;
     match next {
         Next::Retry(_) => {
             if !was_retrying {
-                metrics::gauge!(m::RETRY_QUEUE_DEPTH).increment(1.0);
+                m.retry_depth.increment(1.0);
             }
         }
         Next::Delivered | Next::Dead(_) => {
-            metrics::gauge!(m::PENDING_DELIVERIES).decrement(1.0);
+            m.pending.decrement(1.0);
             if was_retrying {
-                metrics::gauge!(m::RETRY_QUEUE_DEPTH).decrement(1.0);
+                m.retry_depth.decrement(1.0);
             }
             // The dead-letter gauge belongs to the journal, which knows the exact count.
-            let outcome = if matches!(next, Next::Delivered) {
-                "delivered"
+            if matches!(next, Next::Delivered) {
+                m.delivered.increment(1);
             } else {
-                "dead"
-            };
-            metrics::counter!(m::DELIVERIES, "outcome" => outcome).increment(1);
+                m.dead.increment(1);
+            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! Compiling the plan here means a subscription the renderer cannot use is refused when it is
 //! saved, never discovered at delivery time.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::journal::{Journal, JournalError};
 use crate::model::{Event, Subscription, SubscriptionId, now_ms};
@@ -16,10 +16,36 @@ use crate::route::TopicIndex;
 use crate::telemetry::metrics as m;
 
 /// A subscription with what delivery needs precomputed.
+///
+/// The render plan is compiled when the subscription is saved (that is where a bad one is
+/// refused) and kept; subscriptions loaded at start-up compile it on their first delivery
+/// instead. A plan costs over a kilobyte, and with a million subscriptions most of them may
+/// never receive an event in a process's lifetime — memory is spent only on those that do.
 #[derive(Debug)]
 pub struct Target {
     pub sub: Subscription,
-    pub plan: Plan,
+    plan: OnceLock<Box<Plan>>,
+}
+
+impl Target {
+    fn new(sub: Subscription, plan: Option<Plan>) -> Target {
+        let cell = OnceLock::new();
+        if let Some(p) = plan {
+            let _ = cell.set(Box::new(p));
+        }
+        Target { sub, plan: cell }
+    }
+
+    /// The compiled plan, compiled now if this is the first time it is needed.
+    pub fn plan(&self, defaults: &RenderDefaults) -> Result<&Plan, RenderError> {
+        if let Some(p) = self.plan.get() {
+            return Ok(p);
+        }
+        let compiled = Plan::compile(&self.sub, defaults)?;
+        // Two first deliveries may race to compile; either result is the same plan.
+        let _ = self.plan.set(Box::new(compiled));
+        Ok(self.plan.get().expect("the plan was just set"))
+    }
 }
 
 impl AsRef<Subscription> for Target {
@@ -62,35 +88,20 @@ pub struct Subscriptions {
 
 impl Subscriptions {
     /// Builds the store from what the journal recovered. A stored subscription that no longer
-    /// compiles (say, a newer validation rule) is kept but disabled, with the reason, so it is
-    /// visible and fixable through the API instead of silently dropped.
+    /// compiles (say, a newer validation rule) stays listed and manageable; its deliveries fail
+    /// with the render error in the delivery log until it is fixed.
     pub fn load(
         journal: Arc<dyn Journal>,
         stored: Vec<Subscription>,
         defaults: RenderDefaults,
     ) -> Subscriptions {
         let index = TopicIndex::new();
-        let mut targets = Vec::with_capacity(stored.len());
-        for mut sub in stored {
-            let plan = match Plan::compile(&sub, &defaults) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(subscription = %sub.id, error = %e, "stored subscription does not compile; disabled");
-                    sub.enabled = false;
-                    sub.disabled_reason = Some(format!("does not compile: {e}"));
-                    let mut fallback = sub.clone();
-                    fallback.headers.clear();
-                    fallback.auth = None;
-                    fallback.signing_secret = None;
-                    fallback.template = None;
-                    match Plan::compile(&fallback, &defaults) {
-                        Ok(p) => p,
-                        Err(_) => continue,
-                    }
-                }
-            };
-            targets.push(Arc::new(Target { sub, plan }));
-        }
+        // Stored subscriptions were validated when they were saved; their plans are compiled on
+        // first use (see `Target`), which keeps start-up and memory proportional to what is used.
+        let targets: Vec<Arc<Target>> = stored
+            .into_iter()
+            .map(|sub| Arc::new(Target::new(sub, None)))
+            .collect();
         // One batch: a million single upserts would each copy index paths.
         index.upsert_many(targets);
         let store = Subscriptions {
@@ -134,16 +145,22 @@ impl Subscriptions {
         self.index.route(event, out)
     }
 
+    /// The plan of `t`, compiled on first use.
+    pub fn plan<'a>(&self, t: &'a Target) -> Result<&'a Plan, RenderError> {
+        t.plan(&self.defaults)
+    }
+
     /// Checks that `sub` compiles, without storing it.
     pub fn compile(&self, sub: &Subscription) -> Result<Plan, RenderError> {
         Plan::compile(sub, &self.defaults)
     }
 
-    /// Stores a new subscription.
+    /// Stores a new subscription. Creates do not take the write lock: a new id cannot race with
+    /// another change of itself, so many creates share one group commit instead of waiting for
+    /// each other's fsync.
     pub async fn create(&self, sub: Subscription) -> Result<Arc<Target>, StoreError> {
         let plan = self.compile(&sub)?;
-        let _guard = self.writes.lock().await;
-        self.save(Target { sub, plan }).await
+        self.save(Target::new(sub, Some(plan))).await
     }
 
     /// Changes a stored subscription with `change`, which sees the current value and may refuse
@@ -163,7 +180,7 @@ impl Subscriptions {
         sub.version.modified_at_ms = now_ms();
         sub.version.modified_by = modified_by.to_string();
         let plan = self.compile(&sub).map_err(StoreError::from)?;
-        Ok(self.save(Target { sub, plan }).await?)
+        Ok(self.save(Target::new(sub, Some(plan))).await?)
     }
 
     async fn save(&self, target: Target) -> Result<Arc<Target>, StoreError> {

@@ -157,3 +157,60 @@ fn describe() {
         metrics::gauge!(g).set(0.0);
     }
 }
+
+/// Handles to the delivery metrics, registered once: the hot path then updates an atomic instead
+/// of looking each metric up by name and labels per attempt.
+pub struct DeliveryMetrics {
+    /// Indexed by `AttemptClass as usize` (the order of `AttemptClass::ALL`).
+    attempts: Vec<metrics::Counter>,
+    pub duration: metrics::Histogram,
+    pub inflight: metrics::Gauge,
+    pub pending: metrics::Gauge,
+    pub retry_depth: metrics::Gauge,
+    pub delivered: metrics::Counter,
+    pub dead: metrics::Counter,
+    pub created: metrics::Counter,
+    pub auto_disabled: metrics::Counter,
+}
+
+impl DeliveryMetrics {
+    pub fn new() -> DeliveryMetrics {
+        use crate::model::AttemptClass;
+        DeliveryMetrics {
+            attempts: AttemptClass::ALL
+                .iter()
+                .map(|c| metrics::counter!(DELIVERY_ATTEMPTS, "class" => c.as_str()))
+                .collect(),
+            duration: metrics::histogram!(DELIVERY_DURATION),
+            inflight: metrics::gauge!(INFLIGHT_DELIVERIES),
+            pending: metrics::gauge!(PENDING_DELIVERIES),
+            retry_depth: metrics::gauge!(RETRY_QUEUE_DEPTH),
+            delivered: metrics::counter!(DELIVERIES, "outcome" => "delivered"),
+            dead: metrics::counter!(DELIVERIES, "outcome" => "dead"),
+            created: metrics::counter!(DELIVERIES_CREATED),
+            auto_disabled: metrics::counter!(SUBSCRIPTIONS_AUTO_DISABLED),
+        }
+    }
+
+    pub fn attempt(&self, class: crate::model::AttemptClass) -> &metrics::Counter {
+        &self.attempts[class as usize]
+    }
+}
+
+impl Default for DeliveryMetrics {
+    fn default() -> Self {
+        DeliveryMetrics::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::AttemptClass;
+
+    #[test]
+    fn attempt_classes_index_in_declaration_order() {
+        for (i, c) in AttemptClass::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i, "{c:?}");
+        }
+    }
+}

@@ -34,7 +34,7 @@ use crate::journal::DeliveryQuery;
 use crate::model::event::split_type;
 use crate::model::{DeliveryId, DeliveryRecord, DeliveryStatus, Event, SubscriptionId};
 use crate::render::AttemptCtx;
-use crate::route::store::Target;
+use crate::route::store::{Subscriptions, Target};
 
 /// `page[limit]` default and maximum (DatoCMS's).
 const DEFAULT_LIMIT: usize = 30;
@@ -368,7 +368,12 @@ fn headers_object(h: &HeaderMap) -> Value {
 
 /// The `webhook_call` resource: `event` is the stored event (gone after retention: the request
 /// fields are then `null`), `target` the webhook as it is now.
-pub fn view(r: &DeliveryRecord, target: &Target, event: Option<&Event>) -> Value {
+pub fn view(
+    subs: &Subscriptions,
+    r: &DeliveryRecord,
+    target: &Target,
+    event: Option<&Event>,
+) -> Value {
     let (entity_type, event_type) = split_type(&r.event_type);
     let last_sent = last_sent_ms(r);
     let request = event.and_then(|e| {
@@ -377,7 +382,7 @@ pub fn view(r: &DeliveryRecord, target: &Target, event: Option<&Event>) -> Value
             attempt: r.attempts.max(1),
             timestamp_s: last_sent.unwrap_or_else(crate::model::now_ms) / 1000,
         };
-        target.plan.render(e, &ctx).ok()
+        subs.plan(target).ok()?.render(e, &ctx).ok()
     });
     let (url, headers, payload) = match &request {
         Some(req) => (
@@ -455,6 +460,7 @@ async fn list(ctx: &Ctx<'_>, q: Option<&str>) -> Result<Value, DatoError> {
         Some(_) => Vec::new(),
         None => targets.keys().copied().collect(),
     };
+    let subs = ctx.app.subs.clone();
     let (data, included, total) = read(ctx, move |j| {
         let mut records = Vec::new();
         if let Some(ids) = &query.ids {
@@ -487,7 +493,7 @@ async fn list(ctx: &Ctx<'_>, q: Option<&str>) -> Result<Value, DatoError> {
                 continue;
             };
             let event = j.event(r.event_seq)?;
-            data.push(view(r, t, event.as_ref()));
+            data.push(view(&subs, r, t, event.as_ref()));
             if !seen.contains(&r.subscription) {
                 seen.push(r.subscription);
                 included.push(webhook::view(&t.sub));
@@ -515,7 +521,7 @@ async fn get(ctx: &Ctx<'_>, id: &str) -> Result<Value, DatoError> {
     let seq = record.event_seq;
     let event = read(ctx, move |j| j.event(seq)).await?;
     Ok(json!({
-        "data": view(&record, &target, event.as_ref()),
+        "data": view(&ctx.app.subs, &record, &target, event.as_ref()),
         "included": [webhook::view(&target.sub)],
     }))
 }
