@@ -160,11 +160,24 @@ impl Ingest {
             });
         }
         let handoff = batch.clone();
-        let statuses = match self.journal.append(batch).await {
+        let staged = self.journal.append_staged(batch);
+        let statuses = match staged.written.await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return rejected(reject::UNAVAILABLE, unavailable(&e)),
             Err(_) => return rejected(reject::UNAVAILABLE, unavailable(&JournalError::Closed)),
         };
+        // Written: the deliveries start now, while the journal syncs (at-least-once; the
+        // `202` below still waits for the sync).
+        for (ne, status) in handoff.iter().zip(&statuses) {
+            if matches!(status, AppendStatus::Accepted) && !ne.deliveries.is_empty() {
+                self.dispatcher.enqueue(&ne.event, &ne.deliveries);
+            }
+        }
+        match staged.durable.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return rejected(reject::UNAVAILABLE, not_durable(&e)),
+            Err(_) => return rejected(reject::UNAVAILABLE, not_durable(&JournalError::Closed)),
+        }
         let mut ids = Vec::with_capacity(handoff.len());
         let mut duplicates = Vec::new();
         let mut accepted = 0u64;
@@ -175,9 +188,6 @@ impl Ingest {
                 AppendStatus::Accepted => {
                     accepted += 1;
                     created += ne.deliveries.len() as u64;
-                    if !ne.deliveries.is_empty() {
-                        self.dispatcher.enqueue(&ne.event, &ne.deliveries);
-                    }
                 }
                 AppendStatus::Duplicate { .. } => duplicates.push(&*ne.event.id),
             }
@@ -200,6 +210,16 @@ impl Ingest {
 
 fn unavailable(e: &JournalError) -> ApiError {
     ApiError::unavailable(format!("{e}; nothing was accepted, send it again later"))
+}
+
+/// The batch was written but its sync failed: it may be delivered, but it is not known to be
+/// durable, so the sender must send it again (a copy that was kept is then a duplicate, not a
+/// second delivery).
+fn not_durable(e: &JournalError) -> ApiError {
+    ApiError::unavailable(format!(
+        "{e}; the events were written but not confirmed on disk: send them again later \
+         (copies already stored are recognized as duplicates and not delivered twice)"
+    ))
 }
 
 /// The `space` attribute of a forwarded audit log: the `?space=` value lower-cased (filters

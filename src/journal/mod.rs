@@ -151,11 +151,27 @@ pub enum Health {
     Failing(String),
 }
 
+/// The two answers of [`Journal::append_staged`].
+pub struct Staged {
+    /// The batch is committed: one status per event, in order.
+    pub written: Ack<Vec<AppendStatus>>,
+    /// The batch is durable per `[storage] fsync` (the same statuses).
+    pub durable: Ack<Vec<AppendStatus>>,
+}
+
 /// The storage interface.
 pub trait Journal: Send + Sync + 'static {
     /// Makes events and their deliveries durable, deduplicating on `(source, id)`. The result
     /// has one status per event, in order. Nothing is half-stored: on error, none of the batch.
     fn append(&self, events: Vec<NewEvent>) -> Ack<Vec<AppendStatus>>;
+
+    /// [`Journal::append`] in two steps: `written` resolves once the batch is committed
+    /// (readable, deduplicated; it survives a crash of Herald once synced, which `durable`
+    /// says), so the deliveries can start while the sync runs. Delivering before the sync is
+    /// at-least-once: an event lost to a power loss before its sync was never acknowledged,
+    /// and its sender sends it again. Nothing is half-stored: if `written` fails, none of
+    /// the batch is.
+    fn append_staged(&self, events: Vec<NewEvent>) -> Staged;
 
     /// Records a delivery's state change. Not awaited: if Herald dies before it is on disk, the
     /// delivery is simply attempted again (at-least-once). Applied even while appends are

@@ -75,6 +75,7 @@
 //! fjall's documented recovery path for I/O errors. Reads keep working.
 
 mod retention;
+mod sync;
 mod writer;
 
 use std::ops::Bound;
@@ -92,7 +93,7 @@ use tokio::sync::oneshot;
 use super::codec;
 use super::{
     Ack, AppendStatus, DeliveryQuery, Health, Journal, JournalError, NewEvent, QueuePos, Recovered,
-    Transition,
+    Staged, Transition,
 };
 use crate::config::StorageConfig;
 use crate::model::{
@@ -394,6 +395,7 @@ impl EmbeddedJournal {
             batch_window: cfg.batch_window,
             batch_max_events: cfg.batch_max_events,
             dedup_window_ms: dedup_window.as_millis().min(i64::MAX as u128) as i64,
+            dir: cfg.path.clone(),
         };
         let writer = {
             let shared = Arc::clone(&shared);
@@ -497,7 +499,21 @@ fn sub_upper<const N: usize>(sub: SubscriptionId) -> [u8; N] {
 
 impl Journal for EmbeddedJournal {
     fn append(&self, events: Vec<NewEvent>) -> Ack<Vec<AppendStatus>> {
-        self.request(|ack| Command::Append { events, ack })
+        self.request(|ack| Command::Append {
+            events,
+            written: None,
+            ack,
+        })
+    }
+
+    fn append_staged(&self, events: Vec<NewEvent>) -> Staged {
+        let (written_tx, written) = oneshot::channel();
+        let durable = self.request(|ack| Command::Append {
+            events,
+            written: Some(written_tx),
+            ack,
+        });
+        Staged { written, durable }
     }
 
     fn record(&self, transition: Transition) {
@@ -1433,6 +1449,47 @@ mod tests {
             let j = EmbeddedJournal::open(&c, HOUR).unwrap();
             assert_eq!(all_queued(&j, sub).len(), 4, "{fsync:?}");
             assert!(j.event(13).unwrap().is_some(), "{fsync:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn staged_append_is_written_then_durable() {
+        for fsync in [FsyncMode::Never, FsyncMode::Batch, FsyncMode::Always] {
+            let dir = tempfile::tempdir().unwrap();
+            let sub = SubscriptionId::generate();
+            let c = cfg(dir.path(), fsync);
+            {
+                let j = EmbeddedJournal::open(&c, HOUR).unwrap();
+                let mut staged = Vec::new();
+                for k in 0..20u64 {
+                    // Every third is a duplicate of the one before it.
+                    let id = format!("{}", k - u64::from(k % 3 == 2));
+                    staged.push(j.append_staged(vec![new_event(
+                        event(10 + k, &id),
+                        vec![delivery(100 + k, sub, 10 + k, 0)],
+                    )]));
+                }
+                for (k, st) in staged.into_iter().enumerate() {
+                    let written = ok(st.written).await;
+                    let want = if k % 3 == 2 {
+                        AppendStatus::Duplicate {
+                            original_seq: 10 + k as u64 - 1,
+                        }
+                    } else {
+                        AppendStatus::Accepted
+                    };
+                    assert_eq!(written, vec![want], "{fsync:?} {k}");
+                    // Written means readable.
+                    assert_eq!(
+                        j.event(10 + k as u64).unwrap().is_some(),
+                        k % 3 != 2,
+                        "{fsync:?} {k}"
+                    );
+                    assert_eq!(ok(st.durable).await, vec![want], "{fsync:?} {k}");
+                }
+            }
+            let j = EmbeddedJournal::open(&c, HOUR).unwrap();
+            assert_eq!(all_queued(&j, sub).len(), 14, "{fsync:?}");
         }
     }
 

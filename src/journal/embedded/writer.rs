@@ -38,6 +38,10 @@ type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 pub(super) enum Command {
     Append {
         events: Vec<NewEvent>,
+        /// Answered once the batch is committed (readable, dedup decided), before it is
+        /// synced; `None` when the caller only waits for `ack`.
+        written: Option<Reply<Vec<AppendStatus>>>,
+        /// Answered once the batch is durable per `[storage] fsync`.
         ack: Reply<Vec<AppendStatus>>,
     },
     Record(Box<Transition>),
@@ -68,7 +72,10 @@ impl Command {
     /// Answers the command's waiter (if any) with `err`.
     pub(super) fn fail(self, err: JournalError) {
         match self {
-            Command::Append { ack, .. } => {
+            Command::Append { written, ack, .. } => {
+                if let Some(w) = written {
+                    let _ = w.send(Err(err.clone()));
+                }
                 let _ = ack.send(Err(err));
             }
             Command::SaveSubscription { ack, .. }
@@ -95,6 +102,8 @@ pub(super) struct WriterOptions {
     pub batch_window: Duration,
     pub batch_max_events: usize,
     pub dedup_window_ms: i64,
+    /// The data directory (fjall's journals are there; the syncer syncs the active one).
+    pub dir: std::path::PathBuf,
 }
 
 /// Whether the commit being assembled may take another command.
@@ -116,24 +125,43 @@ fn wait_for_more(fsync: FsyncMode, window: Duration, appends: usize) -> bool {
     fsync == FsyncMode::Batch && !window.is_zero() && appends > 0
 }
 
-/// Whether a commit ends with an fsync. A flush always syncs; otherwise appends and
-/// subscription changes follow `[storage] fsync`, and transitions, barriers and sweeps
-/// never sync on their own (a commit always reaches the OS, so they survive a crash of
-/// Herald; a later sync makes them survive a power loss too).
+/// Whether a commit's waiters wait for an fsync. A flush always does; appends and
+/// subscription changes follow `[storage] fsync`; transitions, barriers and sweeps never
+/// sync on their own. A commit alone already hands the batch to the OS (fjall's batches
+/// flush its journal buffer unless `manual_journal_persist` is set, which Herald never
+/// does), so it survives a crash of Herald; the fsync is what survives a power loss.
 fn needs_sync(fsync: FsyncMode, appends: usize, sub_writes: usize, flushes: usize) -> bool {
     flushes > 0 || (fsync != FsyncMode::Never && appends + sub_writes > 0)
 }
 
-enum Waiter {
+/// A waiter for durability, answered by whoever syncs its commit (this thread or the syncer).
+pub(super) enum Durable {
     Append(Reply<Vec<AppendStatus>>, Vec<AppendStatus>),
     Unit(Reply<()>),
+}
+
+impl Durable {
+    pub(super) fn answer(self, result: &Result<(), JournalError>) {
+        match self {
+            Durable::Append(tx, statuses) => {
+                let _ = tx.send(result.clone().map(|()| statuses));
+            }
+            Durable::Unit(tx) => {
+                let _ = tx.send(result.clone());
+            }
+        }
+    }
 }
 
 /// One commit being assembled.
 struct Commit<'a> {
     ks: &'a Keyspaces,
     batch: fjall::OwnedWriteBatch,
-    waiters: Vec<Waiter>,
+    /// Answered once the batch is committed.
+    written: Vec<(Reply<Vec<AppendStatus>>, Vec<AppendStatus>)>,
+    barriers: Vec<Reply<()>>,
+    /// Answered once the batch is synced as far as its [`SyncLevel`] says.
+    durable: Vec<Durable>,
     events: usize,
     appends: usize,
     sub_writes: usize,
@@ -147,6 +175,44 @@ struct Commit<'a> {
 }
 
 pub(super) fn run(rx: Receiver<Command>, shared: Arc<Shared>, opts: WriterOptions) {
+    if opts.fsync != FsyncMode::Batch {
+        return write(rx, &shared, &opts, None);
+    }
+    // Batch mode syncs on its own thread, pipelined with the next commit (see `sync`).
+    let (sync_tx, sync_rx) = crossbeam_channel::bounded(SYNC_CHANNEL_CAPACITY);
+    std::thread::scope(|scope| {
+        let syncer = std::thread::Builder::new()
+            .name("herald-sync".into())
+            .spawn_scoped(scope, {
+                let shared = Arc::clone(&shared);
+                let dir = opts.dir.clone();
+                move || super::sync::run(sync_rx, shared, dir)
+            });
+        match syncer {
+            Ok(_) => write(rx, &shared, &opts, Some(sync_tx)),
+            Err(e) => {
+                tracing::warn!(error = %e, "journal: cannot start the sync thread; syncing inline");
+                write(rx, &shared, &opts, None)
+            }
+        }
+    });
+    // The scope has joined the syncer: everything it was handed is answered.
+    if let Err(e) = shared.db.persist(PersistMode::SyncAll) {
+        tracing::error!(error = %e, "journal: final sync failed");
+    }
+}
+
+/// Commits awaiting the syncer at most; past that the writer waits (backpressure).
+const SYNC_CHANNEL_CAPACITY: usize = 1024;
+
+/// The writer loop. With `syncer`, full syncs are handed to it; without, done here.
+fn write(
+    rx: Receiver<Command>,
+    shared: &Arc<Shared>,
+    opts: &WriterOptions,
+    syncer: Option<crossbeam_channel::Sender<super::sync::Group>>,
+) {
+    let shared = &**shared;
     let commits = metrics::counter!(m::JOURNAL_COMMITS);
     let batch_events = metrics::histogram!(m::JOURNAL_BATCH_EVENTS);
     let mut carry: Option<Command> = None;
@@ -161,14 +227,14 @@ pub(super) fn run(rx: Receiver<Command>, shared: Arc<Shared>, opts: WriterOption
         match first {
             Command::Close => break,
             Command::Sweep(chunk, ack) => {
-                let _ = ack.send(sweep(&shared, chunk));
+                let _ = ack.send(sweep(shared, chunk));
                 continue;
             }
             _ => {}
         }
-        let mut c = Commit::new(&shared);
+        let mut c = Commit::new(shared);
         let deadline = Instant::now() + opts.batch_window;
-        c.apply(first, &shared, &opts);
+        c.apply(first, shared, opts);
         while room_for_more(
             opts.fsync,
             c.appends,
@@ -193,30 +259,63 @@ pub(super) fn run(rx: Receiver<Command>, shared: Arc<Shared>, opts: WriterOption
                 carry = Some(next);
                 break;
             }
-            c.apply(next, &shared, &opts);
+            c.apply(next, shared, opts);
         }
         let wrote = !c.batch.is_empty();
-        let result = c.finish(&shared, opts.fsync);
+        let committed = c.commit(shared, opts.fsync);
         if wrote {
             commits.increment(1);
             batch_events.record(c.events as f64);
         }
-        for w in c.waiters {
-            match w {
-                Waiter::Append(tx, statuses) => {
-                    let _ = tx.send(result.clone().map(|()| statuses));
+        let sync = match committed {
+            Ok(sync) => sync,
+            Err(e) => {
+                let err = Err(e);
+                for (tx, _) in c.written {
+                    let _ = tx.send(err.clone().map(|()| Vec::new()));
                 }
-                Waiter::Unit(tx) => {
-                    let _ = tx.send(result.clone());
+                for tx in c.barriers {
+                    let _ = tx.send(err.clone());
                 }
+                for d in c.durable {
+                    d.answer(&err);
+                }
+                continue;
             }
+        };
+        // Committed: readable, dedup decided. Ingest may hand deliveries over now.
+        for (tx, statuses) in c.written {
+            let _ = tx.send(Ok(statuses));
+        }
+        for tx in c.barriers {
+            let _ = tx.send(Ok(()));
+        }
+        if c.durable.is_empty() {
+            continue;
+        }
+        let result = match (sync, &syncer) {
+            (false, _) => Ok(()),
+            (true, Some(tx)) => match tx.send(c.durable) {
+                Ok(()) => continue,
+                // The syncer is gone (it cannot be while this loop runs): sync here.
+                Err(crossbeam_channel::SendError(durable)) => {
+                    c.durable = durable;
+                    sync_here(shared)
+                }
+            },
+            (true, None) => sync_here(shared),
+        };
+        for d in c.durable {
+            d.answer(&result);
         }
     }
     // Stopping: whatever is still queued was sent after `close`; it is not written.
     while let Ok(cmd) = rx.try_recv() {
         cmd.fail(JournalError::Closed);
     }
-    if let Err(e) = shared.db.persist(PersistMode::SyncAll) {
+    if syncer.is_none()
+        && let Err(e) = shared.db.persist(PersistMode::SyncAll)
+    {
         tracing::error!(error = %e, "journal: final sync failed");
     }
 }
@@ -226,7 +325,9 @@ impl<'a> Commit<'a> {
         Commit {
             ks: &shared.ks,
             batch: shared.db.batch(),
-            waiters: Vec::new(),
+            written: Vec::new(),
+            barriers: Vec::new(),
+            durable: Vec::new(),
             events: 0,
             appends: 0,
             sub_writes: 0,
@@ -239,34 +340,44 @@ impl<'a> Commit<'a> {
 
     fn apply(&mut self, cmd: Command, shared: &Shared, opts: &WriterOptions) {
         match cmd {
-            Command::Append { events, ack } => {
+            Command::Append {
+                events,
+                written,
+                ack,
+            } => {
                 // Checked before anything of the request is added: a refused append leaves
                 // no trace.
                 if let Err(e) = shared.check_space() {
                     super::count_error(&e);
+                    if let Some(w) = written {
+                        let _ = w.send(Err(e.clone()));
+                    }
                     let _ = ack.send(Err(e));
                     return;
                 }
                 self.appends += 1;
                 let statuses = self.append(events, opts);
-                self.waiters.push(Waiter::Append(ack, statuses));
+                if let Some(w) = written {
+                    self.written.push((w, statuses.clone()));
+                }
+                self.durable.push(Durable::Append(ack, statuses));
             }
             Command::Record(t) => self.record(&t),
             Command::SaveSubscription { key, value, ack } => {
                 self.batch.insert(&self.ks.subs, key, value);
                 self.sub_writes += 1;
-                self.waiters.push(Waiter::Unit(ack));
+                self.durable.push(Durable::Unit(ack));
             }
             Command::DeleteSubscription { key, ack } => {
                 self.batch.remove(&self.ks.subs, key);
                 self.sub_writes += 1;
-                self.waiters.push(Waiter::Unit(ack));
+                self.durable.push(Durable::Unit(ack));
             }
             Command::Flush(ack) => {
                 self.flushes += 1;
-                self.waiters.push(Waiter::Unit(ack));
+                self.durable.push(Durable::Unit(ack));
             }
-            Command::Barrier(ack) => self.waiters.push(Waiter::Unit(ack)),
+            Command::Barrier(ack) => self.barriers.push(ack),
             // The run loop keeps boundaries out of a commit.
             cmd @ (Command::Sweep(..) | Command::Close) => cmd.fail(JournalError::Closed),
         }
@@ -415,34 +526,44 @@ impl<'a> Commit<'a> {
         }
     }
 
-    fn finish(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<(), JournalError> {
+    /// Applies the batch (journal write, handed to the OS, and memtables: readable from here
+    /// on) and says whether its waiters still wait for an fsync.
+    fn commit(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<bool, JournalError> {
         let batch = std::mem::replace(&mut self.batch, shared.db.batch());
         let sync = needs_sync(fsync, self.appends, self.sub_writes, self.flushes);
-        if batch.is_empty() && !sync {
-            // Only barriers (or refused appends): nothing to write, and no evidence that
-            // writes work again.
-            return Ok(());
+        if batch.is_empty() {
+            // Only barriers, flushes or refused appends: nothing to write, and no evidence
+            // that writes work again.
+            return Ok(sync);
         }
-        // Committing hands the batch to the OS (a crash of Herald loses nothing); the sync is
-        // what survives a power loss.
-        let result = batch.commit().and_then(|()| {
-            if sync {
-                shared.db.persist(PersistMode::SyncAll)
-            } else {
-                Ok(())
-            }
-        });
-        match result {
+        match batch.commit() {
             Ok(()) => {
-                shared.mark_write_ok();
+                if !sync {
+                    shared.mark_write_ok();
+                }
                 shared.dead_changed(self.dead_delta);
-                Ok(())
+                Ok(sync)
             }
             Err(e) => {
                 let err = JournalError::Io(e.to_string());
                 shared.mark_failing(&err);
                 Err(err)
             }
+        }
+    }
+}
+
+/// Syncs on the writer thread (no syncer) and records the outcome.
+fn sync_here(shared: &Shared) -> Result<(), JournalError> {
+    match shared.db.persist(PersistMode::SyncAll) {
+        Ok(()) => {
+            shared.mark_write_ok();
+            Ok(())
+        }
+        Err(e) => {
+            let err = JournalError::Io(format!("sync: {e}"));
+            shared.mark_failing(&err);
+            Err(err)
         }
     }
 }
