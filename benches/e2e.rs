@@ -97,8 +97,21 @@ struct Args {
     /// Closed-loop feeder connections (alternating unix socket and TCP).
     #[arg(long, default_value_t = 4)]
     feeders: usize,
-    /// Open-loop feeder connections for the half-rate phase (they share one schedule).
+    /// Closed-loop feeder connections of ingest-batch / ingest-never: many senders, as a
+    /// group commit expects (with few, each waits out an fsync per batch and the ratio
+    /// measures the disk's latency, not the cost of durability).
     #[arg(long, default_value_t = 16)]
+    ingest_feeders: usize,
+    /// Events per batch of the half-rate (latency) phase (default: `--batch` ÷ the fan-out,
+    /// at least 1). An event's latency includes draining its batch's burst of deliveries, so
+    /// every scenario's latency phase posts bursts of the same number of deliveries (64 events
+    /// × fan-out 10 at once would measure 640 deliveries in a row, not Herald's latency).
+    #[arg(long)]
+    paced_batch: Option<usize>,
+    /// Open-loop feeder connections for the half-rate phase (they share one schedule). Enough
+    /// that a batch never waits for a free connection while Herald syncs (that would be the
+    /// feeder's latency, not Herald's; `half_rate_late_batches` counts the ones that did).
+    #[arg(long, default_value_t = 64)]
     paced_feeders: usize,
     /// Feeder transport: both, unix or tcp.
     #[arg(long, default_value = "both")]
@@ -122,9 +135,9 @@ struct Args {
     /// Herald's [server] worker_threads.
     #[arg(long, default_value_t = 2)]
     herald_workers: usize,
-    /// Herald's [delivery] max_in_flight_per_endpoint.
-    #[arg(long, default_value_t = 64)]
-    herald_in_flight: usize,
+    /// Herald's [delivery] max_in_flight_per_endpoint (default: Herald's own).
+    #[arg(long)]
+    herald_in_flight: Option<usize>,
     /// Herald's [delivery] pool_max_idle_per_origin (default: Herald's own).
     #[arg(long)]
     pool_idle: Option<usize>,
@@ -448,13 +461,42 @@ fn closed(ctx: &Ctx, h: &Herald, counted: &[usize]) -> FeedPlan {
     }
 }
 
-fn paced(ctx: &Ctx, h: &Herald, rate: f64) -> FeedPlan {
+fn paced(ctx: &Ctx, h: &Herald, rate: f64, fanout: usize) -> FeedPlan {
     FeedPlan {
         targets: h.targets(ctx.args.paced_feeders, &ctx.args.transport),
-        batch: ctx.args.batch,
+        batch: ctx
+            .args
+            .paced_batch
+            .unwrap_or((ctx.args.batch / fanout.max(1)).max(1)),
         rate: Some(rate),
         limit: None,
         backlog: None,
+    }
+}
+
+/// How many journal commits and fsyncs of the whole scenario took over 16 ms and over 64 ms
+/// (from Herald's histograms): where ingest-to-arrival outliers come from, if it is the store.
+async fn journal_stalls(s: &mut Scenario, h: &Herald) {
+    for (metric, key) in [
+        ("herald_journal_commit_seconds", "journal_commits"),
+        ("herald_journal_sync_seconds", "journal_syncs"),
+    ] {
+        let Ok(buckets) = h.series(&format!("{metric}_bucket")).await else {
+            continue;
+        };
+        let bucket = |le: &str| {
+            buckets
+                .iter()
+                .find(|(l, _)| l == &format!("le=\"{le}\""))
+                .map(|(_, v)| *v)
+        };
+        if let (Some(all), Some(b16), Some(b64)) =
+            (bucket("+Inf"), bucket("0.016"), bucket("0.064"))
+        {
+            s.set(&format!("{key}_measured"), all);
+            s.set(&format!("{key}_over_16ms"), all - b16);
+            s.set(&format!("{key}_over_64ms"), all - b64);
+        }
     }
 }
 
@@ -498,15 +540,10 @@ async fn deliveries(
     // The sustainable event rate: what was accepted, unless delivery fell behind it.
     let fanout = counted.len().max(1) as f64;
     let sustained = peak.events_per_s.min(peak.deliveries_per_s / fanout);
-    let half = phase(
-        ctx,
-        h,
-        paced(ctx, h, sustained / 2.0),
-        counted,
-        ctx.secs(),
-        None,
-    )
-    .await?;
+    let plan = paced(ctx, h, sustained / 2.0, counted.len());
+    s.set("half_rate_batch_events", plan.batch);
+    let perf = ctx.perf_path(&format!("{}-half", s.name));
+    let half = phase(ctx, h, plan, counted, ctx.secs(), perf).await?;
 
     s.ceiling_rps = Some(round(ceiling_rps, 0));
     s.herald_events_per_s = Some(round(peak.events_per_s, 0));
@@ -567,6 +604,7 @@ async fn deliveries(
     if let Ok(c) = h.metric("herald_journal_commits_total").await {
         s.set("journal_commits", c);
     }
+    journal_stalls(s, h).await;
     if let (Ok(created), Ok(received)) = (
         h.metric("herald_deliveries_created_total").await,
         h.metric("herald_events_received_total").await,
@@ -935,7 +973,9 @@ async fn ingest(ctx: &Ctx) -> anyhow::Result<(Scenario, Scenario)> {
     for r in 0..2 {
         for (i, h) in [&hb, &hn].into_iter().enumerate() {
             let perf = ctx.perf_path(&format!("ingest-{}-{r}", ["batch", "never"][i]));
-            let p = phase(ctx, h, closed(ctx, h, &[]), &[], ctx.secs() / 2, perf).await?;
+            let mut plan = closed(ctx, h, &[]);
+            plan.targets = h.targets(ctx.args.ingest_feeders, &ctx.args.transport);
+            let p = phase(ctx, h, plan, &[], ctx.secs() / 2, perf).await?;
             acc[i].0 += p.events_per_s * p.window_s;
             acc[i].1 += p.window_s;
             acc[i].2 += p.cpu_s;
@@ -968,6 +1008,8 @@ async fn ingest(ctx: &Ctx) -> anyhow::Result<(Scenario, Scenario)> {
             .await
             .unwrap_or(f64::NAN),
     );
+    journal_stalls(&mut batch, &hb).await;
+    journal_stalls(&mut never, &hn).await;
     let (b, n) = (acc[0].0 / acc[0].1, acc[1].0 / acc[1].1);
     batch.set("batch_vs_never", round(b / n, 3));
     finish(ctx, &mut batch, hb).await;
@@ -1356,6 +1398,8 @@ fn main() -> anyhow::Result<()> {
             "batch": args.batch,
             "feeders": args.feeders,
             "paced_feeders": args.paced_feeders,
+            "paced_batch": args.paced_batch,
+            "ingest_feeders": args.ingest_feeders,
             "transport": args.transport,
             "subs": args.subs,
             "pending": args.pending,

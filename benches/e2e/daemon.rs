@@ -25,8 +25,8 @@ pub struct Settings {
     pub fsync: &'static str,
     /// `[server] worker_threads`.
     pub workers: usize,
-    /// `[delivery] max_in_flight_per_endpoint`.
-    pub in_flight: usize,
+    /// `[delivery] max_in_flight_per_endpoint`; `None` keeps Herald's default.
+    pub in_flight: Option<usize>,
     /// `[delivery] timeout`.
     pub timeout: &'static str,
     /// `[delivery] retry_schedule`, as TOML.
@@ -50,7 +50,7 @@ pub fn config_text(dir: &Path, s: &Settings) -> String {
          min_free_bytes = 0\n\
          [delivery]\n\
          allow_networks = [\"127.0.0.0/8\"]\n\
-         max_in_flight_per_endpoint = {in_flight}\n\
+         {in_flight}\
          timeout = \"{timeout}\"\n\
          connect_timeout = \"2s\"\n\
          retry_schedule = {retry}\n\
@@ -62,7 +62,10 @@ pub fn config_text(dir: &Path, s: &Settings) -> String {
         workers = s.workers,
         data = dir.join("data").display(),
         fsync = s.fsync,
-        in_flight = s.in_flight,
+        in_flight = s
+            .in_flight
+            .map(|n| format!("max_in_flight_per_endpoint = {n}\n"))
+            .unwrap_or_default(),
         timeout = s.timeout,
         retry = s.retry_schedule,
         pool = s

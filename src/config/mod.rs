@@ -169,7 +169,7 @@ pub mod defaults {
     pub const DEDUP_WINDOW: &str = "24h";
     pub const TIMEOUT: &str = "30s";
     pub const CONNECT_TIMEOUT: &str = "10s";
-    pub const MAX_IN_FLIGHT_PER_ENDPOINT: u64 = 32;
+    pub const MAX_IN_FLIGHT_PER_ENDPOINT: u64 = 16;
     pub const RETRY_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
     pub const RETRY_JITTER: f64 = 0.2;
     pub const MAX_RESPONSE_BODY_BYTES: u64 = 64 * 1024;

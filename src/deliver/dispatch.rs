@@ -29,7 +29,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use super::{Attempt, Client, SendLimits};
 use crate::config::DeliveryConfig;
-use crate::journal::{Journal, JournalError};
+use crate::journal::{Journal, JournalError, QueuePos};
 use crate::model::{
     AttemptClass, AttemptRecord, Delivery, DeliveryId, DeliveryRecord, DeliveryStatus, Event,
     SeqGen, SubscriptionId, now_ms,
@@ -69,6 +69,9 @@ struct State {
     spill_gen: u64,
     /// While a refill runs: deliveries that finished or were re-queued meanwhile.
     refilling: Option<HashSet<DeliveryId>>,
+    /// Where the next refill of this spill resumes reading (the last queue position read);
+    /// `None`: read from the start. See [`refill`].
+    cursor: Option<QueuePos>,
     /// A driver task is running for this endpoint.
     running: bool,
     /// Dropped from the endpoint map; a new endpoint must be made.
@@ -96,6 +99,9 @@ impl State {
     }
 
     fn spill(&mut self) {
+        if !self.spilled {
+            self.cursor = None;
+        }
         self.spilled = true;
         self.spill_gen += 1;
     }
@@ -489,13 +495,24 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
     }
 }
 
-/// Reads the next slice of a spilled endpoint's queue back from the journal.
+/// Reads the next slice of a spilled endpoint's queue back from the journal, with the events
+/// of what it read (one blocking task for both, not one per delivery).
+///
+/// Delivered entries leave tombstones in the queue until compaction drops them, so reading a
+/// busy subscription's queue from its start skips every delivery made since: scanning from
+/// the start on every refill would cost more the longer the backlog lasts, and a spill under
+/// load might never catch up. So a spill reads on from a cursor (the last position read), and
+/// only once the cursor reaches the end does the next refill read from the start again: that
+/// pass finds what was queued behind the cursor meanwhile (an ingest whose due time is a
+/// little older than what was already read) and is the only one that may end the spill. A
+/// cursor never passes the present, so deliveries due later (retries) are read in due-time
+/// order with everything else.
 async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalError> {
     let window = inner.cfg.memory_window;
-    let gen_at_start = {
+    let (gen_at_start, after) = {
         let mut st = ep.lock();
         st.refilling = Some(HashSet::new());
-        st.spill_gen
+        (st.spill_gen, st.cursor)
     };
     let result = async {
         inner
@@ -505,9 +522,28 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
             .map_err(|_| JournalError::Closed)??;
         let journal = inner.journal.clone();
         let sub = ep.id;
-        tokio::task::spawn_blocking(move || journal.scan_queue(sub, None, window))
-            .await
-            .map_err(|_| JournalError::Closed)?
+        tokio::task::spawn_blocking(move || {
+            let rows = journal.scan_queue(sub, after, window)?;
+            let mut last: Option<Arc<Event>> = None;
+            let loaded = rows
+                .into_iter()
+                .map(|d| {
+                    // Consecutive deliveries of one event (a replay) share one copy.
+                    let event = match &last {
+                        Some(e) if e.seq == d.event_seq => Some(e.clone()),
+                        // Unreadable or gone: the attempt loads it (or ends the delivery).
+                        _ => journal.event(d.event_seq).ok().flatten().map(Arc::new),
+                    };
+                    if event.is_some() {
+                        last.clone_from(&event);
+                    }
+                    (d, event)
+                })
+                .collect::<Vec<_>>();
+            Ok::<_, JournalError>(loaded)
+        })
+        .await
+        .map_err(|_| JournalError::Closed)?
     }
     .await;
     let mut st = ep.lock();
@@ -515,8 +551,20 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
     let rows = result?;
     let now = now_ms();
     let mut skipped_finished = false;
-    let complete = rows.len() < window;
-    for d in rows {
+    let mut read_all = rows.len() < window;
+    for (d, event) in rows {
+        if after.is_some() && d.due_at_ms > now {
+            // Past the present: what is due later is left to the pass from the start, which
+            // reads everything due before it first.
+            read_all = true;
+            break;
+        }
+        if st.held() >= window && !st.holds(d.id) && !finished.contains(&d.id) {
+            // No room: the cursor stays before this one.
+            read_all = false;
+            break;
+        }
+        st.cursor = Some(QueuePos::of(&d));
         if finished.contains(&d.id) {
             skipped_finished = true;
             continue;
@@ -524,22 +572,42 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
         if st.holds(d.id) {
             continue;
         }
-        if st.held() >= window {
-            break;
-        }
         st.push(
             Item {
                 delivery: d,
                 run_at_ms: d.due_at_ms,
-                event: None,
+                event,
             },
             now,
         );
     }
-    if complete && !skipped_finished && st.spill_gen == gen_at_start {
+    let (restart, unspill) = after_pass(
+        after.is_some(),
+        read_all,
+        skipped_finished,
+        st.spill_gen == gen_at_start,
+    );
+    if restart {
+        st.cursor = None;
+    }
+    if unspill {
         st.spilled = false;
     }
     Ok(())
+}
+
+/// What a refill pass that `read_all` it could (the queue's end, or the present) means for
+/// the spill: `(read from the start next time, the spill is over)`. Reaching the end from a
+/// cursor proves nothing about what was queued behind it, so only a pass from the start can
+/// end a spill, and only if nothing was spilled or finished while it read.
+fn after_pass(
+    from_cursor: bool,
+    read_all: bool,
+    skipped_finished: bool,
+    nothing_spilled_meanwhile: bool,
+) -> (bool, bool) {
+    let over = read_all && !from_cursor && !skipped_finished && nothing_spilled_meanwhile;
+    (read_all, over)
 }
 
 /// Loads an item's event: from memory when ingest handed it over, else from the journal.
@@ -735,6 +803,28 @@ fn finished(m: &DeliveryMetrics, d: &Delivery, next: &Next) {
             } else {
                 m.dead.increment(1);
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_full_quiet_pass_from_the_start_ends_a_spill() {
+        // (from cursor, read all, skipped finished, nothing spilled meanwhile)
+        //   → (restart from the start, spill over)
+        let cases = [
+            ((false, true, false, true), (true, true)),
+            ((true, true, false, true), (true, false)),
+            ((false, true, true, true), (true, false)),
+            ((false, true, false, false), (true, false)),
+            ((false, false, false, true), (false, false)),
+            ((true, false, false, true), (false, false)),
+        ];
+        for ((c, r, f, q), want) in cases {
+            assert_eq!(after_pass(c, r, f, q), want, "{c} {r} {f} {q}");
         }
     }
 }

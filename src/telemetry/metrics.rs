@@ -29,6 +29,10 @@ pub const SUBSCRIPTIONS_AUTO_DISABLED: &str = "herald_subscriptions_auto_disable
 /// Journal group commits, and the events per commit (histogram).
 pub const JOURNAL_COMMITS: &str = "herald_journal_commits_total";
 pub const JOURNAL_BATCH_EVENTS: &str = "herald_journal_batch_events";
+/// How long applying one group commit took (journal write and memtables), and one fsync
+/// (histograms, seconds): the two halves of an ingest acknowledgement's wait.
+pub const JOURNAL_COMMIT_SECONDS: &str = "herald_journal_commit_seconds";
+pub const JOURNAL_SYNC_SECONDS: &str = "herald_journal_sync_seconds";
 /// Journal write failures, by `kind` (`io`, `full`).
 pub const JOURNAL_ERRORS: &str = "herald_journal_errors_total";
 /// 1 when the journal accepts writes, 0 when it is failing (disk full, I/O error).
@@ -74,12 +78,29 @@ pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String
                 ],
             )
         })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(JOURNAL_COMMIT_SECONDS.to_string()),
+                JOURNAL_SECONDS_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(JOURNAL_SYNC_SECONDS.to_string()),
+                JOURNAL_SECONDS_BUCKETS,
+            )
+        })
         .map_err(|e| e.to_string())?
         .install_recorder()
         .map_err(|e| e.to_string())?;
     describe();
     Ok(handle)
 }
+
+/// Journal commit and sync times: a healthy disk syncs in a few ms; a stall shows up high.
+const JOURNAL_SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 1.0,
+];
 
 fn describe() {
     use crate::model::{AttemptClass, InputKind};
@@ -124,6 +145,16 @@ fn describe() {
     );
     describe_counter!(JOURNAL_COMMITS, "Journal group commits.");
     describe_histogram!(JOURNAL_BATCH_EVENTS, "Events per journal group commit.");
+    describe_histogram!(
+        JOURNAL_COMMIT_SECONDS,
+        Unit::Seconds,
+        "Time to apply one journal group commit (write and memtables)."
+    );
+    describe_histogram!(
+        JOURNAL_SYNC_SECONDS,
+        Unit::Seconds,
+        "Time of one journal fsync."
+    );
     describe_counter!(JOURNAL_ERRORS, "Journal write failures, by kind.");
     describe_gauge!(
         JOURNAL_HEALTHY,

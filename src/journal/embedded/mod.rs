@@ -3,7 +3,10 @@
 //! Where it sits: this is the default [`Journal`] backend (DESIGN §5). Ingest's appends,
 //! the dispatcher's transitions, subscription changes and the retention sweep's deletes all
 //! become [`writer::Command`]s on one bounded crossbeam channel; the writer thread
-//! group-commits them (many events, one fsync) and answers the waiting requests. Reads
+//! group-commits them and answers who waited for the commit (ingest starts the deliveries
+//! then), and with `fsync = "batch"` the `sync` thread fsyncs while the writer applies the
+//! next batch, answering who waited for durability (the `202`): many events, one fsync, and
+//! the fsync off the critical path. Reads
 //! (`scan_queue`, the delivery log, `recover`) go straight to the store from the caller's
 //! thread: fjall is internally synchronized and every read sees a consistent snapshot.
 //!
@@ -114,6 +117,14 @@ const CHANNEL_CAPACITY: usize = 4096;
 /// once the journal reaches it, which bounds both their memory and what start-up after a
 /// crash has to replay (512 MiB by default; replaying that took several seconds).
 pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
+/// fjall's background threads (memtable flushes, compaction). One, not fjall's default of
+/// one per core: on the load bench's half-rate phase (2 cores) its workers took 38 % of
+/// Herald's CPU, a third of that a second worker handing compaction messages back to the
+/// queue while it waited for flushes, and every busy background thread is a core the
+/// delivery workers do not get. The write rate one worker keeps up with is far above what
+/// ingest produces here.
+const STORE_WORKERS: usize = 1;
 
 /// How long a free-space reading is reused: at most ten `statvfs` calls a second, however
 /// many appends; the `min_free_bytes` margin (256 MiB by default) covers what can be written
@@ -276,6 +287,9 @@ pub(crate) struct Shared {
     dead_letters: AtomicI64,
     /// Set by `close`: the retention sweep stops between chunks.
     stopping: AtomicBool,
+    /// An fsync failed: what is on disk is no longer known, so appends are refused until a
+    /// restart (the syncer's own failures; fjall poisons itself on its own).
+    sync_failed: Mutex<Option<JournalError>>,
 }
 
 impl Shared {
@@ -307,9 +321,25 @@ impl Shared {
         Err(err)
     }
 
-    /// A commit succeeded: an I/O failure is over.
+    /// A commit succeeded: an I/O failure is over (not a failed fsync: that one is final).
     pub(crate) fn mark_write_ok(&self) {
-        self.health.clear(FailureKind::Io);
+        if self.sync_failure().is_none() {
+            self.health.clear(FailureKind::Io);
+        }
+    }
+
+    /// The failed fsync that stopped appends, if one did.
+    pub(crate) fn sync_failure(&self) -> Option<JournalError> {
+        self.sync_failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// An fsync failed: appends are refused from now on.
+    pub(crate) fn mark_sync_failed(&self, err: &JournalError) {
+        *self.sync_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.clone());
+        self.mark_failing(err);
     }
 
     /// A write failed: counts it and enters the failing state.
@@ -369,6 +399,7 @@ impl EmbeddedJournal {
         let db = Database::builder(&cfg.path)
             .cache_size(cfg.cache_bytes)
             .max_journaling_size(MAX_JOURNAL_BYTES)
+            .worker_threads(STORE_WORKERS)
             .open()
             .map_err(|e| JournalError::Io(format!("opening {}: {e}", cfg.path.display())))?;
         let ks = Keyspaces::open(&db)?;
@@ -386,6 +417,7 @@ impl EmbeddedJournal {
             },
             dead_letters: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
+            sync_failed: Mutex::new(None),
         });
         metrics::gauge!(m::JOURNAL_HEALTHY).set(1.0);
 

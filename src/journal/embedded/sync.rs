@@ -27,6 +27,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crossbeam_channel::Receiver;
 use fjall::PersistMode;
@@ -34,6 +35,7 @@ use fjall::PersistMode;
 use super::Shared;
 use crate::journal::JournalError;
 use crate::journal::embedded::writer::Durable;
+use crate::telemetry::metrics as m;
 
 /// Waiters of one or more commits, answered by the next sync.
 pub(super) type Group = Vec<Durable>;
@@ -80,7 +82,13 @@ pub(super) fn latest_journal(dir: &Path) -> std::io::Result<Option<u64>> {
 }
 
 /// Runs until the writer drops its sender, then answers what is left and returns.
+///
+/// A failed fsync is final, as fjall makes its own: after one, the kernel may have dropped
+/// the dirty pages it could not write, so a later fsync that succeeds proves nothing about
+/// them. The journal is marked sync-failed: every later append is refused (ingest answers
+/// `503`, `/readyz` fails) until Herald is restarted and recovers from what is on disk.
 pub(super) fn run(rx: Receiver<Group>, shared: Arc<Shared>, dir: PathBuf) {
+    let seconds = metrics::histogram!(m::JOURNAL_SYNC_SECONDS);
     let mut journal = ActiveJournal { dir, open: None };
     let mut waiting: Vec<Durable> = Vec::new();
     while let Ok(group) = rx.recv() {
@@ -89,15 +97,21 @@ pub(super) fn run(rx: Receiver<Group>, shared: Arc<Shared>, dir: PathBuf) {
         while let Ok(group) = rx.try_recv() {
             waiting.extend(group);
         }
-        let result = journal
-            .sync(&shared)
-            .map(|()| shared.mark_write_ok())
-            .map_err(|e| {
-                let err = JournalError::Io(format!("sync: {e}"));
-                shared.mark_failing(&err);
-                tracing::error!(error = %err, "journal: sync failed");
-                err
-            });
+        let result = match shared.sync_failure() {
+            Some(err) => Err(err),
+            None => {
+                let started = Instant::now();
+                let synced = journal.sync(&shared);
+                seconds.record(started.elapsed().as_secs_f64());
+                synced.map(|()| shared.mark_write_ok()).map_err(|e| {
+                    let err = JournalError::Io(format!(
+                        "fsync failed ({e}); writes are refused until Herald is restarted"
+                    ));
+                    shared.mark_sync_failed(&err);
+                    err
+                })
+            }
+        };
         for w in waiting.drain(..) {
             w.answer(&result);
         }

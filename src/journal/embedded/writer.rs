@@ -215,6 +215,7 @@ fn write(
     let shared = &**shared;
     let commits = metrics::counter!(m::JOURNAL_COMMITS);
     let batch_events = metrics::histogram!(m::JOURNAL_BATCH_EVENTS);
+    let commit_seconds = metrics::histogram!(m::JOURNAL_COMMIT_SECONDS);
     let mut carry: Option<Command> = None;
     loop {
         let first = match carry.take() {
@@ -262,8 +263,10 @@ fn write(
             c.apply(next, shared, opts);
         }
         let wrote = !c.batch.is_empty();
+        let started = Instant::now();
         let committed = c.commit(shared, opts.fsync);
         if wrote {
+            commit_seconds.record(started.elapsed().as_secs_f64());
             commits.increment(1);
             batch_events.record(c.events as f64);
         }
@@ -347,7 +350,10 @@ impl<'a> Commit<'a> {
             } => {
                 // Checked before anything of the request is added: a refused append leaves
                 // no trace.
-                if let Err(e) = shared.check_space() {
+                if let Err(e) = shared
+                    .sync_failure()
+                    .map_or_else(|| shared.check_space(), Err)
+                {
                     super::count_error(&e);
                     if let Some(w) = written {
                         let _ = w.send(Err(e.clone()));
@@ -555,7 +561,10 @@ impl<'a> Commit<'a> {
 
 /// Syncs on the writer thread (no syncer) and records the outcome.
 fn sync_here(shared: &Shared) -> Result<(), JournalError> {
-    match shared.db.persist(PersistMode::SyncAll) {
+    let started = Instant::now();
+    let result = shared.db.persist(PersistMode::SyncAll);
+    metrics::histogram!(m::JOURNAL_SYNC_SECONDS).record(started.elapsed().as_secs_f64());
+    match result {
         Ok(()) => {
             shared.mark_write_ok();
             Ok(())
