@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod event;
+pub mod exact;
 pub mod filter;
 pub mod ids;
 pub mod secret;

@@ -140,7 +140,7 @@ pub enum Template {
     /// `resourceType.contentTypeId`; templates hold `{/json/pointer}` placeholders resolved
     /// against the event context `{"event", "user", "resource"}`. The most specific key wins;
     /// no matching key means the format's default body.
-    Contensis(Vec<(String, String)>),
+    Contensis(#[serde(deserialize_with = "super::exact::vec")] Vec<(String, String)>),
 }
 
 /// One extra request header. `value` may be write-only (`secret`): stored, sent, never returned.
@@ -180,6 +180,7 @@ pub enum TargetAuth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RetryPolicy {
     /// The delay before each retry; its length is the number of retries. Empty: no retries.
+    #[serde(deserialize_with = "super::exact::vec")]
     pub schedule: Vec<Duration>,
     /// Relative jitter applied to each delay (0.2 = ±20%).
     pub jitter: f64,
@@ -209,7 +210,9 @@ pub struct Subscription {
     pub url: String,
     pub method: HttpMethod,
     /// Any filter matching selects the event; no filters selects every event.
+    #[serde(deserialize_with = "super::exact::vec")]
     pub filters: Vec<Filter>,
+    #[serde(deserialize_with = "super::exact::vec")]
     pub headers: Vec<HeaderSpec>,
     pub auth: Option<TargetAuth>,
     /// Standard Webhooks secret (`whsec_<base64>`); when set, every request is signed.
