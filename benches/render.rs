@@ -59,9 +59,9 @@ fn subscription(format: Format, signed: bool) -> Subscription {
                 secret: false,
             },
         ],
-        auth: Some(TargetAuth::Bearer {
+        auth: Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("eyJhbGciOiJIUzI1NiJ9.e30.bench"),
-        }),
+        })),
         signing_secret: signed.then(|| Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
         format,
         retry: None,

@@ -191,7 +191,7 @@ async fn create(
         auth: None,
         signing_secret: None,
         format: Format::Contensis,
-        retry: Some(retry_policy()),
+        retry: Some(Box::new(retry_policy())),
         timeout: Some(TIMEOUT),
         connect_timeout: None,
         template: None,

@@ -822,7 +822,7 @@ fn view_events(sub: &Subscription) -> Value {
 }
 
 fn view_auth(sub: &Subscription) -> (Option<&str>, Option<&str>) {
-    match &sub.auth {
+    match sub.auth.as_deref() {
         Some(TargetAuth::Basic { username, password }) => {
             (Some(username.as_str()), Some(password.expose()))
         }
@@ -873,7 +873,7 @@ pub fn blank(id: SubscriptionId, tenant: Option<Tenant>, actor: &str, now_ms: i6
         auth: None,
         signing_secret: None,
         format: Format::DatoCms,
-        retry: Some(retry_policy(true)),
+        retry: Some(Box::new(retry_policy(true))),
         timeout: Some(TIMEOUT),
         connect_timeout: Some(CONNECT_TIMEOUT),
         template: None,
@@ -948,9 +948,11 @@ impl Attributes {
             if (user.as_deref(), password.as_deref()) != view_auth(sub) {
                 // A password without a user is never sent (DatoCMS sends Basic auth only when
                 // `http_basic_user` is set), so it is not kept either.
-                sub.auth = user.map(|username| TargetAuth::Basic {
-                    username,
-                    password: Secret::new(password.unwrap_or_default()),
+                sub.auth = user.map(|username| {
+                    Box::new(TargetAuth::Basic {
+                        username,
+                        password: Secret::new(password.unwrap_or_default()),
+                    })
                 });
             }
         }
@@ -969,7 +971,7 @@ impl Attributes {
         if let Some(auto_retry) = self.auto_retry
             && auto_retry != view_auto_retry(sub)
         {
-            sub.retry = Some(retry_policy(auto_retry));
+            sub.retry = Some(Box::new(retry_policy(auto_retry)));
         }
     }
 }
@@ -1103,10 +1105,10 @@ mod tests {
         assert_eq!(sub.retry.as_ref().unwrap().schedule.len(), 7);
         assert_eq!(
             sub.auth,
-            Some(TargetAuth::Basic {
+            Some(Box::new(TargetAuth::Basic {
                 username: "user".into(),
                 password: Secret::new("password")
-            })
+            }))
         );
     }
 
@@ -1459,18 +1461,18 @@ mod tests {
     #[test]
     fn round_trip_keeps_what_datocms_cannot_express() {
         let mut sub = created(&seed_create(), None);
-        sub.auth = Some(TargetAuth::Bearer {
+        sub.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("tok"),
-        });
+        }));
         sub.headers.push(HeaderSpec {
             name: "X-Secret".into(),
             value: Secret::new("s"),
             secret: true,
         });
-        sub.retry = Some(RetryPolicy {
+        sub.retry = Some(Box::new(RetryPolicy {
             schedule: vec![Duration::from_secs(1)],
             jitter: 0.1,
-        });
+        }));
         let before = sub.clone();
         let shown = view(&sub);
         assert_eq!(shown["attributes"]["headers"], json!({"X-Foo": "Bar"}));

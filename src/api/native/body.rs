@@ -66,10 +66,10 @@ impl Fields {
         sub.enabled = self.enabled;
         sub.filters = self.filters;
         sub.headers = self.headers;
-        sub.auth = self.auth;
+        sub.auth = self.auth.map(Box::new);
         sub.signing_secret = self.signing_secret;
         sub.format = self.format;
-        sub.retry = self.retry;
+        sub.retry = self.retry.map(Box::new);
         sub.timeout = self.timeout;
     }
 
@@ -82,10 +82,10 @@ impl Fields {
             enabled: sub.enabled,
             filters: sub.filters.clone(),
             headers: sub.headers.clone(),
-            auth: sub.auth.clone(),
+            auth: sub.auth.as_deref().cloned(),
             signing_secret: sub.signing_secret.clone(),
             format: sub.format,
-            retry: sub.retry.clone(),
+            retry: sub.retry.as_deref().cloned(),
             timeout: sub.timeout,
         }
     }
@@ -801,7 +801,7 @@ pub fn view(sub: &Subscription) -> Value {
             (h.name.clone(), v)
         })
         .collect();
-    let auth = match &sub.auth {
+    let auth = match sub.auth.as_deref() {
         None => Value::Null,
         Some(TargetAuth::Basic { username, .. }) => json!({"type": "basic", "username": username}),
         Some(TargetAuth::Bearer { .. }) => json!({"type": "bearer"}),
@@ -970,7 +970,7 @@ mod tests {
         let f = parse(&body, Mode::Replace, Some(&sub)).unwrap();
         assert_eq!(f.name, "renamed");
         assert_eq!(f.signing_secret, sub.signing_secret);
-        assert_eq!(f.auth, sub.auth);
+        assert_eq!(f.auth.as_ref(), sub.auth.as_deref());
         let key = f.headers.iter().find(|h| h.name == "X-Key").unwrap();
         assert_eq!(key.value.expose(), "k");
     }

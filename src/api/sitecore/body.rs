@@ -145,7 +145,7 @@ impl NewConfig {
             url: self.target_url,
             method: HttpMethod::Post,
             headers: Vec::new(),
-            auth: Some(secret_auth(self.secret)),
+            auth: Some(Box::new(secret_auth(self.secret))),
             signing_secret: None,
             format: Format::SitecoreAudit,
             retry: None,
@@ -455,7 +455,7 @@ impl Patch {
             sub.url = url;
         }
         if let Some(secret) = self.secret {
-            sub.auth = Some(secret_auth(secret));
+            sub.auth = Some(Box::new(secret_auth(secret)));
         }
         if let Some(level) = self.log_level {
             let mut extras = Extras::of(sub);
@@ -508,7 +508,7 @@ pub struct View<'a> {
 /// The full object of `sub`.
 pub fn view(sub: &Subscription) -> View<'_> {
     let extras = Extras::of(sub);
-    let secret = match &sub.auth {
+    let secret = match sub.auth.as_deref() {
         Some(TargetAuth::Header { name, value }) if name.eq_ignore_ascii_case(SECRET_HEADER) => {
             Some(value.expose())
         }
@@ -814,10 +814,10 @@ mod tests {
         assert_eq!(s.method, HttpMethod::Post);
         assert_eq!(
             s.auth,
-            Some(TargetAuth::Header {
+            Some(Box::new(TargetAuth::Header {
                 name: "X-Secret".into(),
                 value: Secret::new("s3cr3t")
-            })
+            }))
         );
         assert_eq!(s.filters, vec![space_filter("development")]);
         assert_eq!(
@@ -864,9 +864,9 @@ mod tests {
     fn damaged_extras_read_back_with_defaults() {
         let mut s = sub();
         s.extras = Value::Null;
-        s.auth = Some(TargetAuth::Bearer {
+        s.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("t"),
-        });
+        }));
         let v = serde_json::to_value(view(&s)).unwrap();
         assert_eq!(v["space"], "development");
         assert_eq!(v["logLevel"], "FailuresOnly");
@@ -972,10 +972,10 @@ mod tests {
         assert_eq!(s.url, "https://www.exampletartget.url/example-endpoint");
         assert_eq!(
             s.auth,
-            Some(TargetAuth::Header {
+            Some(Box::new(TargetAuth::Header {
                 name: "X-Secret".into(),
                 value: Secret::new("rotated")
-            })
+            }))
         );
         assert!(s.enabled && s.disabled_reason.is_none());
         let e = Extras::of(&s);
