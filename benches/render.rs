@@ -187,7 +187,7 @@ fn render(c: &mut Criterion) {
         sub.dialect = dialect;
         sub.auth = None;
         sub.headers.truncate(1);
-        sub.template = template;
+        sub.template = template.map(Box::new);
         sub
     };
     let contensis_templated = {

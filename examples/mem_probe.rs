@@ -21,26 +21,36 @@ struct Counting;
 
 static BYTES: AtomicI64 = AtomicI64::new(0);
 static COUNT: AtomicI64 = AtomicI64::new(0);
+/// Live bytes as mimalloc's size classes round them (`mi_usable_size`).
+static USABLE: AtomicI64 = AtomicI64::new(0);
 
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         BYTES.fetch_add(l.size() as i64, Ordering::Relaxed);
         COUNT.fetch_add(1, Ordering::Relaxed);
-        unsafe { mimalloc::MiMalloc.alloc(l) }
+        let p = unsafe { mimalloc::MiMalloc.alloc(l) };
+        USABLE.fetch_add(unsafe { mi_usable_size(p) } as i64, Ordering::Relaxed);
+        p
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         BYTES.fetch_sub(l.size() as i64, Ordering::Relaxed);
         COUNT.fetch_sub(1, Ordering::Relaxed);
+        USABLE.fetch_sub(unsafe { mi_usable_size(p) } as i64, Ordering::Relaxed);
         unsafe { mimalloc::MiMalloc.dealloc(p, l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         BYTES.fetch_add(l.size() as i64, Ordering::Relaxed);
         COUNT.fetch_add(1, Ordering::Relaxed);
-        unsafe { mimalloc::MiMalloc.alloc_zeroed(l) }
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(l) };
+        USABLE.fetch_add(unsafe { mi_usable_size(p) } as i64, Ordering::Relaxed);
+        p
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         BYTES.fetch_add(n as i64 - l.size() as i64, Ordering::Relaxed);
-        unsafe { mimalloc::MiMalloc.realloc(p, l, n) }
+        USABLE.fetch_sub(unsafe { mi_usable_size(p) } as i64, Ordering::Relaxed);
+        let q = unsafe { mimalloc::MiMalloc.realloc(p, l, n) };
+        USABLE.fetch_add(unsafe { mi_usable_size(q) } as i64, Ordering::Relaxed);
+        q
     }
 }
 
@@ -49,6 +59,7 @@ static GLOBAL: Counting = Counting;
 
 unsafe extern "C" {
     fn mi_collect(force: bool);
+    fn mi_usable_size(p: *const u8) -> usize;
 }
 
 fn rss() -> i64 {
@@ -63,6 +74,7 @@ struct Mark {
     rss: i64,
     bytes: i64,
     count: i64,
+    usable: i64,
 }
 
 fn mark() -> Mark {
@@ -70,6 +82,7 @@ fn mark() -> Mark {
         rss: rss(),
         bytes: BYTES.load(Ordering::Relaxed),
         count: COUNT.load(Ordering::Relaxed),
+        usable: USABLE.load(Ordering::Relaxed),
     }
 }
 
@@ -77,13 +90,14 @@ fn show(step: &str, base: &Mark, n: usize, t: Instant) {
     let m = mark();
     let n = n.max(1) as f64;
     println!(
-        "{step:<28} {:>7.2}s  rss {:>8.1} MB ({:>7.1} B/sub)  heap {:>8.1} MB ({:>7.1} B/sub, {:>5.2} allocs/sub)",
+        "{step:<28} {:>6.2}s rss {:>7.1} MB ({:>6.1} B/sub) heap {:>7.1} MB ({:>6.1} B/sub, {:>5.2} allocs/sub, {:>6.1} B/sub in size classes)",
         t.elapsed().as_secs_f64(),
         m.rss as f64 / 1e6,
         (m.rss - base.rss) as f64 / n,
         m.bytes as f64 / 1e6,
         (m.bytes - base.bytes) as f64 / n,
         (m.count - base.count) as f64 / n,
+        (m.usable - base.usable) as f64 / n,
     );
 }
 

@@ -911,7 +911,7 @@ mod tests {
         let mut sub = subscription(Format::DatoCms);
         sub.dialect = Dialect::DatoCms;
         sub.url = url.into();
-        sub.template = template.map(|t| Template::Mustache(t.into()));
+        sub.template = template.map(|t| Box::new(Template::Mustache(t.into())));
         sub
     }
 
@@ -1045,12 +1045,12 @@ mod tests {
             header("department", "{/resource/department}", false),
             header("secretHeaderSet", "cs7vdsdvj~8", true),
         ];
-        sub.template = Some(Template::Contensis(
+        sub.template = Some(Box::new(Template::Contensis(
             SEED_TEMPLATES
                 .iter()
                 .map(|(k, t)| (k.to_string(), t.to_string()))
                 .collect(),
-        ));
+        )));
         sub
     }
 
@@ -1120,10 +1120,10 @@ mod tests {
         let mut sub = contensis_sub();
         sub.url = "https://x.example/in".into();
         sub.headers = vec![header("Content-Type", "application/xml", false)];
-        sub.template = Some(Template::Contensis(vec![(
+        sub.template = Some(Box::new(Template::Contensis(vec![(
             "entry".into(),
             "<entry id=\"{/resource/sys/id}\">{/resource/entryTitle}</entry>".into(),
-        )]));
+        )])));
         let req = compile(&sub)
             .expect("compiles")
             .render(&contensis_event("news"), &ctx(1, 1))
@@ -1158,13 +1158,13 @@ mod tests {
         let cases: Vec<(Edit, &str, FieldProblem)> = vec![
             (
                 |s| {
-                    s.template = Some(Template::Contensis(vec![
+                    s.template = Some(Box::new(Template::Contensis(vec![
                         ("entry".into(), "{\"a\": \"{/event/name}\"}".into()),
                         (
                             "entry.news".into(),
                             "{\n\"id\": \"{/resource/sys/id\"\n}".into(),
                         ),
-                    ]))
+                    ])))
                 },
                 "template.entry.news",
                 at(2, 8, SyntaxProblem::UnclosedPlaceholder),
@@ -1200,16 +1200,21 @@ mod tests {
                 FieldProblem::DuplicateHeader,
             ),
             (
-                |s| s.template = Some(Template::Contensis(vec![("".into(), "{}".into())])),
+                |s| {
+                    s.template = Some(Box::new(Template::Contensis(vec![(
+                        "".into(),
+                        "{}".into(),
+                    )])))
+                },
                 "template.",
                 FieldProblem::TemplateKey,
             ),
             (
                 |s| {
-                    s.template = Some(Template::Contensis(vec![
+                    s.template = Some(Box::new(Template::Contensis(vec![
                         ("entry".into(), "{}".into()),
                         ("Entry".into(), "[]".into()),
-                    ]))
+                    ])))
                 },
                 "template.Entry",
                 FieldProblem::DuplicateTemplateKey,
@@ -1252,7 +1257,10 @@ mod tests {
             datocms_sub(None, "https://x.example/{{/a}}"),
             {
                 let mut s = contensis_sub();
-                s.template = Some(Template::Contensis(vec![("entry".into(), "{/a".into())]));
+                s.template = Some(Box::new(Template::Contensis(vec![(
+                    "entry".into(),
+                    "{/a".into(),
+                )])));
                 s
             },
             {

@@ -212,7 +212,7 @@ impl Subscriptions {
         let result = self
             .update(id, "herald", |sub| {
                 sub.enabled = false;
-                sub.disabled_reason = Some(reason.to_string());
+                sub.disabled_reason = Some(reason.into());
                 Ok::<(), std::convert::Infallible>(())
             })
             .await;

@@ -79,7 +79,7 @@ impl Fields {
     /// signing secret, retry, timeouts, format) stay as they are.
     pub fn apply(self, sub: &mut Subscription) {
         sub.name = self.name;
-        sub.description = self.description;
+        sub.description = self.description.map(String::into_boxed_str);
         sub.url = self.url;
         sub.method = self.method;
         sub.enabled = self.enabled;
@@ -88,7 +88,7 @@ impl Fields {
         }
         sub.filters = self.filters;
         sub.headers = self.headers;
-        sub.template = self.template;
+        sub.template = self.template.map(Box::new);
         sub.extras = self.extras;
     }
 }
@@ -543,7 +543,7 @@ pub fn view(sub: &Subscription) -> Json {
     push("id", Json::String(sub.id.to_string()));
     push("name", Json::from(sub.name.as_str()));
     if let Some(d) = &sub.description {
-        push("description", Json::from(d.as_str()));
+        push("description", Json::from(&**d));
     }
     push("url", Json::from(sub.url.as_str()));
     push("enabled", Json::Bool(sub.enabled));
@@ -615,7 +615,7 @@ fn canonical_order(topics: &Json) -> Json {
 }
 
 fn templates_view(sub: &Subscription) -> Json {
-    let Some(Template::Contensis(pairs)) = &sub.template else {
+    let Some(Template::Contensis(pairs)) = sub.template.as_deref() else {
         return Json::Object(Vec::new());
     };
     let objects = sub
@@ -734,10 +734,10 @@ mod tests {
         let mut sub = Subscription {
             id: SubscriptionId::generate(),
             dialect: Dialect::Contensis,
-            tenant: Some(Tenant {
+            tenant: Some(Box::new(Tenant {
                 kind: TenantKind::Project,
                 name: "movies".into(),
-            }),
+            })),
             name: String::new(),
             description: None,
             enabled: true,

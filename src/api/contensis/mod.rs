@@ -147,7 +147,7 @@ fn check_project_id(p: &str) -> Result<(), String> {
 }
 
 fn in_project(sub: &Subscription, tenant: &Tenant) -> bool {
-    sub.tenant.as_ref() == Some(tenant)
+    sub.tenant.as_deref() == Some(tenant)
 }
 
 fn respond(status: StatusCode, sub: &Subscription) -> Response {
@@ -180,7 +180,7 @@ async fn create(
     let mut sub = Subscription {
         id: SubscriptionId::generate(),
         dialect: Dialect::Contensis,
-        tenant: Some(tenant),
+        tenant: Some(Box::new(tenant)),
         name: String::new(),
         description: None,
         enabled: true,

@@ -813,7 +813,7 @@ fn view_events(sub: &Subscription) -> Value {
         let mut problems = Vec::new();
         if let Some(specs) = parse_events(raw, &mut shape, &mut problems)
             && problems.is_empty()
-            && to_filters(&specs, sub.tenant.as_ref()) == sub.filters
+            && to_filters(&specs, sub.tenant.as_deref()) == sub.filters
         {
             return raw.clone();
         }
@@ -862,7 +862,7 @@ pub fn blank(id: SubscriptionId, tenant: Option<Tenant>, actor: &str, now_ms: i6
     Subscription {
         id,
         dialect: Dialect::DatoCms,
-        tenant,
+        tenant: tenant.map(Box::new),
         name: String::new(),
         description: None,
         enabled: true,
@@ -929,11 +929,11 @@ impl Attributes {
         if let Some(events) = self.events
             && events.raw != view_events(sub)
         {
-            sub.filters = to_filters(&events.specs, sub.tenant.as_ref());
+            sub.filters = to_filters(&events.specs, sub.tenant.as_deref());
             extras(sub).insert("events".into(), events.raw);
         }
         if let Some(payload) = self.custom_payload {
-            sub.template = payload.map(Template::Mustache);
+            sub.template = payload.map(|p| Box::new(Template::Mustache(p)));
         }
         if self.http_basic_user.is_some() || self.http_basic_password.is_some() {
             let (user, password) = view_auth(sub);
@@ -994,7 +994,7 @@ pub fn view(sub: &Subscription) -> Value {
         .map(|(n, v)| (n.to_string(), Value::from(v)))
         .collect();
     let (user, password) = view_auth(sub);
-    let custom_payload = match &sub.template {
+    let custom_payload = match sub.template.as_deref() {
         Some(Template::Mustache(t)) => Value::from(t.as_str()),
         _ => Value::Null,
     };

@@ -60,7 +60,7 @@ impl Fields {
     /// Copies these fields onto `sub`.
     pub fn apply(self, sub: &mut Subscription) {
         sub.name = self.name;
-        sub.description = self.description;
+        sub.description = self.description.map(String::into_boxed_str);
         sub.url = self.url;
         sub.method = self.method;
         sub.enabled = self.enabled;
@@ -76,7 +76,7 @@ impl Fields {
     fn of(sub: &Subscription) -> Fields {
         Fields {
             name: sub.name.clone(),
-            description: sub.description.clone(),
+            description: sub.description.as_deref().map(str::to_string),
             url: sub.url.clone(),
             method: sub.method,
             enabled: sub.enabled,

@@ -138,7 +138,7 @@ impl NewConfig {
             id,
             dialect: Dialect::SitecoreAudit,
             filters: vec![space_filter(&tenant.name)],
-            tenant: Some(tenant),
+            tenant: Some(Box::new(tenant)),
             name: EVENT_NAME.into(),
             description: None,
             enabled: self.enabled,
@@ -802,8 +802,8 @@ mod tests {
         let s = sub();
         assert_eq!(s.dialect, Dialect::SitecoreAudit);
         assert_eq!(
-            s.tenant,
-            Some(Tenant {
+            s.tenant.as_deref(),
+            Some(&Tenant {
                 kind: TenantKind::Space,
                 name: "development".into()
             })
