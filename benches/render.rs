@@ -68,7 +68,7 @@ fn subscription(format: Format, signed: bool) -> Subscription {
         timeout: None,
         connect_timeout: None,
         template: None,
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
         disabled_reason: None,
         version: Version {
             created_by: "bench".into(),

@@ -125,7 +125,7 @@ fn subscription(rng: &mut fastrand::Rng, tenant: &str, filters: Vec<Filter>) -> 
         timeout: None,
         connect_timeout: None,
         template: None,
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
         disabled_reason: None,
         version: Version {
             created_by: "admin@example.com".into(),

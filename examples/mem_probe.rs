@@ -60,6 +60,8 @@ static GLOBAL: Counting = Counting;
 unsafe extern "C" {
     fn mi_collect(force: bool);
     fn mi_usable_size(p: *const u8) -> usize;
+    fn mi_malloc(size: usize) -> *mut u8;
+    fn mi_free(p: *mut u8);
 }
 
 fn rss() -> i64 {
@@ -118,6 +120,16 @@ fn main() -> anyhow::Result<()> {
         std::mem::size_of::<herald::model::Subscription>(),
         std::mem::size_of::<herald::route::store::Target>(),
     );
+    for size in [288usize, 304, 320, 336, 376, 384] {
+        // SAFETY: a plain allocation, freed right away.
+        let usable = unsafe {
+            let p = mi_malloc(size);
+            let u = mi_usable_size(p);
+            mi_free(p);
+            u
+        };
+        println!("mimalloc: {size} bytes take {usable}");
+    }
     let mut cfg = Config::defaults();
     cfg.storage.path = dir.into();
     let t = Instant::now();
@@ -172,5 +184,10 @@ fn main() -> anyhow::Result<()> {
     std::thread::sleep(std::time::Duration::from_secs(2));
     show("after 2 s", &base, n, t);
     println!("stored {}", subs.len());
+    if let Some(t) = subs.list(None, 1, |_| true).pop() {
+        // SAFETY: the pointer is inside a live allocation; mimalloc finds its block.
+        let usable = unsafe { mi_usable_size((Arc::as_ptr(&t) as *const u8).sub(16)) };
+        println!("an Arc<Target> takes {usable} bytes");
+    }
     Ok(())
 }

@@ -43,7 +43,7 @@ fn subscription(n: u32, enabled: bool, filters: Vec<Filter>) -> Subscription {
         timeout: None,
         connect_timeout: None,
         template: None,
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
         disabled_reason: None,
         version: Version {
             created_by: "test".into(),

@@ -89,7 +89,7 @@ impl Fields {
         sub.filters = self.filters;
         sub.headers = self.headers;
         sub.template = self.template.map(Box::new);
-        sub.extras = self.extras;
+        sub.extras = self.extras.into();
     }
 }
 
@@ -570,9 +570,9 @@ pub fn view(sub: &Subscription) -> Json {
     push(
         "version",
         object([
-            ("createdBy", Json::from(v.created_by.as_str())),
+            ("createdBy", Json::from(&*v.created_by)),
             ("created", Json::String(time_text(v.created_at_ms))),
-            ("modifiedBy", Json::from(v.modified_by.as_str())),
+            ("modifiedBy", Json::from(&*v.modified_by)),
             ("modified", Json::String(time_text(v.modified_at_ms))),
             ("versionNo", Json::String(version_text(v.version_no))),
         ]),
@@ -760,7 +760,7 @@ mod tests {
                 modified_at_ms: 1_598_950_789_000,
                 version_no: 1,
             },
-            extras: Value::Null,
+            extras: Default::default(),
         };
         fields.apply(&mut sub);
         sub

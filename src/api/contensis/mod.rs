@@ -197,13 +197,13 @@ async fn create(
         template: None,
         disabled_reason: None,
         version: Version {
-            created_by: ctx.actor.to_string(),
+            created_by: ctx.actor.into(),
             created_at_ms: now,
-            modified_by: ctx.actor.to_string(),
+            modified_by: ctx.actor.into(),
             modified_at_ms: now,
             version_no: 1,
         },
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
     };
     fields.apply(&mut sub);
     let t = ctx.app.subs.create(sub).await.map_err(store_error)?;

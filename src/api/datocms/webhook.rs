@@ -879,13 +879,13 @@ pub fn blank(id: SubscriptionId, tenant: Option<Tenant>, actor: &str, now_ms: i6
         template: None,
         disabled_reason: None,
         version: Version {
-            created_by: actor.to_string(),
+            created_by: actor.into(),
             created_at_ms: now_ms,
-            modified_by: actor.to_string(),
+            modified_by: actor.into(),
             modified_at_ms: now_ms,
             version_no: 1,
         },
-        extras: json!({"payload_api_version": "3", "nested_items_in_payload": true}),
+        extras: json!({"payload_api_version": "3", "nested_items_in_payload": true}).into(),
     }
 }
 
@@ -979,9 +979,9 @@ impl Attributes {
 /// `sub.extras` as an object (a native subscription's `Null` becomes `{}`).
 fn extras(sub: &mut Subscription) -> &mut Map<String, Value> {
     if !sub.extras.is_object() {
-        sub.extras = Value::Object(Map::new());
+        *sub.extras = Value::Object(Map::new());
     }
-    match &mut sub.extras {
+    match &mut *sub.extras {
         Value::Object(m) => m,
         _ => unreachable!("just made an object"),
     }

@@ -888,7 +888,7 @@ mod tests {
             timeout: None,
             connect_timeout: None,
             template: None,
-            extras: serde_json::Value::Null,
+            extras: Default::default(),
             disabled_reason: None,
             version: Version {
                 created_by: "t".into(),

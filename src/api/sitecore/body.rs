@@ -86,7 +86,7 @@ impl Extras {
     /// The extras of `sub`, or what they would have been when they are missing or damaged (a
     /// subscription edited outside this dialect), so reading never fails.
     pub fn of(sub: &Subscription) -> Extras {
-        Extras::deserialize(&sub.extras).unwrap_or_else(|_| Extras {
+        Extras::deserialize(&*sub.extras).unwrap_or_else(|_| Extras {
             space: sub
                 .tenant
                 .as_ref()
@@ -154,13 +154,13 @@ impl NewConfig {
             template: None,
             disabled_reason: None,
             version: Version {
-                created_by: actor.to_string(),
+                created_by: actor.into(),
                 created_at_ms: now_ms,
-                modified_by: actor.to_string(),
+                modified_by: actor.into(),
                 modified_at_ms: now_ms,
                 version_no: 1,
             },
-            extras: extras.to_value(),
+            extras: extras.to_value().into(),
         }
     }
 }
@@ -460,7 +460,7 @@ impl Patch {
         if let Some(level) = self.log_level {
             let mut extras = Extras::of(sub);
             extras.log_level = level;
-            sub.extras = extras.to_value();
+            sub.extras = extras.to_value().into();
         }
         if let Some(enabled) = self.enabled {
             sub.enabled = enabled;
@@ -826,7 +826,7 @@ mod tests {
         );
         assert!(s.retry.is_none() && s.timeout.is_none() && s.signing_secret.is_none());
         assert_eq!(
-            s.extras,
+            *s.extras,
             json!({"space": "Development", "sourceSystem": {"$type": "AnySource"},
                    "logLevel": "FailuresOnly", "organizationId": null})
         );
@@ -863,7 +863,7 @@ mod tests {
     #[test]
     fn damaged_extras_read_back_with_defaults() {
         let mut s = sub();
-        s.extras = Value::Null;
+        s.extras = Value::Null.into();
         s.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("t"),
         }));
