@@ -59,16 +59,16 @@ fn subscription(format: Format, signed: bool) -> Subscription {
                 secret: false,
             },
         ],
-        auth: Some(TargetAuth::Bearer {
+        auth: Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("eyJhbGciOiJIUzI1NiJ9.e30.bench"),
-        }),
+        })),
         signing_secret: signed.then(|| Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
         format,
         retry: None,
         timeout: None,
         connect_timeout: None,
         template: None,
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
         disabled_reason: None,
         version: Version {
             created_by: "bench".into(),
@@ -187,7 +187,7 @@ fn render(c: &mut Criterion) {
         sub.dialect = dialect;
         sub.auth = None;
         sub.headers.truncate(1);
-        sub.template = template;
+        sub.template = template.map(Box::new);
         sub
     };
     let contensis_templated = {

@@ -107,10 +107,10 @@ fn subscription(rng: &mut fastrand::Rng, tenant: &str, filters: Vec<Filter>) -> 
     Arc::new(Item(Subscription {
         id: SubscriptionId::generate(),
         dialect: Dialect::SitecoreAudit,
-        tenant: Some(Tenant {
+        tenant: Some(Box::new(Tenant {
             kind: TenantKind::Space,
             name: tenant.to_string(),
-        }),
+        })),
         name: format!("Content sync {n}"),
         description: None,
         enabled: true,
@@ -125,7 +125,7 @@ fn subscription(rng: &mut fastrand::Rng, tenant: &str, filters: Vec<Filter>) -> 
         timeout: None,
         connect_timeout: None,
         template: None,
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
         disabled_reason: None,
         version: Version {
             created_by: "admin@example.com".into(),

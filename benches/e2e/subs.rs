@@ -211,7 +211,7 @@ pub fn build(b: &Value) -> anyhow::Result<Subscription> {
         timeout: None,
         connect_timeout: None,
         template: None,
-        extras: Value::Null,
+        extras: Default::default(),
         disabled_reason: None,
         version: Version {
             created_by: "bench".into(),

@@ -748,7 +748,7 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
             body_excerpt(&result.response_body)
         },
     };
-    let policy = sub.retry.as_ref().unwrap_or(&cfg.retry);
+    let policy = sub.retry.as_deref().unwrap_or(&cfg.retry);
     let (next, t) =
         outcome::after_attempt(&d, ev, record, &summary, policy, fastrand::f64(), now_ms());
     inner.journal.record(t);

@@ -72,6 +72,7 @@ pub struct AttributeMatch {
     /// Lower-case attribute name (see `model::event::attr`).
     pub name: Box<str>,
     /// Accepted values, lower-case, non-empty.
+    #[serde(deserialize_with = "super::exact::vec")]
     pub values: Vec<Box<str>>,
 }
 
@@ -79,8 +80,10 @@ pub struct AttributeMatch {
 /// attribute condition. A filter with both empty matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Filter {
+    #[serde(deserialize_with = "super::exact::vec")]
     pub types: Vec<TypePattern>,
     /// Sorted by name, one entry per name.
+    #[serde(deserialize_with = "super::exact::vec")]
     pub attributes: Vec<AttributeMatch>,
 }
 

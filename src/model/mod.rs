@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod event;
+pub mod exact;
 pub mod filter;
 pub mod ids;
 pub mod secret;
@@ -14,8 +15,8 @@ pub use filter::{AttributeMatch, Filter, TypePattern};
 pub use ids::{DeliveryId, SeqGen, SubscriptionId};
 pub use secret::Secret;
 pub use subscription::{
-    Dialect, Format, HeaderSpec, HttpMethod, RetryPolicy, Subscription, TargetAuth, Template,
-    Tenant, TenantKind, Version,
+    Dialect, ExtrasValue, Format, HeaderSpec, HttpMethod, RetryPolicy, Subscription, TargetAuth,
+    Template, Tenant, TenantKind, Version,
 };
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct Secret(Box<str>);
 
 impl Secret {
     pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
+        Secret(s.into().into_boxed_str())
     }
 
     /// The real value, for the few places that need it (signing, auth headers, storage).
@@ -34,13 +34,13 @@ impl std::fmt::Debug for Secret {
 
 impl From<String> for Secret {
     fn from(s: String) -> Self {
-        Secret(s)
+        Secret(s.into_boxed_str())
     }
 }
 
 impl From<&str> for Secret {
     fn from(s: &str) -> Self {
-        Secret(s.to_string())
+        Secret(s.into())
     }
 }
 

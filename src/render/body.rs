@@ -174,7 +174,7 @@ impl BodyPlan {
     /// The body plan for `sub`'s format and template, or `None` with the reasons pushed to
     /// `errors` (a template that does not parse, a format this build cannot render).
     pub(crate) fn compile(sub: &Subscription, errors: &mut Vec<FieldError>) -> Option<BodyPlan> {
-        match &sub.template {
+        match sub.template.as_deref() {
             None => {}
             Some(Template::Mustache(src)) => {
                 return match mustache::Template::compile(src) {

@@ -29,7 +29,7 @@ pub(crate) fn subscription(format: Format) -> Subscription {
         timeout: None,
         connect_timeout: None,
         template: None,
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
         disabled_reason: None,
         version: Version {
             created_by: "test".into(),

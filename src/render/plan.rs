@@ -672,9 +672,9 @@ mod tests {
             header("X-Api-Key", "k-123", true),
             header("X-Plain", "plain value", false),
         ];
-        sub.auth = Some(TargetAuth::Bearer {
+        sub.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("tok-456"),
-        });
+        }));
         let plan = compile(&sub).expect("compiles");
         let e = event(InputKind::Sitecore, "item:added", SITECORE_ITEM_ADDED);
         let req = plan.render(&e, &ctx(1, 1_714_557_600)).expect("renders");
@@ -782,7 +782,7 @@ mod tests {
         ];
         for (auth, name, value) in cases {
             let mut sub = subscription(Format::Raw);
-            sub.auth = Some(auth);
+            sub.auth = Some(Box::new(auth));
             let req = compile(&sub)
                 .expect("compiles")
                 .render(&event(InputKind::Sitecore, "a:b", "{}"), &ctx(1, 1))
@@ -852,10 +852,10 @@ mod tests {
                         header("X-Foo", "Bar", false),
                         header("Accept", "application/json", false),
                     ];
-                    s.auth = Some(TargetAuth::Basic {
+                    s.auth = Some(Box::new(TargetAuth::Basic {
                         username: "ciao".into(),
                         password: Secret::new("miao"),
-                    });
+                    }));
                 },
                 &[
                     ("content-type", "application/json"),
@@ -869,10 +869,10 @@ mod tests {
                 Dialect::SitecoreAudit,
                 Format::SitecoreAudit,
                 |s| {
-                    s.auth = Some(TargetAuth::Header {
+                    s.auth = Some(Box::new(TargetAuth::Header {
                         name: "X-Secret".into(),
                         value: Secret::new("s3cr3t"),
-                    })
+                    }))
                 },
                 &[
                     ("content-type", "application/json"),
@@ -911,7 +911,7 @@ mod tests {
         let mut sub = subscription(Format::DatoCms);
         sub.dialect = Dialect::DatoCms;
         sub.url = url.into();
-        sub.template = template.map(|t| Template::Mustache(t.into()));
+        sub.template = template.map(|t| Box::new(Template::Mustache(t.into())));
         sub
     }
 
@@ -1045,12 +1045,12 @@ mod tests {
             header("department", "{/resource/department}", false),
             header("secretHeaderSet", "cs7vdsdvj~8", true),
         ];
-        sub.template = Some(Template::Contensis(
+        sub.template = Some(Box::new(Template::Contensis(
             SEED_TEMPLATES
                 .iter()
                 .map(|(k, t)| (k.to_string(), t.to_string()))
                 .collect(),
-        ));
+        )));
         sub
     }
 
@@ -1120,10 +1120,10 @@ mod tests {
         let mut sub = contensis_sub();
         sub.url = "https://x.example/in".into();
         sub.headers = vec![header("Content-Type", "application/xml", false)];
-        sub.template = Some(Template::Contensis(vec![(
+        sub.template = Some(Box::new(Template::Contensis(vec![(
             "entry".into(),
             "<entry id=\"{/resource/sys/id}\">{/resource/entryTitle}</entry>".into(),
-        )]));
+        )])));
         let req = compile(&sub)
             .expect("compiles")
             .render(&contensis_event("news"), &ctx(1, 1))
@@ -1158,13 +1158,13 @@ mod tests {
         let cases: Vec<(Edit, &str, FieldProblem)> = vec![
             (
                 |s| {
-                    s.template = Some(Template::Contensis(vec![
+                    s.template = Some(Box::new(Template::Contensis(vec![
                         ("entry".into(), "{\"a\": \"{/event/name}\"}".into()),
                         (
                             "entry.news".into(),
                             "{\n\"id\": \"{/resource/sys/id\"\n}".into(),
                         ),
-                    ]))
+                    ])))
                 },
                 "template.entry.news",
                 at(2, 8, SyntaxProblem::UnclosedPlaceholder),
@@ -1200,16 +1200,21 @@ mod tests {
                 FieldProblem::DuplicateHeader,
             ),
             (
-                |s| s.template = Some(Template::Contensis(vec![("".into(), "{}".into())])),
+                |s| {
+                    s.template = Some(Box::new(Template::Contensis(vec![(
+                        "".into(),
+                        "{}".into(),
+                    )])))
+                },
                 "template.",
                 FieldProblem::TemplateKey,
             ),
             (
                 |s| {
-                    s.template = Some(Template::Contensis(vec![
+                    s.template = Some(Box::new(Template::Contensis(vec![
                         ("entry".into(), "{}".into()),
                         ("Entry".into(), "[]".into()),
-                    ]))
+                    ])))
                 },
                 "template.Entry",
                 FieldProblem::DuplicateTemplateKey,
@@ -1252,7 +1257,10 @@ mod tests {
             datocms_sub(None, "https://x.example/{{/a}}"),
             {
                 let mut s = contensis_sub();
-                s.template = Some(Template::Contensis(vec![("entry".into(), "{/a".into())]));
+                s.template = Some(Box::new(Template::Contensis(vec![(
+                    "entry".into(),
+                    "{/a".into(),
+                )])));
                 s
             },
             {
@@ -1394,9 +1402,9 @@ mod tests {
             (
                 |s| {
                     s.headers = vec![header("Authorization", "Token x", true)];
-                    s.auth = Some(TargetAuth::Bearer {
+                    s.auth = Some(Box::new(TargetAuth::Bearer {
                         token: Secret::new("t"),
-                    });
+                    }));
                 },
                 "headers.Authorization",
                 FieldProblem::ConflictsWithAuth,
@@ -1404,49 +1412,49 @@ mod tests {
             (
                 |s| {
                     s.headers = vec![header("X-Secret", "a", true)];
-                    s.auth = Some(TargetAuth::Header {
+                    s.auth = Some(Box::new(TargetAuth::Header {
                         name: "x-secret".into(),
                         value: Secret::new("b"),
-                    });
+                    }));
                 },
                 "headers.X-Secret",
                 FieldProblem::ConflictsWithAuth,
             ),
             (
                 |s| {
-                    s.auth = Some(TargetAuth::Basic {
+                    s.auth = Some(Box::new(TargetAuth::Basic {
                         username: "a:b".into(),
                         password: Secret::new("p"),
-                    })
+                    }))
                 },
                 "auth.username",
                 FieldProblem::UsernameColon,
             ),
             (
                 |s| {
-                    s.auth = Some(TargetAuth::Bearer {
+                    s.auth = Some(Box::new(TargetAuth::Bearer {
                         token: Secret::new("t\n"),
-                    })
+                    }))
                 },
                 "auth.token",
                 FieldProblem::HeaderValue,
             ),
             (
                 |s| {
-                    s.auth = Some(TargetAuth::Header {
+                    s.auth = Some(Box::new(TargetAuth::Header {
                         name: "Host".into(),
                         value: Secret::new("v"),
-                    })
+                    }))
                 },
                 "auth.name",
                 FieldProblem::ReservedHeader("host"),
             ),
             (
                 |s| {
-                    s.auth = Some(TargetAuth::Header {
+                    s.auth = Some(Box::new(TargetAuth::Header {
                         name: "X-Key".into(),
                         value: Secret::new("\u{7f}"),
-                    })
+                    }))
                 },
                 "auth.value",
                 FieldProblem::HeaderValue,
@@ -1504,10 +1512,10 @@ mod tests {
             header("X-Hidden", "hidden-value-1", true),
             header("X-Shown", "shown-value", false),
         ];
-        sub.auth = Some(TargetAuth::Basic {
+        sub.auth = Some(Box::new(TargetAuth::Basic {
             username: "user".into(),
             password: Secret::new("pass-word-2"),
-        });
+        }));
         let plan = compile(&sub).expect("compiles");
         let debug = format!("{plan:?}");
         let basic = STANDARD.encode("user:pass-word-2");
@@ -1524,9 +1532,9 @@ mod tests {
         assert!(debug.contains("hooks.example.com/in?***"), "{debug}");
 
         let mut bearer = subscription(Format::Raw);
-        bearer.auth = Some(TargetAuth::Bearer {
+        bearer.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("tok-3"),
-        });
+        }));
         let debug = format!("{:?}", compile(&bearer).expect("compiles"));
         assert!(!debug.contains("tok-3"), "{debug}");
     }

@@ -166,7 +166,9 @@ impl<T: AsRef<Subscription>> Ids<T> {
 struct Writer<T> {
     /// The snapshot being prepared; published (cloned into `current`) after every write.
     next: Snapshot<T>,
-    /// Every stored item in id order, for `list`.
+    /// Every stored item in id order, for `list`. A batch ([`TopicIndex::upsert_many`]) is
+    /// merged in bulk, which packs the tree's nodes full: inserted one by one in id order (how
+    /// start-up reads them) they stay about half full, some 20 bytes more per subscription.
     ordered: BTreeMap<SubscriptionId, Arc<T>>,
     /// For buckets larger than one leaf: where each item's entries sit, so removing one item from
     /// a bucket of a million costs `O(log n)`, not a scan. Keyed by bucket key, then item pointer.
@@ -219,7 +221,7 @@ where
     pub fn upsert(&self, item: Arc<T>) -> Option<Arc<T>> {
         let mut guard = self.lock();
         let w = &mut *guard;
-        let old = self.apply_upsert(w, item);
+        let old = self.apply_upsert(w, item, true);
         self.publish(w);
         old
     }
@@ -230,9 +232,15 @@ where
     pub fn upsert_many(&self, items: impl IntoIterator<Item = Arc<T>>) {
         let mut guard = self.lock();
         let w = &mut *guard;
+        let mut batch = Vec::new();
         for item in items {
-            self.apply_upsert(w, item);
+            batch.push((sub(&item).id, Arc::clone(&item)));
+            self.apply_upsert(w, item, false);
         }
+        // `collect` sorts and bulk-builds (a later duplicate id wins, as a later upsert would);
+        // `append` into an empty map is a swap, else a bulk merge.
+        let mut batch: BTreeMap<SubscriptionId, Arc<T>> = batch.into_iter().collect();
+        w.ordered.append(&mut batch);
         self.publish(w);
     }
 
@@ -389,15 +397,20 @@ where
     }
 
     /// The unpublished part of `upsert`.
-    fn apply_upsert(&self, w: &mut Writer<T>, item: Arc<T>) -> Option<Arc<T>> {
+    /// The upsert of `item` in everything but `ordered`, which it updates only when `order` is
+    /// set (a batch merges its own into `ordered` at the end).
+    fn apply_upsert(&self, w: &mut Writer<T>, item: Arc<T>, order: bool) -> Option<Arc<T>> {
         let id = sub(&item).id;
-        let old = w.ordered.insert(id, Arc::clone(&item));
         let key = self.id_key(&id);
-        let ids = match w.next.ids.get(key) {
-            Some(ids) => ids.with(&item),
-            None => Ids::One(Arc::clone(&item)),
+        // The previous version comes from the id map, which holds exactly what `ordered` does.
+        let (old, ids) = match w.next.ids.get(key) {
+            Some(ids) => (ids.find(&id).cloned(), ids.with(&item)),
+            None => (None, Ids::One(Arc::clone(&item))),
         };
         w.next.ids.insert(key, ids);
+        if order {
+            w.ordered.insert(id, Arc::clone(&item));
+        }
         if old.is_none() {
             w.next.count += 1;
         }

@@ -43,7 +43,7 @@ fn subscription(n: u32, enabled: bool, filters: Vec<Filter>) -> Subscription {
         timeout: None,
         connect_timeout: None,
         template: None,
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
         disabled_reason: None,
         version: Version {
             created_by: "test".into(),
@@ -692,11 +692,36 @@ fn ascii_lower_borrows_when_it_can() {
 fn upsert_many_is_one_batch() {
     let index = TopicIndex::new();
     index.upsert(item(0, true, vec![filter(&["item:saved"], &[])]));
-    index.upsert_many((0..100).map(|n| item(n, n % 2 == 0, vec![filter(&["item:*"], &[])])));
-    assert_eq!(index.len(), 100);
+    index.upsert(item(150, true, vec![filter(&["item:saved"], &[])]));
+    // 0 is replaced; 5 comes twice in the batch, the later (disabled) one wins.
+    index.upsert_many(
+        (0..100)
+            .map(|n| item(n, n % 2 == 0, vec![filter(&["item:*"], &[])]))
+            .chain([item(5, false, vec![])]),
+    );
+    assert_eq!(index.len(), 101);
     let e = event("item:saved", &[]);
     assert_eq!(routed(&index, &e), wanted(&index, &e));
-    assert_eq!(routed(&index, &e).len(), 50);
+    assert_eq!(routed(&index, &e).len(), 51);
+    // `list` sees the batch merged in id order, each id once, the last version of each.
+    let listed = index.list(None, usize::MAX, |_| true);
+    let ids: Vec<SubscriptionId> = listed.iter().map(|i| i.0.id).collect();
+    let mut want: Vec<SubscriptionId> = (0..100).chain([150]).map(id).collect();
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(
+        listed
+            .iter()
+            .all(|i| index.get(&i.0.id).is_some_and(|g| Arc::ptr_eq(&g, i)))
+    );
+    assert!(
+        listed
+            .iter()
+            .any(|i| i.0.id == id(5) && !i.0.enabled && i.0.filters.is_empty())
+    );
+    assert_eq!(index.list(Some(want[9]), 3, |_| true).len(), 3);
+    assert_eq!(index.list(Some(want[9]), 3, |_| true)[0].0.id, want[10]);
+    index.remove(&id(150));
     for n in 0..100 {
         index.remove(&id(n));
     }

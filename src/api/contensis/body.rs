@@ -79,7 +79,7 @@ impl Fields {
     /// signing secret, retry, timeouts, format) stay as they are.
     pub fn apply(self, sub: &mut Subscription) {
         sub.name = self.name;
-        sub.description = self.description;
+        sub.description = self.description.map(String::into_boxed_str);
         sub.url = self.url;
         sub.method = self.method;
         sub.enabled = self.enabled;
@@ -88,8 +88,8 @@ impl Fields {
         }
         sub.filters = self.filters;
         sub.headers = self.headers;
-        sub.template = self.template;
-        sub.extras = self.extras;
+        sub.template = self.template.map(Box::new);
+        sub.extras = self.extras.into();
     }
 }
 
@@ -543,7 +543,7 @@ pub fn view(sub: &Subscription) -> Json {
     push("id", Json::String(sub.id.to_string()));
     push("name", Json::from(sub.name.as_str()));
     if let Some(d) = &sub.description {
-        push("description", Json::from(d.as_str()));
+        push("description", Json::from(&**d));
     }
     push("url", Json::from(sub.url.as_str()));
     push("enabled", Json::Bool(sub.enabled));
@@ -570,9 +570,9 @@ pub fn view(sub: &Subscription) -> Json {
     push(
         "version",
         object([
-            ("createdBy", Json::from(v.created_by.as_str())),
+            ("createdBy", Json::from(&*v.created_by)),
             ("created", Json::String(time_text(v.created_at_ms))),
-            ("modifiedBy", Json::from(v.modified_by.as_str())),
+            ("modifiedBy", Json::from(&*v.modified_by)),
             ("modified", Json::String(time_text(v.modified_at_ms))),
             ("versionNo", Json::String(version_text(v.version_no))),
         ]),
@@ -615,7 +615,7 @@ fn canonical_order(topics: &Json) -> Json {
 }
 
 fn templates_view(sub: &Subscription) -> Json {
-    let Some(Template::Contensis(pairs)) = &sub.template else {
+    let Some(Template::Contensis(pairs)) = sub.template.as_deref() else {
         return Json::Object(Vec::new());
     };
     let objects = sub
@@ -734,10 +734,10 @@ mod tests {
         let mut sub = Subscription {
             id: SubscriptionId::generate(),
             dialect: Dialect::Contensis,
-            tenant: Some(Tenant {
+            tenant: Some(Box::new(Tenant {
                 kind: TenantKind::Project,
                 name: "movies".into(),
-            }),
+            })),
             name: String::new(),
             description: None,
             enabled: true,
@@ -760,7 +760,7 @@ mod tests {
                 modified_at_ms: 1_598_950_789_000,
                 version_no: 1,
             },
-            extras: Value::Null,
+            extras: Default::default(),
         };
         fields.apply(&mut sub);
         sub

@@ -147,7 +147,7 @@ fn check_project_id(p: &str) -> Result<(), String> {
 }
 
 fn in_project(sub: &Subscription, tenant: &Tenant) -> bool {
-    sub.tenant.as_ref() == Some(tenant)
+    sub.tenant.as_deref() == Some(tenant)
 }
 
 fn respond(status: StatusCode, sub: &Subscription) -> Response {
@@ -180,7 +180,7 @@ async fn create(
     let mut sub = Subscription {
         id: SubscriptionId::generate(),
         dialect: Dialect::Contensis,
-        tenant: Some(tenant),
+        tenant: Some(Box::new(tenant)),
         name: String::new(),
         description: None,
         enabled: true,
@@ -191,19 +191,19 @@ async fn create(
         auth: None,
         signing_secret: None,
         format: Format::Contensis,
-        retry: Some(retry_policy()),
+        retry: Some(Box::new(retry_policy())),
         timeout: Some(TIMEOUT),
         connect_timeout: None,
         template: None,
         disabled_reason: None,
         version: Version {
-            created_by: ctx.actor.to_string(),
+            created_by: ctx.actor.into(),
             created_at_ms: now,
-            modified_by: ctx.actor.to_string(),
+            modified_by: ctx.actor.into(),
             modified_at_ms: now,
             version_no: 1,
         },
-        extras: serde_json::Value::Null,
+        extras: Default::default(),
     };
     fields.apply(&mut sub);
     let t = ctx.app.subs.create(sub).await.map_err(store_error)?;

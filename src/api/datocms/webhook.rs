@@ -813,7 +813,7 @@ fn view_events(sub: &Subscription) -> Value {
         let mut problems = Vec::new();
         if let Some(specs) = parse_events(raw, &mut shape, &mut problems)
             && problems.is_empty()
-            && to_filters(&specs, sub.tenant.as_ref()) == sub.filters
+            && to_filters(&specs, sub.tenant.as_deref()) == sub.filters
         {
             return raw.clone();
         }
@@ -822,7 +822,7 @@ fn view_events(sub: &Subscription) -> Value {
 }
 
 fn view_auth(sub: &Subscription) -> (Option<&str>, Option<&str>) {
-    match &sub.auth {
+    match sub.auth.as_deref() {
         Some(TargetAuth::Basic { username, password }) => {
             (Some(username.as_str()), Some(password.expose()))
         }
@@ -862,7 +862,7 @@ pub fn blank(id: SubscriptionId, tenant: Option<Tenant>, actor: &str, now_ms: i6
     Subscription {
         id,
         dialect: Dialect::DatoCms,
-        tenant,
+        tenant: tenant.map(Box::new),
         name: String::new(),
         description: None,
         enabled: true,
@@ -873,19 +873,19 @@ pub fn blank(id: SubscriptionId, tenant: Option<Tenant>, actor: &str, now_ms: i6
         auth: None,
         signing_secret: None,
         format: Format::DatoCms,
-        retry: Some(retry_policy(true)),
+        retry: Some(Box::new(retry_policy(true))),
         timeout: Some(TIMEOUT),
         connect_timeout: Some(CONNECT_TIMEOUT),
         template: None,
         disabled_reason: None,
         version: Version {
-            created_by: actor.to_string(),
+            created_by: actor.into(),
             created_at_ms: now_ms,
-            modified_by: actor.to_string(),
+            modified_by: actor.into(),
             modified_at_ms: now_ms,
             version_no: 1,
         },
-        extras: json!({"payload_api_version": "3", "nested_items_in_payload": true}),
+        extras: json!({"payload_api_version": "3", "nested_items_in_payload": true}).into(),
     }
 }
 
@@ -929,11 +929,11 @@ impl Attributes {
         if let Some(events) = self.events
             && events.raw != view_events(sub)
         {
-            sub.filters = to_filters(&events.specs, sub.tenant.as_ref());
+            sub.filters = to_filters(&events.specs, sub.tenant.as_deref());
             extras(sub).insert("events".into(), events.raw);
         }
         if let Some(payload) = self.custom_payload {
-            sub.template = payload.map(Template::Mustache);
+            sub.template = payload.map(|p| Box::new(Template::Mustache(p)));
         }
         if self.http_basic_user.is_some() || self.http_basic_password.is_some() {
             let (user, password) = view_auth(sub);
@@ -948,9 +948,11 @@ impl Attributes {
             if (user.as_deref(), password.as_deref()) != view_auth(sub) {
                 // A password without a user is never sent (DatoCMS sends Basic auth only when
                 // `http_basic_user` is set), so it is not kept either.
-                sub.auth = user.map(|username| TargetAuth::Basic {
-                    username,
-                    password: Secret::new(password.unwrap_or_default()),
+                sub.auth = user.map(|username| {
+                    Box::new(TargetAuth::Basic {
+                        username,
+                        password: Secret::new(password.unwrap_or_default()),
+                    })
                 });
             }
         }
@@ -969,7 +971,7 @@ impl Attributes {
         if let Some(auto_retry) = self.auto_retry
             && auto_retry != view_auto_retry(sub)
         {
-            sub.retry = Some(retry_policy(auto_retry));
+            sub.retry = Some(Box::new(retry_policy(auto_retry)));
         }
     }
 }
@@ -977,9 +979,9 @@ impl Attributes {
 /// `sub.extras` as an object (a native subscription's `Null` becomes `{}`).
 fn extras(sub: &mut Subscription) -> &mut Map<String, Value> {
     if !sub.extras.is_object() {
-        sub.extras = Value::Object(Map::new());
+        *sub.extras = Value::Object(Map::new());
     }
-    match &mut sub.extras {
+    match &mut *sub.extras {
         Value::Object(m) => m,
         _ => unreachable!("just made an object"),
     }
@@ -992,7 +994,7 @@ pub fn view(sub: &Subscription) -> Value {
         .map(|(n, v)| (n.to_string(), Value::from(v)))
         .collect();
     let (user, password) = view_auth(sub);
-    let custom_payload = match &sub.template {
+    let custom_payload = match sub.template.as_deref() {
         Some(Template::Mustache(t)) => Value::from(t.as_str()),
         _ => Value::Null,
     };
@@ -1103,10 +1105,10 @@ mod tests {
         assert_eq!(sub.retry.as_ref().unwrap().schedule.len(), 7);
         assert_eq!(
             sub.auth,
-            Some(TargetAuth::Basic {
+            Some(Box::new(TargetAuth::Basic {
                 username: "user".into(),
                 password: Secret::new("password")
-            })
+            }))
         );
     }
 
@@ -1459,18 +1461,18 @@ mod tests {
     #[test]
     fn round_trip_keeps_what_datocms_cannot_express() {
         let mut sub = created(&seed_create(), None);
-        sub.auth = Some(TargetAuth::Bearer {
+        sub.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("tok"),
-        });
+        }));
         sub.headers.push(HeaderSpec {
             name: "X-Secret".into(),
             value: Secret::new("s"),
             secret: true,
         });
-        sub.retry = Some(RetryPolicy {
+        sub.retry = Some(Box::new(RetryPolicy {
             schedule: vec![Duration::from_secs(1)],
             jitter: 0.1,
-        });
+        }));
         let before = sub.clone();
         let shown = view(&sub);
         assert_eq!(shown["attributes"]["headers"], json!({"X-Foo": "Bar"}));

@@ -60,32 +60,32 @@ impl Fields {
     /// Copies these fields onto `sub`.
     pub fn apply(self, sub: &mut Subscription) {
         sub.name = self.name;
-        sub.description = self.description;
+        sub.description = self.description.map(String::into_boxed_str);
         sub.url = self.url;
         sub.method = self.method;
         sub.enabled = self.enabled;
         sub.filters = self.filters;
         sub.headers = self.headers;
-        sub.auth = self.auth;
+        sub.auth = self.auth.map(Box::new);
         sub.signing_secret = self.signing_secret;
         sub.format = self.format;
-        sub.retry = self.retry;
+        sub.retry = self.retry.map(Box::new);
         sub.timeout = self.timeout;
     }
 
     fn of(sub: &Subscription) -> Fields {
         Fields {
             name: sub.name.clone(),
-            description: sub.description.clone(),
+            description: sub.description.as_deref().map(str::to_string),
             url: sub.url.clone(),
             method: sub.method,
             enabled: sub.enabled,
             filters: sub.filters.clone(),
             headers: sub.headers.clone(),
-            auth: sub.auth.clone(),
+            auth: sub.auth.as_deref().cloned(),
             signing_secret: sub.signing_secret.clone(),
             format: sub.format,
-            retry: sub.retry.clone(),
+            retry: sub.retry.as_deref().cloned(),
             timeout: sub.timeout,
         }
     }
@@ -801,7 +801,7 @@ pub fn view(sub: &Subscription) -> Value {
             (h.name.clone(), v)
         })
         .collect();
-    let auth = match &sub.auth {
+    let auth = match sub.auth.as_deref() {
         None => Value::Null,
         Some(TargetAuth::Basic { username, .. }) => json!({"type": "basic", "username": username}),
         Some(TargetAuth::Bearer { .. }) => json!({"type": "bearer"}),
@@ -888,7 +888,7 @@ mod tests {
             timeout: None,
             connect_timeout: None,
             template: None,
-            extras: serde_json::Value::Null,
+            extras: Default::default(),
             disabled_reason: None,
             version: Version {
                 created_by: "t".into(),
@@ -970,7 +970,7 @@ mod tests {
         let f = parse(&body, Mode::Replace, Some(&sub)).unwrap();
         assert_eq!(f.name, "renamed");
         assert_eq!(f.signing_secret, sub.signing_secret);
-        assert_eq!(f.auth, sub.auth);
+        assert_eq!(f.auth.as_ref(), sub.auth.as_deref());
         let key = f.headers.iter().find(|h| h.name == "X-Key").unwrap();
         assert_eq!(key.value.expose(), "k");
     }

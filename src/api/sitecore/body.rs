@@ -86,7 +86,7 @@ impl Extras {
     /// The extras of `sub`, or what they would have been when they are missing or damaged (a
     /// subscription edited outside this dialect), so reading never fails.
     pub fn of(sub: &Subscription) -> Extras {
-        Extras::deserialize(&sub.extras).unwrap_or_else(|_| Extras {
+        Extras::deserialize(&*sub.extras).unwrap_or_else(|_| Extras {
             space: sub
                 .tenant
                 .as_ref()
@@ -138,14 +138,14 @@ impl NewConfig {
             id,
             dialect: Dialect::SitecoreAudit,
             filters: vec![space_filter(&tenant.name)],
-            tenant: Some(tenant),
+            tenant: Some(Box::new(tenant)),
             name: EVENT_NAME.into(),
             description: None,
             enabled: self.enabled,
             url: self.target_url,
             method: HttpMethod::Post,
             headers: Vec::new(),
-            auth: Some(secret_auth(self.secret)),
+            auth: Some(Box::new(secret_auth(self.secret))),
             signing_secret: None,
             format: Format::SitecoreAudit,
             retry: None,
@@ -154,13 +154,13 @@ impl NewConfig {
             template: None,
             disabled_reason: None,
             version: Version {
-                created_by: actor.to_string(),
+                created_by: actor.into(),
                 created_at_ms: now_ms,
-                modified_by: actor.to_string(),
+                modified_by: actor.into(),
                 modified_at_ms: now_ms,
                 version_no: 1,
             },
-            extras: extras.to_value(),
+            extras: extras.to_value().into(),
         }
     }
 }
@@ -455,12 +455,12 @@ impl Patch {
             sub.url = url;
         }
         if let Some(secret) = self.secret {
-            sub.auth = Some(secret_auth(secret));
+            sub.auth = Some(Box::new(secret_auth(secret)));
         }
         if let Some(level) = self.log_level {
             let mut extras = Extras::of(sub);
             extras.log_level = level;
-            sub.extras = extras.to_value();
+            sub.extras = extras.to_value().into();
         }
         if let Some(enabled) = self.enabled {
             sub.enabled = enabled;
@@ -508,7 +508,7 @@ pub struct View<'a> {
 /// The full object of `sub`.
 pub fn view(sub: &Subscription) -> View<'_> {
     let extras = Extras::of(sub);
-    let secret = match &sub.auth {
+    let secret = match sub.auth.as_deref() {
         Some(TargetAuth::Header { name, value }) if name.eq_ignore_ascii_case(SECRET_HEADER) => {
             Some(value.expose())
         }
@@ -802,8 +802,8 @@ mod tests {
         let s = sub();
         assert_eq!(s.dialect, Dialect::SitecoreAudit);
         assert_eq!(
-            s.tenant,
-            Some(Tenant {
+            s.tenant.as_deref(),
+            Some(&Tenant {
                 kind: TenantKind::Space,
                 name: "development".into()
             })
@@ -814,10 +814,10 @@ mod tests {
         assert_eq!(s.method, HttpMethod::Post);
         assert_eq!(
             s.auth,
-            Some(TargetAuth::Header {
+            Some(Box::new(TargetAuth::Header {
                 name: "X-Secret".into(),
                 value: Secret::new("s3cr3t")
-            })
+            }))
         );
         assert_eq!(s.filters, vec![space_filter("development")]);
         assert_eq!(
@@ -826,7 +826,7 @@ mod tests {
         );
         assert!(s.retry.is_none() && s.timeout.is_none() && s.signing_secret.is_none());
         assert_eq!(
-            s.extras,
+            *s.extras,
             json!({"space": "Development", "sourceSystem": {"$type": "AnySource"},
                    "logLevel": "FailuresOnly", "organizationId": null})
         );
@@ -863,10 +863,10 @@ mod tests {
     #[test]
     fn damaged_extras_read_back_with_defaults() {
         let mut s = sub();
-        s.extras = Value::Null;
-        s.auth = Some(TargetAuth::Bearer {
+        s.extras = Value::Null.into();
+        s.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("t"),
-        });
+        }));
         let v = serde_json::to_value(view(&s)).unwrap();
         assert_eq!(v["space"], "development");
         assert_eq!(v["logLevel"], "FailuresOnly");
@@ -972,10 +972,10 @@ mod tests {
         assert_eq!(s.url, "https://www.exampletartget.url/example-endpoint");
         assert_eq!(
             s.auth,
-            Some(TargetAuth::Header {
+            Some(Box::new(TargetAuth::Header {
                 name: "X-Secret".into(),
                 value: Secret::new("rotated")
-            })
+            }))
         );
         assert!(s.enabled && s.disabled_reason.is_none());
         let e = Extras::of(&s);
