@@ -521,9 +521,11 @@ pub fn version_text(n: u64) -> String {
     format!("{n}.0")
 }
 
+/// Whole seconds, as Contensis shows them (spec §2.2): one fixed width, so two times compare
+/// as text too (a variable fraction made `…:05Z` sort after `…:05.5Z`).
 fn time_text(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms)
-        .map(|t| t.to_string())
+        .map(|t| format!("{t:.0}"))
         .unwrap_or_default()
 }
 
@@ -640,6 +642,18 @@ fn templates_view(sub: &Subscription) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_have_one_width() {
+        let cases = [
+            (1_598_950_789_000, "2020-09-01T08:59:49Z"),
+            (1_598_950_789_500, "2020-09-01T08:59:49Z"),
+            (1_598_950_789_999, "2020-09-01T08:59:49Z"),
+        ];
+        for (ms, want) in cases {
+            assert_eq!(time_text(ms), want, "{ms}");
+        }
+    }
     use crate::model::{Dialect, Format, SubscriptionId, Tenant, Version};
 
     /// Seed 001's request body with its comments removed.
