@@ -116,12 +116,15 @@ const CHANNEL_CAPACITY: usize = 4096;
 /// Upper bound on fjall's write-ahead journal. Once its journals exceed it, fjall flushes
 /// every keyspace's memtable that still holds data of the oldest one, which bounds both their
 /// memory and what start-up after a crash replays. Each flush syncs the journal while holding
-/// its lock, stalling the writer's commits (and the deliveries waiting for them) for an fsync:
-/// at 64 MiB that happened after every journal file (fjall rotates at 64 MB), and the load
-/// bench's p99 ingest-to-arrival at half rate was 33–50 ms; at 128 MiB it was 9–11 ms, with
-/// start-up after `kill -9` with 1,000,000 pending deliveries at 5.8 s (256 MiB: no better
-/// latency, 6.2 s). fjall's default, 512 MiB, replays for longer still.
-pub const MAX_JOURNAL_BYTES: u64 = 128 * 1024 * 1024;
+/// its lock, stalling the writer's commits (and the deliveries waiting for them) for an fsync;
+/// at this size that happens after every journal file (fjall rotates at 64 MB). Measured on the
+/// load bench, 128 MiB cut the p99 ingest-to-arrival at half rate from 33–50 ms to 9–11 ms
+/// (start-up after `kill -9` with 1,000,000 pending deliveries 5.8 s, against ~5 s), but a
+/// daemon just started on a big journal then holds what it replayed: idle RSS at 1,000,000
+/// subscriptions went from ~1,000 to ~1,400 bytes per subscription. Memory won; a way to have
+/// both is to flush the replayed memtables once start-up is done (fjall has no stable call for
+/// that yet).
+pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// fjall's background threads (memtable flushes, compaction). One, not fjall's default of
 /// one per core: on the load bench's half-rate phase (2 cores) its workers took 38 % of
