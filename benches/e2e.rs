@@ -630,6 +630,31 @@ async fn deliveries(
     Ok(peak)
 }
 
+/// Starts Herald on a big data directory (up to ten minutes to READY, recorded with `--perf`
+/// as `perf_name`) and notes how long start-up and its recovery took.
+async fn timed_start(
+    ctx: &Ctx,
+    s: &mut Scenario,
+    dir: &std::path::Path,
+    config: &str,
+    perf_name: &str,
+) -> anyhow::Result<Herald> {
+    let perf = ctx.perf_path(perf_name);
+    let h = Herald::launch(
+        &ctx.bin,
+        dir,
+        config,
+        Duration::from_secs(600),
+        perf.as_deref(),
+    )
+    .await?;
+    s.set("startup_s", round(h.started_in.as_secs_f64(), 3));
+    if let Some(r) = h.recovered_ms() {
+        s.set("recover_ms", r);
+    }
+    Ok(h)
+}
+
 async fn finish(ctx: &Ctx, s: &mut Scenario, h: Herald) {
     let p = h.stats(ctx.ticks);
     s.peak_rss_bytes = Some(p.hwm);
@@ -775,19 +800,7 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
         }
         s.set("seeded_subscriptions", fill as u64);
     }
-    let perf = ctx.perf_path("million-subs-startup");
-    let h = Herald::launch(
-        &ctx.bin,
-        &dir,
-        &config,
-        Duration::from_secs(600),
-        perf.as_deref(),
-    )
-    .await?;
-    s.set("startup_s", round(h.started_in.as_secs_f64(), 3));
-    if let Some(r) = h.recovered_ms() {
-        s.set("recover_ms", r);
-    }
+    let h = timed_start(ctx, &mut s, &dir, &config, "million-subs-startup").await?;
     let tcp = load::Target::Tcp(h.tcp);
     subs::create_all(&tcp, &matching).await?;
     // Creates through the API: all the rest with --subs-via-api, else a timed probe.
@@ -1057,19 +1070,7 @@ async fn startup(ctx: &Ctx) -> anyhow::Result<Scenario> {
     h.kill9();
     drop(h);
     s.set("data_dir_bytes", subs::dir_bytes(&dir.join("data")));
-    let perf = ctx.perf_path("startup-1m-restart");
-    let h = Herald::launch(
-        &ctx.bin,
-        &dir,
-        &config,
-        Duration::from_secs(600),
-        perf.as_deref(),
-    )
-    .await?;
-    s.set("startup_s", round(h.started_in.as_secs_f64(), 3));
-    if let Some(r) = h.recovered_ms() {
-        s.set("recover_ms", r);
-    }
+    let h = timed_start(ctx, &mut s, &dir, &config, "startup-1m-restart").await?;
     s.set(
         "pending_after_restart",
         h.metric("herald_pending_deliveries").await?,

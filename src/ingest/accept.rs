@@ -168,16 +168,6 @@ impl Ingest {
         };
         // Written: the deliveries start now, while the journal syncs (at-least-once; the
         // `202` below still waits for the sync).
-        for (ne, status) in handoff.iter().zip(&statuses) {
-            if matches!(status, AppendStatus::Accepted) && !ne.deliveries.is_empty() {
-                self.dispatcher.enqueue(&ne.event, &ne.deliveries);
-            }
-        }
-        match staged.durable.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return rejected(reject::UNAVAILABLE, not_durable(&e)),
-            Err(_) => return rejected(reject::UNAVAILABLE, not_durable(&JournalError::Closed)),
-        }
         let mut ids = Vec::with_capacity(handoff.len());
         let mut duplicates = Vec::new();
         let mut accepted = 0u64;
@@ -188,9 +178,17 @@ impl Ingest {
                 AppendStatus::Accepted => {
                     accepted += 1;
                     created += ne.deliveries.len() as u64;
+                    if !ne.deliveries.is_empty() {
+                        self.dispatcher.enqueue(&ne.event, &ne.deliveries);
+                    }
                 }
                 AppendStatus::Duplicate { .. } => duplicates.push(&*ne.event.id),
             }
+        }
+        match staged.durable.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return rejected(reject::UNAVAILABLE, not_durable(&e)),
+            Err(_) => return rejected(reject::UNAVAILABLE, not_durable(&JournalError::Closed)),
         }
         metrics::counter!(m::EVENTS_RECEIVED, "source" => kind.as_str()).increment(accepted);
         metrics::counter!(m::DELIVERIES_CREATED).increment(created);

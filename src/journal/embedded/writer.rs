@@ -68,16 +68,23 @@ pub(super) enum Command {
     Close,
 }
 
+/// Answers both waiters of an append that is not written.
+fn refuse_append(
+    written: Option<Reply<Vec<AppendStatus>>>,
+    ack: Reply<Vec<AppendStatus>>,
+    err: JournalError,
+) {
+    if let Some(w) = written {
+        let _ = w.send(Err(err.clone()));
+    }
+    let _ = ack.send(Err(err));
+}
+
 impl Command {
     /// Answers the command's waiter (if any) with `err`.
     pub(super) fn fail(self, err: JournalError) {
         match self {
-            Command::Append { written, ack, .. } => {
-                if let Some(w) = written {
-                    let _ = w.send(Err(err.clone()));
-                }
-                let _ = ack.send(Err(err));
-            }
+            Command::Append { written, ack, .. } => refuse_append(written, ack, err),
             Command::SaveSubscription { ack, .. }
             | Command::DeleteSubscription { ack, .. }
             | Command::Flush(ack)
@@ -355,10 +362,7 @@ impl<'a> Commit<'a> {
                     .map_or_else(|| shared.check_space(), Err)
                 {
                     super::count_error(&e);
-                    if let Some(w) = written {
-                        let _ = w.send(Err(e.clone()));
-                    }
-                    let _ = ack.send(Err(e));
+                    refuse_append(written, ack, e);
                     return;
                 }
                 self.appends += 1;
