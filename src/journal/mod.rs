@@ -219,6 +219,8 @@ pub trait Journal: Send + Sync + 'static {
 
     fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, JournalError>;
 
+    /// Every attempt of a delivery, oldest first (the last one may be stored in its record
+    /// only; this puts it in the list).
     fn attempts(&self, id: DeliveryId) -> Result<Vec<AttemptRecord>, JournalError>;
 
     fn deliveries(&self, query: &DeliveryQuery) -> Result<Vec<DeliveryRecord>, JournalError>;

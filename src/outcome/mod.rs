@@ -65,6 +65,9 @@ pub fn after_attempt(
     let retries_done = d.attempts.saturating_sub(d.cycle_start);
     match policy::decide(summary, retries_done, policy, unit) {
         Decision::Delivered => {
+            // The delivering attempt lives in the record only (`last_attempt`): the common case,
+            // delivered at once, then writes one entry less. A delivery leaves this state only
+            // through `requeued`, which writes it to the attempt log before it is overwritten.
             let t = Transition {
                 record: record(
                     d,
@@ -72,9 +75,9 @@ pub fn after_attempt(
                     DeliveryStatus::Delivered,
                     attempts,
                     None,
-                    Some(attempt.clone()),
+                    Some(attempt),
                 ),
-                attempt: Some(attempt),
+                attempt: None,
                 dequeue: Some(*d),
                 enqueue: None,
                 dead: DeadOp::None,
@@ -172,9 +175,12 @@ pub fn requeued(
             DeliveryStatus::Pending,
             base.attempts,
             Some(now_ms),
-            last_attempt,
+            last_attempt.clone(),
         ),
-        attempt: None,
+        // A delivered delivery's last attempt may live in its record only (see
+        // `after_attempt`); the next attempt overwrites that, so it goes to the log now
+        // (rewriting an attempt already there is harmless: same key, same value).
+        attempt: last_attempt,
         dequeue: queued.copied(),
         enqueue: Some(next),
         dead: if was_dead {

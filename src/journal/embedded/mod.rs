@@ -729,6 +729,12 @@ impl Journal for EmbeddedJournal {
             let (_, v) = kv(g)?;
             out.push(codec::decode_attempt(&v)?);
         }
+        // The attempt that delivered it is kept in the record only (outcome::after_attempt).
+        if let Some(last) = self.delivery(id)?.and_then(|r| r.last_attempt)
+            && out.last().is_none_or(|a| a.attempt < last.attempt)
+        {
+            out.push(last);
+        }
         Ok(out)
     }
 
@@ -976,6 +982,70 @@ mod tests {
 
     fn all_queued(j: &EmbeddedJournal, sub: SubscriptionId) -> Vec<Delivery> {
         j.scan_queue(sub, None, 1000).unwrap()
+    }
+
+    /// The attempt that delivers a delivery is kept in its record only (one write less per
+    /// delivery); the list of attempts still shows it, and a manual retry logs it before the
+    /// next attempt replaces the record.
+    #[tokio::test]
+    async fn the_delivering_attempt_is_listed_from_the_record() {
+        use crate::model::RetryPolicy;
+        use crate::outcome::{self, AttemptSummary, EventRef, Next};
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriptionId::generate();
+        let d = delivery(3_000_001, sub, 3_000_000, 10);
+        let ev = EventRef {
+            id: "e",
+            event_type: "item:saved",
+        };
+        let policy = RetryPolicy {
+            schedule: vec![Duration::from_secs(1); 5],
+            jitter: 0.0,
+        };
+        let tried = |n: u32, status: u16| {
+            let class = AttemptClass::from_status(status);
+            let a = AttemptRecord {
+                class,
+                status_code: Some(status),
+                ..attempt(n)
+            };
+            let s = AttemptSummary {
+                class,
+                status: Some(status),
+                retry_after: None,
+            };
+            (a, s)
+        };
+        let j = open(dir.path());
+        ok(j.append(vec![new_event(event(3_000_000, "e"), vec![d])])).await;
+
+        let (a1, s1) = tried(1, 503);
+        let (next, t) = outcome::after_attempt(&d, ev, a1.clone(), &s1, &policy, 0.5, 20);
+        let Next::Retry(retry) = next else {
+            panic!("{next:?}")
+        };
+        j.record(t);
+        let (a2, s2) = tried(2, 200);
+        let (next, t) = outcome::after_attempt(&retry, ev, a2.clone(), &s2, &policy, 0.5, 30);
+        assert_eq!(next, Next::Delivered);
+        assert!(t.attempt.is_none(), "the record carries it");
+        j.record(t);
+        ok(j.flush()).await;
+        assert_eq!(j.attempts(d.id).unwrap(), vec![a1.clone(), a2.clone()]);
+
+        // A manual retry, then a third attempt that replaces the record's last attempt.
+        let rec = j.delivery(d.id).unwrap().unwrap();
+        let base = Delivery {
+            attempts: rec.attempts,
+            ..retry
+        };
+        let (again, t) = outcome::requeued(&base, None, false, ev, rec.last_attempt, 40);
+        j.record(t);
+        let (a3, s3) = tried(3, 500);
+        let (_, t) = outcome::after_attempt(&again, ev, a3.clone(), &s3, &policy, 0.5, 50);
+        j.record(t);
+        ok(j.flush()).await;
+        assert_eq!(j.attempts(d.id).unwrap(), vec![a1, a2, a3]);
     }
 
     #[tokio::test]

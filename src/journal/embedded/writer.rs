@@ -209,6 +209,9 @@ pub(super) fn run(rx: Receiver<Command>, shared: Arc<Shared>, opts: WriterOption
     }
 }
 
+/// The most batch entries preallocated for a commit (a burst's size is not kept for ever).
+const MAX_BATCH_HINT: usize = 64 * 1024;
+
 /// Commits awaiting the syncer at most; past that the writer waits (backpressure).
 const SYNC_CHANNEL_CAPACITY: usize = 1024;
 
@@ -224,6 +227,9 @@ fn write(
     let batch_events = metrics::histogram!(m::JOURNAL_BATCH_EVENTS);
     let commit_seconds = metrics::histogram!(m::JOURNAL_COMMIT_SECONDS);
     let mut carry: Option<Command> = None;
+    // The last commit's size: the next batch starts at it rather than growing by doubling
+    // (its reallocations, on fresh pages, showed in profiles at a few % of Herald's CPU).
+    let mut batch_hint = 0;
     loop {
         let first = match carry.take() {
             Some(cmd) => cmd,
@@ -240,7 +246,7 @@ fn write(
             }
             _ => {}
         }
-        let mut c = Commit::new(shared);
+        let mut c = Commit::new(shared, batch_hint);
         let deadline = Instant::now() + opts.batch_window;
         c.apply(first, shared, opts);
         while room_for_more(
@@ -270,6 +276,7 @@ fn write(
             c.apply(next, shared, opts);
         }
         let wrote = !c.batch.is_empty();
+        batch_hint = c.batch.len().min(MAX_BATCH_HINT);
         let started = Instant::now();
         let committed = c.commit(shared, opts.fsync);
         if wrote {
@@ -331,10 +338,13 @@ fn write(
 }
 
 impl<'a> Commit<'a> {
-    fn new(shared: &'a Shared) -> Self {
+    fn new(shared: &'a Shared, capacity: usize) -> Self {
         Commit {
             ks: &shared.ks,
-            batch: shared.db.batch(),
+            // As `Database::batch` does: a commit writes through fjall's buffer to the OS, so a
+            // crash of Herald (not of the machine) keeps it.
+            batch: fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), capacity)
+                .durability(Some(PersistMode::Buffer)),
             written: Vec::new(),
             barriers: Vec::new(),
             durable: Vec::new(),
