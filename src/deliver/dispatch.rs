@@ -1,9 +1,14 @@
 //! The dispatcher: per-endpoint queues, concurrency limits and retry timers, in bounded memory.
 //!
-//! Every subscription with work is an *endpoint* with its own queue, its own semaphore
-//! (`[delivery] max_in_flight_per_endpoint`) and its own driver task, so a slow or dead target
-//! only ever holds its own deliveries (DESIGN §4 isolation). Endpoints exist only while they have
-//! work; an idle one is dropped, so a million quiet subscriptions cost nothing here.
+//! Every subscription with work is an *endpoint* with its own queue, its own driver task and
+//! at most `[delivery] max_in_flight_per_endpoint` *lanes*, so a slow or dead target only ever
+//! holds its own deliveries (DESIGN §4 isolation). Endpoints exist only while they have work; an
+//! idle one is dropped, so a million quiet subscriptions cost nothing here.
+//!
+//! A lane is a task that runs attempts one after another while the endpoint has ready work,
+//! and ends when it has none. Under load a lane runs thousands of attempts, so a delivery costs
+//! no task spawn, no semaphore and no wake-up of the driver; the driver only starts lanes,
+//! sleeps until the next retry is due, refills from disk and retires the idle endpoint.
 //!
 //! The journal's queue is the truth; memory holds a window of it. Each endpoint keeps at most
 //! `[storage] memory_window` deliveries (ready, waiting for a retry, or in flight). Past that it
@@ -25,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 use super::{Attempt, Client, SendLimits};
 use crate::config::DeliveryConfig;
@@ -74,6 +79,8 @@ struct State {
     cursor: Option<QueuePos>,
     /// A driver task is running for this endpoint.
     running: bool,
+    /// Lanes running (each has at most one attempt in flight).
+    lanes: usize,
     /// Dropped from the endpoint map; a new endpoint must be made.
     retired: bool,
 }
@@ -121,8 +128,8 @@ impl State {
 struct Endpoint {
     id: SubscriptionId,
     state: Mutex<State>,
+    /// Wakes the driver.
     wake: Notify,
-    permits: Arc<Semaphore>,
 }
 
 impl Endpoint {
@@ -143,6 +150,13 @@ struct Inner {
     inflight: AtomicUsize,
     metrics: DeliveryMetrics,
     idle: Notify,
+}
+
+impl Inner {
+    /// Lanes (attempts in flight) per endpoint at most.
+    fn lane_limit(&self) -> usize {
+        self.cfg.delivery.max_in_flight_per_endpoint.max(1)
+    }
 }
 
 /// Handle to the dispatcher; cheap to clone.
@@ -373,9 +387,6 @@ impl Dispatcher {
                     id: sub,
                     state: Mutex::new(State::default()),
                     wake: Notify::new(),
-                    permits: Arc::new(Semaphore::new(
-                        self.inner.cfg.delivery.max_in_flight_per_endpoint,
-                    )),
                 })
             })
             .clone()
@@ -397,10 +408,11 @@ impl Dispatcher {
             f(&mut st);
             let start = !st.running;
             st.running = true;
+            let wake = !start && driver_has_work(&st, self.inner.lane_limit());
             drop(st);
             if start {
                 tokio::spawn(drive(self.inner.clone(), ep));
-            } else {
+            } else if wake {
                 ep.wake.notify_one();
             }
             return;
@@ -422,27 +434,34 @@ impl Dispatcher {
 
 /// What the driver does next, decided under the endpoint lock and acted on after it.
 enum Step {
-    Attempt(Item, OwnedSemaphorePermit),
+    /// Start this many lanes.
+    Lanes(usize),
     Refill,
     /// Sleep until this many ms from now, or until woken.
     Sleep(u64),
-    /// Wait to be woken (an attempt finished, new work arrived).
+    /// Wait to be woken (a lane ended, new work arrived).
     Wait,
     Exit,
 }
 
-/// One endpoint's driver: starts attempts while there is work and capacity, sleeps until the
-/// next retry is due, refills from disk when spilled, and exits when the endpoint is idle.
+/// Whether a change to an endpoint's state gives its driver something to do: ready work with a
+/// lane free, or anything other than ready work (a retry to time, a spill to read back). Ready
+/// work while every lane runs needs no driver: the lanes take it in turn. Called under the
+/// endpoint lock by whoever changed the state.
+fn driver_has_work(st: &State, lane_limit: usize) -> bool {
+    (!st.ready.is_empty() && st.lanes < lane_limit) || !st.delayed.is_empty() || st.spilled
+}
+
+/// One endpoint's driver: starts lanes while there is ready work and a lane free, sleeps until
+/// the next retry is due, refills from disk when spilled, and exits when the endpoint is idle.
 async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
     let window = inner.cfg.memory_window;
+    let limit = inner.lane_limit();
     loop {
         if inner.stopping.load(Ordering::SeqCst) {
             ep.lock().running = false;
             return;
         }
-        let Ok(permit) = ep.permits.clone().acquire_owned().await else {
-            return;
-        };
         let now = now_ms();
         let notified = ep.wake.notified();
         tokio::pin!(notified);
@@ -451,14 +470,15 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
         let step = {
             let mut st = ep.lock();
             st.promote(now);
-            if let Some(item) = st.ready.pop_front() {
-                st.inflight.insert(item.delivery.id);
-                Step::Attempt(item, permit)
+            let start = st.ready.len().min(limit.saturating_sub(st.lanes));
+            if start > 0 {
+                st.lanes += start;
+                Step::Lanes(start)
             } else if st.spilled && st.held() <= window / 2 && st.refilling.is_none() {
                 Step::Refill
             } else if let Some((&(due, _), _)) = st.delayed.first_key_value() {
                 Step::Sleep((due - now).max(1) as u64)
-            } else if !st.inflight.is_empty() || st.spilled {
+            } else if st.lanes > 0 || st.spilled {
                 Step::Wait
             } else {
                 // Idle: leave the map so a million quiet subscriptions hold nothing here.
@@ -468,9 +488,10 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
             }
         };
         match step {
-            Step::Attempt(item, permit) => {
-                inner.inflight.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(attempt(inner.clone(), ep.clone(), item, permit));
+            Step::Lanes(n) => {
+                for _ in 0..n {
+                    tokio::spawn(lane(inner.clone(), ep.clone()));
+                }
             }
             Step::Refill => {
                 if let Err(e) = refill(&inner, &ep).await {
@@ -492,6 +513,39 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
                 return;
             }
         }
+    }
+}
+
+/// One lane of an endpoint: takes the next ready delivery and runs its attempt, again and
+/// again, and ends when nothing is ready (or the dispatcher stops). Its slot was counted in
+/// `lanes` by whoever started it; it gives the slot back under the same lock that saw the
+/// queue empty, so work pushed after that sees the free slot and wakes the driver.
+async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
+    loop {
+        let item = {
+            let mut st = ep.lock();
+            st.promote(now_ms());
+            let next = if inner.stopping.load(Ordering::SeqCst) {
+                None
+            } else {
+                st.ready.pop_front()
+            };
+            match next {
+                Some(item) => {
+                    st.inflight.insert(item.delivery.id);
+                    item
+                }
+                None => {
+                    st.lanes -= 1;
+                    drop(st);
+                    // The driver may retire the endpoint, or refill it, now.
+                    ep.wake.notify_one();
+                    return;
+                }
+            }
+        };
+        inner.inflight.fetch_add(1, Ordering::SeqCst);
+        attempt(&inner, &ep, item).await;
     }
 }
 
@@ -631,14 +685,13 @@ fn body_excerpt(body: &Option<Bytes>) -> Option<String> {
 }
 
 /// One attempt of one delivery, then its outcome.
-async fn attempt(inner: Arc<Inner>, ep: Arc<Endpoint>, item: Item, permit: OwnedSemaphorePermit) {
+async fn attempt(inner: &Arc<Inner>, ep: &Endpoint, item: Item) {
     let d = item.delivery;
-    let next = run_attempt(&inner, &item).await;
-    drop(permit);
+    let next = run_attempt(inner, &item).await;
     inner.inflight.fetch_sub(1, Ordering::SeqCst);
     inner.idle.notify_waiters();
     let window = inner.cfg.memory_window;
-    {
+    let wake = {
         let mut st = ep.lock();
         st.inflight.remove(&d.id);
         if let Some(r) = st.refilling.as_mut() {
@@ -658,8 +711,12 @@ async fn attempt(inner: Arc<Inner>, ep: Arc<Endpoint>, item: Item, permit: Owned
                 );
             }
         }
+        // A retry to time or a spill to read back is the driver's; ready work is this lane's.
+        !st.delayed.is_empty() || st.spilled
+    };
+    if wake {
+        ep.wake.notify_one();
     }
-    ep.wake.notify_one();
 }
 
 /// Renders, sends and records one attempt; returns what became of the delivery (`None` when the
@@ -830,15 +887,67 @@ mod tests {
         }
     }
 
-    fn output_size<A, B, C, D, F: std::future::Future>(_: fn(A, B, C, D) -> F) -> usize {
+    #[test]
+    fn the_driver_is_woken_only_for_what_lanes_do_not_do() {
+        let item = |id| Item {
+            delivery: Delivery {
+                id: DeliveryId(id),
+                subscription: SubscriptionId::generate(),
+                event_seq: 1,
+                attempts: 0,
+                cycle_start: 0,
+                due_at_ms: 0,
+                created_at_ms: 0,
+            },
+            run_at_ms: 0,
+            event: None,
+        };
+        // (ready, lanes, delayed, spilled) with a limit of 2 → wake the driver
+        let cases = [
+            (0, 0, false, false, false),
+            (1, 0, false, false, true),
+            (1, 1, false, false, true),
+            (1, 2, false, false, false),
+            (3, 2, false, false, false),
+            (0, 2, true, false, true),
+            (0, 2, false, true, true),
+            (1, 2, false, true, true),
+        ];
+        for (ready, lanes, delayed, spilled, want) in cases {
+            let mut st = State {
+                lanes,
+                spilled,
+                ..State::default()
+            };
+            for i in 0..ready {
+                st.push(item(i), 0);
+            }
+            if delayed {
+                st.push(
+                    Item {
+                        run_at_ms: 10,
+                        ..item(99)
+                    },
+                    0,
+                );
+            }
+            assert_eq!(
+                driver_has_work(&st, 2),
+                want,
+                "{ready} {lanes} {delayed} {spilled}"
+            );
+        }
+    }
+
+    fn output_size<A, B, F: std::future::Future>(_: fn(A, B) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
     /// A task copies its future whole when spawned and when it completes (4 KiB did show in
-    /// profiles as memcpy); the exchange is boxed so that an attempt stays small.
+    /// profiles as memcpy); the exchange is boxed so that a lane stays small.
     #[test]
-    fn an_attempt_future_stays_under_1_kib() {
-        let size = output_size(attempt);
-        assert!(size < 1024, "attempt future is {size} bytes");
+    fn a_lane_future_stays_under_1_kib() {
+        let size = output_size(lane);
+        assert!(size < 1024, "lane future is {size} bytes");
     }
 }

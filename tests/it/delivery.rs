@@ -287,6 +287,27 @@ async fn a_slow_endpoint_does_not_delay_a_fast_one() {
     );
 }
 
+/// An endpoint gets its deliveries side by side up to `max_in_flight_per_endpoint`, and never
+/// more at once.
+#[tokio::test]
+async fn an_endpoint_gets_exactly_its_in_flight_limit_at_once() {
+    let h = Herald::start_with(Options {
+        delivery: "max_in_flight_per_endpoint = 3\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let slow = Capture::with_default(Reply::status(200).delay(Duration::from_millis(300))).await;
+    h.subscribe(json!({"name": "slow", "url": slow.url("/")}))
+        .await;
+    let batch: Vec<String> = (0..12)
+        .map(|i| cloudevent(&format!("c-{i}"), "x.y").to_string())
+        .collect();
+    h.ingest("/v1/events", "application/x-ndjson", batch.join("\n"))
+        .await;
+    slow.wait_for(12, WAIT).await;
+    assert_eq!(slow.most_concurrent(), 3);
+}
+
 #[tokio::test]
 async fn private_targets_are_refused_unless_allowed() {
     let h = Herald::start_with(Options {

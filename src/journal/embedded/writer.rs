@@ -26,7 +26,7 @@ use super::{Keyspaces, Shared};
 use crate::config::FsyncMode;
 use crate::journal::codec;
 use crate::journal::{AppendStatus, DeadOp, JournalError, NewEvent, QueuePos, Transition};
-use crate::model::{DeliveryRecord, DeliveryStatus, now_ms};
+use crate::model::{DeliveryStatus, now_ms};
 use crate::telemetry::metrics as m;
 
 /// Upper bound on the operations of one commit, whatever the commands: a steady stream of
@@ -212,6 +212,15 @@ pub(super) fn run(rx: Receiver<Command>, shared: Arc<Shared>, opts: WriterOption
 /// The most batch entries preallocated for a commit (a burst's size is not kept for ever).
 const MAX_BATCH_HINT: usize = 64 * 1024;
 
+/// How many entries the next commit's batch starts with: the largest recent commit, decaying
+/// by an eighth per commit. Sizing it by the last commit alone still grew most batches, since
+/// commit sizes jitter around their mean and every commit above the last one reallocated.
+fn next_batch_hint(previous_hint: usize, last_len: usize) -> usize {
+    last_len
+        .max(previous_hint - previous_hint / 8)
+        .min(MAX_BATCH_HINT)
+}
+
 /// Commits awaiting the syncer at most; past that the writer waits (backpressure).
 const SYNC_CHANNEL_CAPACITY: usize = 1024;
 
@@ -276,7 +285,7 @@ fn write(
             c.apply(next, shared, opts);
         }
         let wrote = !c.batch.is_empty();
-        batch_hint = c.batch.len().min(MAX_BATCH_HINT);
+        batch_hint = next_batch_hint(batch_hint, c.batch.len());
         let started = Instant::now();
         let committed = c.commit(shared, opts.fsync);
         if wrote {
@@ -433,12 +442,12 @@ impl<'a> Commit<'a> {
                     codec::queue_key(d.subscription, QueuePos::of(d)),
                     codec::encode_delivery(d),
                 );
-                let record = DeliveryRecord {
+                let record = codec::RecordRef {
                     id: d.id,
                     subscription: d.subscription,
                     event_seq: e.seq,
-                    event_id: e.id.to_string(),
-                    event_type: e.event_type.to_string(),
+                    event_id: &e.id,
+                    event_type: &e.event_type,
                     status: if d.attempts > 0 {
                         DeliveryStatus::Retrying
                     } else {
@@ -452,7 +461,7 @@ impl<'a> Commit<'a> {
                 self.batch.insert(
                     &self.ks.deliveries,
                     codec::u64_key(d.id.0),
-                    codec::encode_record(&record),
+                    codec::encode_record_ref(&record),
                 );
                 self.batch
                     .insert(&self.ks.by_sub, codec::by_sub_key(d.subscription, d.id), []);
@@ -687,6 +696,23 @@ mod tests {
                 want,
                 "{fsync:?} {appends} {events} {ops} {max}"
             );
+        }
+    }
+
+    #[test]
+    fn batch_hint_keeps_recent_peaks_and_forgets_slowly() {
+        // (previous hint, last commit's entries) → next hint
+        let cases = [
+            (0, 0, 0),
+            (0, 40, 40),
+            (40, 10, 35),
+            (35, 50, 50),
+            (8, 0, 7),
+            (1, 0, 1),
+            (MAX_BATCH_HINT, MAX_BATCH_HINT * 4, MAX_BATCH_HINT),
+        ];
+        for (previous, len, want) in cases {
+            assert_eq!(next_batch_hint(previous, len), want, "{previous} {len}");
         }
     }
 

@@ -80,6 +80,9 @@ struct State {
     default: Reply,
     /// Answer every n-th request with a 500 (0: never).
     fail_every: usize,
+    /// Requests received and not yet answered, and the most there ever were.
+    open: usize,
+    most_open: usize,
 }
 
 /// The receiver. Dropping it stops the server.
@@ -105,6 +108,8 @@ impl Capture {
             script: VecDeque::new(),
             default,
             fail_every: 0,
+            open: 0,
+            most_open: 0,
         }));
         let arrived = Arc::new(Notify::new());
         let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -156,6 +161,11 @@ impl Capture {
 
     pub fn captured(&self) -> Vec<Captured> {
         self.state.lock().unwrap().captured.clone()
+    }
+
+    /// The most requests this receiver held unanswered at one time.
+    pub fn most_concurrent(&self) -> usize {
+        self.state.lock().unwrap().most_open
     }
 
     pub fn count(&self) -> usize {
@@ -212,6 +222,8 @@ async fn answer(
             at: Instant::now(),
         });
         let n = s.captured.len();
+        s.open += 1;
+        s.most_open = s.most_open.max(s.open);
         match s.script.pop_front() {
             Some(r) => r,
             None if s.fail_every > 0 && n.is_multiple_of(s.fail_every) => Reply::status(500),
@@ -226,6 +238,7 @@ async fn answer(
         // Never answer: the connection task is dropped with the server's connection.
         std::future::pending::<()>().await;
     }
+    st.lock().unwrap().open -= 1;
     let mut resp = http::Response::new(Full::new(Bytes::from(reply.body)));
     *resp.status_mut() = http::StatusCode::from_u16(reply.status).unwrap();
     for (k, v) in reply.headers {
