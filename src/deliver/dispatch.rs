@@ -772,9 +772,9 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
                 connect_timeout: sub.connect_timeout.unwrap_or(cfg.connect_timeout),
                 max_response_body: cfg.max_response_body_bytes,
             };
-            // Boxed: the exchange's state is most of an attempt's size (about 3 KiB), and a
-            // task copies its future whole when it is spawned and again when it completes.
-            let a = Box::pin(inner.client.send(req, &limits)).await;
+            // Not boxed: the exchange lives in its lane's state, which is spawned once for a
+            // run of attempts, not once per attempt.
+            let a = inner.client.send(req, &limits).await;
             inner.metrics.inflight.decrement(1.0);
             a
         }
@@ -944,10 +944,11 @@ mod tests {
     }
 
     /// A task copies its future whole when spawned and when it completes (4 KiB did show in
-    /// profiles as memcpy); the exchange is boxed so that a lane stays small.
+    /// profiles as memcpy when every attempt was a task). A lane holds one exchange in place;
+    /// dialing, the rare and largest part of one, is boxed so that a lane stays small.
     #[test]
-    fn a_lane_future_stays_under_1_kib() {
+    fn a_lane_future_stays_under_3_kib() {
         let size = output_size(lane);
-        assert!(size < 1024, "lane future is {size} bytes");
+        assert!(size < 3 * 1024, "lane future is {size} bytes");
     }
 }

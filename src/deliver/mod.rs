@@ -6,7 +6,7 @@
 //! applies the SSRF [`guard`] to every resolved address and dials only what passed, and
 //! `retry_after` reads the wait a `429`/`503` asks for.
 //! Per-endpoint concurrency is not enforced by the client: `dispatch` (the per-endpoint queues,
-//! semaphores and retry timers) bounds it (PERF-NOTES).
+//! lanes and retry timers) bounds it (PERF-NOTES).
 
 mod client;
 mod connect;

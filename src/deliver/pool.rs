@@ -129,7 +129,9 @@ impl Pool {
                 }
             }
         }
-        self.dial(key, uri, connect_timeout).await
+        // Boxed: dialing (resolve, TCP, TLS) is most of an exchange's state, and it is needed
+        // once per connection; every attempt would otherwise carry (and copy) it.
+        Box::pin(self.dial(key, uri, connect_timeout)).await
     }
 
     /// Returns an HTTP/1.1 connection whose response body was read to its end.
