@@ -126,6 +126,22 @@ const CHANNEL_CAPACITY: usize = 4096;
 /// that yet).
 pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Herald rotates a keyspace's memtable itself once fjall counts this many bytes in it: half of
+/// fjall's own trigger (64 MiB), which therefore never fires. fjall's trigger asks its worker for
+/// a rotation on *every* write while a memtable is over the size; under a heavy write load with
+/// the worker busy those requests fill its bounded channel, and the worker, on rotating, then
+/// blocks for good sending itself the flush (fjall-rs/fjall issue 257, PR 323, both open). From
+/// then on nothing is flushed: the memtable and the write-ahead journal grow until the process
+/// stops, and the next start replays it all (seen on the load bench's million-subscription
+/// seed). A rotation asked from the writer thread puts one message on that channel, which the
+/// worker drains.
+const MEMTABLE_ROTATE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// At start-up, memtables replayed from the write-ahead journal that hold at least this much are
+/// rotated, so their flush starts at once: a big replay is then not held in memory (nor replayed
+/// again after the next crash) until enough new writes arrive to fill it.
+const REPLAYED_ROTATE_BYTES: u64 = 4 * 1024 * 1024;
+
 /// fjall's background threads (memtable flushes, compaction). One, not fjall's default of
 /// one per core: on the load bench's half-rate phase (2 cores) its workers took 38 % of
 /// Herald's CPU, a third of that a second worker handing compaction messages back to the
@@ -169,6 +185,40 @@ pub(crate) struct Keyspaces {
 }
 
 impl Keyspaces {
+    fn all(&self) -> [&Keyspace; 8] {
+        [
+            &self.events,
+            &self.queue,
+            &self.deliveries,
+            &self.by_sub,
+            &self.attempts,
+            &self.dedup,
+            &self.dead,
+            &self.subs,
+        ]
+    }
+
+    /// Rotates every keyspace whose active memtable holds at least `at` bytes (fjall's count);
+    /// fjall's worker flushes what was rotated. Returns how many were rotated.
+    ///
+    /// fjall has no public call for either (see [`MEMTABLE_ROTATE_BYTES`] for why Herald needs
+    /// them): this reads the doc-hidden `tree` and calls the doc-hidden `rotate_memtable`, which
+    /// is why fjall is pinned to an exact version in `Cargo.toml`.
+    pub(crate) fn rotate_full(&self, at: u64) -> Result<usize, JournalError> {
+        use fjall::AbstractTree as _;
+        let mut rotated = 0;
+        for ks in self.all() {
+            if ks.tree.active_memtable().size() >= at
+                && ks
+                    .rotate_memtable()
+                    .map_err(|e| JournalError::Io(format!("rotating a memtable: {e}")))?
+            {
+                rotated += 1;
+            }
+        }
+        Ok(rotated)
+    }
+
     fn open(db: &Database) -> Result<Self, JournalError> {
         let ks = |name: &str| {
             db.keyspace(name, KeyspaceCreateOptions::default)
@@ -402,6 +452,15 @@ impl EmbeddedJournal {
     /// Opens (or creates) the journal in `cfg.path` and starts its writer and retention
     /// threads. `dedup_window` is `[ingest] dedup_window` (zero disables dedup).
     pub fn open(cfg: &StorageConfig, dedup_window: Duration) -> Result<Self, JournalError> {
+        Self::open_with(cfg, dedup_window, MEMTABLE_ROTATE_BYTES)
+    }
+
+    /// [`open`](Self::open), rotating memtables at `rotate_at` bytes (tests use small ones).
+    fn open_with(
+        cfg: &StorageConfig,
+        dedup_window: Duration,
+        rotate_at: u64,
+    ) -> Result<Self, JournalError> {
         std::fs::create_dir_all(&cfg.path)
             .map_err(|e| JournalError::Io(format!("creating {}: {e}", cfg.path.display())))?;
         let db = Database::builder(&cfg.path)
@@ -411,6 +470,13 @@ impl EmbeddedJournal {
             .open()
             .map_err(|e| JournalError::Io(format!("opening {}: {e}", cfg.path.display())))?;
         let ks = Keyspaces::open(&db)?;
+        let replayed = ks.rotate_full(REPLAYED_ROTATE_BYTES.min(rotate_at))?;
+        if replayed > 0 {
+            tracing::info!(
+                keyspaces = replayed,
+                "journal: flushing memtables replayed from the write-ahead journal"
+            );
+        }
         let shared = Arc::new(Shared {
             db,
             ks,
@@ -436,6 +502,7 @@ impl EmbeddedJournal {
             batch_max_events: cfg.batch_max_events,
             dedup_window_ms: dedup_window.as_millis().min(i64::MAX as u128) as i64,
             dir: cfg.path.clone(),
+            rotate_at,
         };
         let writer = {
             let shared = Arc::clone(&shared);
@@ -1046,6 +1113,64 @@ mod tests {
         j.record(t);
         ok(j.flush()).await;
         assert_eq!(j.attempts(d.id).unwrap(), vec![a1, a2, a3]);
+    }
+
+    /// The writer rotates a memtable itself once it is full, long before fjall's own trigger
+    /// (whose flood of requests can stall fjall's worker for good), and a reopened journal
+    /// starts flushing what it replayed.
+    #[tokio::test]
+    async fn full_memtables_are_rotated_and_flushed_by_herald() {
+        use fjall::AbstractTree as _;
+        const AT: u64 = 64 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), FsyncMode::Batch);
+        let tables_within = |j: &EmbeddedJournal, what: &str| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            while j.shared.ks.subs.tree.table_count() == 0 {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{what}: nothing was flushed"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let save = |j: &EmbeddedJournal, n: usize| {
+            let acks: Vec<_> = (0..n)
+                .map(|_| j.save_subscription(&subscription(SubscriptionId::generate())))
+                .collect();
+            async move {
+                for a in acks {
+                    ok(a).await;
+                }
+            }
+        };
+        {
+            // Without Herald's rotations (and far below fjall's 64 MiB) it all stays in memory.
+            let j = EmbeddedJournal::open_with(&c, HOUR, u64::MAX).unwrap();
+            save(&j, 1000).await;
+            let active = j.shared.ks.subs.tree.active_memtable().size();
+            assert!(active >= 4 * AT, "only {active} bytes written");
+            assert_eq!(j.shared.ks.subs.tree.table_count(), 0);
+            j.close();
+        }
+        let j = EmbeddedJournal::open_with(&c, HOUR, AT).unwrap();
+        // What was replayed is rotated at once and flushed without any new write.
+        assert!(j.shared.ks.subs.tree.active_memtable().size() < AT);
+        tables_within(&j, "after the replay");
+        let tables = j.shared.ks.subs.tree.table_count();
+        // New writes are rotated as they fill a memtable.
+        save(&j, 1000).await;
+        let active = j.shared.ks.subs.tree.active_memtable().size();
+        assert!(active < 2 * AT, "active memtable holds {active} bytes");
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while j.shared.ks.subs.tree.table_count() == tables {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "new writes were not flushed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(j.recover().unwrap().subscriptions.len(), 2000);
     }
 
     #[tokio::test]

@@ -111,6 +111,8 @@ pub(super) struct WriterOptions {
     pub dedup_window_ms: i64,
     /// The data directory (fjall's journals are there; the syncer syncs the active one).
     pub dir: std::path::PathBuf,
+    /// Memtable size at which the writer rotates it (see `MEMTABLE_ROTATE_BYTES`).
+    pub rotate_at: u64,
 }
 
 /// Whether the commit being assembled may take another command.
@@ -292,6 +294,12 @@ fn write(
             commit_seconds.record(started.elapsed().as_secs_f64());
             commits.increment(1);
             batch_events.record(c.events as f64);
+            if committed.is_ok()
+                && let Err(e) = shared.ks.rotate_full(opts.rotate_at)
+            {
+                // The commit stands; fjall rotates on its own at twice the size.
+                tracing::warn!(error = %e, "journal: could not rotate a full memtable");
+            }
         }
         let sync = match committed {
             Ok(sync) => sync,
