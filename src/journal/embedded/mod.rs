@@ -137,11 +137,6 @@ pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 /// worker drains.
 const MEMTABLE_ROTATE_BYTES: u64 = 32 * 1024 * 1024;
 
-/// At start-up, memtables replayed from the write-ahead journal that hold at least this much are
-/// rotated, so their flush starts at once: a big replay is then not held in memory (nor replayed
-/// again after the next crash) until enough new writes arrive to fill it.
-const REPLAYED_ROTATE_BYTES: u64 = 4 * 1024 * 1024;
-
 /// fjall's background threads (memtable flushes, compaction). One, not fjall's default of
 /// one per core: on the load bench's half-rate phase (2 cores) its workers took 38 % of
 /// Herald's CPU, a third of that a second worker handing compaction messages back to the
@@ -470,7 +465,11 @@ impl EmbeddedJournal {
             .open()
             .map_err(|e| JournalError::Io(format!("opening {}: {e}", cfg.path.display())))?;
         let ks = Keyspaces::open(&db)?;
-        let replayed = ks.rotate_full(REPLAYED_ROTATE_BYTES.min(rotate_at))?;
+        // A memtable replayed from the write-ahead journal that is already full (a store written
+        // before Herald rotated memtables itself, or by a stalled fjall) starts flushing now, not
+        // at the next write. Smaller ones stay: flushing them here would only move their flush
+        // and the compaction after it into the first minutes of work.
+        let replayed = ks.rotate_full(rotate_at)?;
         if replayed > 0 {
             tracing::info!(
                 keyspaces = replayed,
