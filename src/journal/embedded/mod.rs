@@ -1126,14 +1126,18 @@ mod tests {
         const AT: u64 = 64 * 1024;
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(dir.path(), FsyncMode::Batch);
-        let tables_within = |j: &EmbeddedJournal, what: &str| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(20);
-            while j.shared.ks.subs.tree.table_count() == 0 {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "{what}: nothing was flushed"
-                );
-                std::thread::sleep(Duration::from_millis(10));
+        // Waits until the subscriptions keyspace has more than `n` tables (a flush finished).
+        let tables_above = |j: &EmbeddedJournal, n: usize, what: &'static str| {
+            let tree = j.shared.ks.subs.tree.clone();
+            async move {
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                while tree.table_count() <= n {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "{what}: nothing was flushed"
+                    );
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             }
         };
         let save = |j: &EmbeddedJournal, n: usize| {
@@ -1158,20 +1162,13 @@ mod tests {
         let j = EmbeddedJournal::open_with(&c, HOUR, AT).unwrap();
         // What was replayed is rotated at once and flushed without any new write.
         assert!(j.shared.ks.subs.tree.active_memtable().size() < AT);
-        tables_within(&j, "after the replay");
+        tables_above(&j, 0, "after the replay").await;
         let tables = j.shared.ks.subs.tree.table_count();
         // New writes are rotated as they fill a memtable.
         save(&j, 1000).await;
         let active = j.shared.ks.subs.tree.active_memtable().size();
         assert!(active < 2 * AT, "active memtable holds {active} bytes");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while j.shared.ks.subs.tree.table_count() == tables {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "new writes were not flushed"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        tables_above(&j, tables, "new writes").await;
         assert_eq!(j.recover().unwrap().subscriptions.len(), 2000);
     }
 
