@@ -68,7 +68,12 @@ const SCENARIOS: &[&str] = &[
     "ingest-batch",
     "ingest-never",
     "startup-1m",
+    "callgrind-fanout-1",
+    "callgrind-fanout-10",
 ];
+
+/// Scenarios that run only when `--only` names them: they need valgrind and take minutes.
+const ON_REQUEST: &[&str] = &["callgrind-fanout-1", "callgrind-fanout-10"];
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -158,7 +163,10 @@ struct Args {
     /// Seconds to wait for a phase's deliveries to arrive after its feeders stop.
     #[arg(long, default_value_t = 30.0)]
     drain_timeout: f64,
-    /// Comma-separated scenarios to run (default: all).
+    /// Events of a `callgrind-*` scenario's measured run (after as many again of warm-up).
+    #[arg(long, default_value_t = 2000)]
+    callgrind_events: u64,
+    /// Comma-separated scenarios to run (default: all but the `callgrind-*` ones).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Where the JSON goes.
@@ -628,6 +636,120 @@ async fn deliveries(
         s.set("misrouted_deliveries", filler);
     }
     Ok(peak)
+}
+
+/// Instructions per delivery, counted by callgrind: Herald under `valgrind --tool=callgrind`
+/// (instrumentation off until the measured run), fan-out `k`, fed `--callgrind-events` events
+/// in batches of `--batch` by the peaks' closed-loop feeders after as many again of warm-up, counted from
+/// the first measured event until every delivery has arrived and been recorded. Unlike the CPU
+/// seconds of the peaks, the count hardly moves between runs on a shared machine (user-space
+/// instructions only: the kernel's TCP is not in it), so changes worth a few per cent show. The
+/// profile stays in `target/bench/callgrind/<name>.out` for `callgrind_annotate`.
+async fn callgrind(ctx: &Ctx, name: &str, k: usize) -> anyhow::Result<Scenario> {
+    let mut s = Scenario::new(name);
+    let dir = ctx.dir(name)?;
+    let out_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/callgrind");
+    std::fs::create_dir_all(&out_dir)?;
+    let out = out_dir.join(format!("{name}.out"));
+    let _ = std::fs::remove_file(&out);
+    let wrapper: Vec<String> = vec![
+        "valgrind".into(),
+        "--tool=callgrind".into(),
+        "--instr-atstart=no".into(),
+        format!("--callgrind-out-file={}", out.display()),
+    ];
+    let config = daemon::config_text(&dir, &ctx.settings("batch"));
+    let h = Herald::launch_wrapped(
+        &ctx.bin,
+        &dir,
+        &config,
+        Duration::from_secs(600),
+        None,
+        &wrapper,
+    )
+    .await
+    .context("starting herald under valgrind (is valgrind installed?)")?;
+    let tcp = load::Target::Tcp(h.tcp);
+    subs::create_all(&tcp, &subs::fanout(&ctx.bases, k, &[])).await?;
+    let counted: Vec<usize> = (0..k).collect();
+    let n = ctx.args.callgrind_events;
+    let control = |arg: &str| -> anyhow::Result<()> {
+        let st = std::process::Command::new("callgrind_control")
+            .arg(arg)
+            .arg(h.pid().to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .context("running callgrind_control")?;
+        anyhow::ensure!(st.success(), "callgrind_control {arg} failed: {st}");
+        Ok(())
+    };
+    for measured in [false, true] {
+        if measured {
+            control("--instr=on")?;
+        }
+        let base: u64 = {
+            let c = ctx.sink.stats.counts();
+            counted.iter().map(|&i| c[i]).sum()
+        };
+        let attempts_before = h
+            .metric("herald_delivery_attempts_total")
+            .await
+            .unwrap_or(0.0);
+        // The peaks' closed loop (at most `--max-backlog` events undelivered), so Herald
+        // runs the same code as at its peak: without it ingest outruns the slowed-down
+        // deliveries and the backlog spills to disk.
+        let plan = FeedPlan {
+            limit: Some(n),
+            ..closed(ctx, &h, &counted)
+        };
+        let stats = Feed::start(plan, ctx.payload.clone(), ctx.clock.clone())
+            .await?
+            .join()
+            .await;
+        // Feeders may overshoot the limit by a batch each: wait for what was accepted, first
+        // at the sink (no cost to Herald), then in Herald's metrics (each scrape is counted,
+        // so only a few, once everything has arrived) for the last outcomes to be recorded.
+        let want = stats.accepted() * k as u64;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let c = ctx.sink.stats.counts();
+            let arrived = counted.iter().map(|&i| c[i]).sum::<u64>() - base;
+            if arrived >= want {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("{name}: {arrived} of {want} deliveries arrived within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        while h.metric("herald_delivery_attempts_total").await? - attempts_before < want as f64 {
+            if Instant::now() > deadline {
+                bail!("{name}: Herald did not record {want} attempts within 10 minutes");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if measured {
+            control("--instr=off")?;
+            s.set("events", stats.accepted());
+            s.set("deliveries", want);
+        }
+    }
+    h.stop(Duration::from_secs(60)).await;
+    // callgrind writes its totals when the process exits.
+    let text =
+        std::fs::read_to_string(&out).with_context(|| format!("reading {}", out.display()))?;
+    let ir: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totals:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no totals in the callgrind output")?;
+    let deliveries = s.get("deliveries").unwrap_or(0.0).max(1.0);
+    let events = s.get("events").unwrap_or(0.0).max(1.0);
+    s.set("instructions_per_delivery", round(ir / deliveries, 0));
+    s.set("instructions_per_event", round(ir / events, 0));
+    s.set("callgrind_out", out.display().to_string());
+    Ok(s)
 }
 
 /// Starts Herald on a big data directory (up to ten minutes to READY, recorded with `--perf`
@@ -1239,7 +1361,13 @@ fn table(all: &[Scenario], targets: &[Target]) -> String {
 }
 
 async fn run(ctx: Ctx) -> anyhow::Result<(Vec<Scenario>, Vec<Target>, Value)> {
-    let want = |n: &str| ctx.args.only.is_empty() || ctx.args.only.iter().any(|o| o == n);
+    let want = |n: &str| {
+        if ctx.args.only.is_empty() {
+            !ON_REQUEST.contains(&n)
+        } else {
+            ctx.args.only.iter().any(|o| o == n)
+        }
+    };
     let mut all: Vec<Scenario> = Vec::new();
     let started = Instant::now();
     let disk_before = fsync_probe(&ctx.tmp, 200)?;
@@ -1288,6 +1416,15 @@ async fn run(ctx: Ctx) -> anyhow::Result<(Vec<Scenario>, Vec<Target>, Value)> {
     if want("startup-1m") {
         let s = startup(&ctx).await?;
         done(s, &mut all);
+    }
+    for (name, k) in [
+        ("callgrind-fanout-1", 1),
+        ("callgrind-fanout-10", ctx.args.fanout),
+    ] {
+        if want(name) {
+            let s = callgrind(&ctx, name, k).await?;
+            done(s, &mut all);
+        }
     }
     let t = targets(&all);
     let disk_after = fsync_probe(&ctx.tmp, 200)?;

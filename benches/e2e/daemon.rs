@@ -212,6 +212,19 @@ impl Herald {
         within: Duration,
         perf: Option<&Path>,
     ) -> anyhow::Result<Herald> {
+        Self::launch_wrapped(bin, dir, config, within, perf, &[]).await
+    }
+
+    /// [`Herald::launch`] under a wrapper command (`valgrind --tool=callgrind …`): the
+    /// wrapper's argv, then `bin` and Herald's own arguments.
+    pub async fn launch_wrapped(
+        bin: &Path,
+        dir: &Path,
+        config: &str,
+        within: Duration,
+        perf: Option<&Path>,
+        wrapper: &[String],
+    ) -> anyhow::Result<Herald> {
         let cfg_path = dir.join("herald.toml");
         std::fs::write(&cfg_path, config)?;
         let notify_path = dir.join("notify.sock");
@@ -223,7 +236,15 @@ impl Herald {
             .append(true)
             .open(dir.join("herald.log"))?;
         let spawned = Instant::now();
-        let child = Command::new(bin)
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
+        let child = cmd
             .arg("serve")
             .arg("--config")
             .arg(&cfg_path)
