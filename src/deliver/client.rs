@@ -154,8 +154,10 @@ impl Client {
                 ),
             )
         };
-        let key = match connect::target(&req.uri) {
-            Ok((https, _, _)) => match req.uri.authority() {
+        // The scheme decides the pool; the host is checked when a connection is dialed (and
+        // parsing it and its port here, per attempt, showed in profiles).
+        let key = match connect::is_https(&req.uri) {
+            Ok(https) => match req.uri.authority() {
                 Some(authority) => OriginKey {
                     https,
                     authority: authority.clone(),

@@ -123,12 +123,7 @@ pub(super) async fn connect(
 
 /// Whether the target is `https`, with its host (brackets stripped) and port.
 pub(super) fn target(uri: &Uri) -> Result<(bool, &str, u16), ConnectError> {
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        Some(_) => return Err(ConnectError::BadTarget("the scheme must be http or https")),
-        None => return Err(ConnectError::BadTarget("the URL must be absolute")),
-    };
+    let tls = is_https(uri)?;
     let host = uri
         .host()
         .filter(|h| !h.is_empty())
@@ -139,6 +134,16 @@ pub(super) fn target(uri: &Uri) -> Result<(bool, &str, u16), ConnectError> {
         .unwrap_or(host);
     let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
     Ok((tls, host, port))
+}
+
+/// Whether `uri` is `https` (else `http`); any other scheme, or none, is refused.
+pub(super) fn is_https(uri: &Uri) -> Result<bool, ConnectError> {
+    match uri.scheme_str() {
+        Some("https") => Ok(true),
+        Some("http") => Ok(false),
+        Some(_) => Err(ConnectError::BadTarget("the scheme must be http or https")),
+        None => Err(ConnectError::BadTarget("the URL must be absolute")),
+    }
 }
 
 async fn connect_by(

@@ -67,7 +67,7 @@ struct State {
     ready: VecDeque<Item>,
     /// Waiting for their time, by (run at, id).
     delayed: BTreeMap<(i64, DeliveryId), Item>,
-    inflight: HashSet<DeliveryId>,
+    inflight: HashSet<DeliveryId, foldhash::fast::RandomState>,
     /// There are queued deliveries on disk that are not in memory.
     spilled: bool,
     /// Bumped whenever something is spilled, so a refill knows whether it saw everything.
