@@ -640,8 +640,8 @@ async fn deliveries(
 
 /// Instructions per delivery, counted by callgrind: Herald under `valgrind --tool=callgrind`
 /// (instrumentation off until the measured run), fan-out `k`, fed `--callgrind-events` events
-/// in batches of `--batch` by the peaks' closed-loop feeders after as many again of warm-up, counted from
-/// the first measured event until every delivery has arrived and been recorded. Unlike the CPU
+/// in batches of `--batch` by the peaks' closed-loop feeders after as many again of warm-up,
+/// counted from the first measured event until every delivery has arrived and been recorded. Unlike the CPU
 /// seconds of the peaks, the count hardly moves between runs on a shared machine (user-space
 /// instructions only: the kernel's TCP is not in it), so changes worth a few per cent show. The
 /// profile stays in `target/bench/callgrind/<name>.out` for `callgrind_annotate`.
@@ -1301,6 +1301,11 @@ fn note(s: &Scenario) -> String {
             fmt(g("recover_ms"), 0),
             fmt(g("pending_before_kill"), 0),
             fmt(g("fill_events_per_s"), 0),
+        ),
+        n if n.starts_with("callgrind-") => format!(
+            "{} instructions per delivery ({} deliveries)",
+            fmt(g("instructions_per_delivery"), 0),
+            fmt(g("deliveries"), 0),
         ),
         _ => format!(
             "peak p99 {} ms; ceiling p99 {} ms",
