@@ -447,17 +447,11 @@ fn closed(ctx: &Ctx, h: &Herald, counted: &[usize]) -> FeedPlan {
     let backlog = (ctx.args.max_backlog > 0 && !counted.is_empty()).then(|| {
         let stats = ctx.sink.stats.clone();
         let counted = counted.to_vec();
-        let base: u64 = {
-            let c = stats.counts();
-            counted.iter().map(|&i| c[i]).sum()
-        };
+        let base = stats.count_of(&counted);
         let fanout = counted.len() as u64;
         load::Backlog {
             cap: ctx.args.max_backlog,
-            delivered: Arc::new(move || {
-                let c = stats.counts();
-                (counted.iter().map(|&i| c[i]).sum::<u64>() - base) / fanout
-            }),
+            delivered: Arc::new(move || (stats.count_of(&counted) - base) / fanout),
         }
     });
     FeedPlan {
@@ -688,10 +682,7 @@ async fn callgrind(ctx: &Ctx, name: &str, k: usize) -> anyhow::Result<Scenario> 
         if measured {
             control("--instr=on")?;
         }
-        let base: u64 = {
-            let c = ctx.sink.stats.counts();
-            counted.iter().map(|&i| c[i]).sum()
-        };
+        let base = ctx.sink.stats.count_of(&counted);
         let attempts_before = h
             .metric("herald_delivery_attempts_total")
             .await
@@ -713,8 +704,7 @@ async fn callgrind(ctx: &Ctx, name: &str, k: usize) -> anyhow::Result<Scenario> 
         let want = stats.accepted() * k as u64;
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
-            let c = ctx.sink.stats.counts();
-            let arrived = counted.iter().map(|&i| c[i]).sum::<u64>() - base;
+            let arrived = ctx.sink.stats.count_of(&counted) - base;
             if arrived >= want {
                 break;
             }

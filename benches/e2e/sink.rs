@@ -102,6 +102,14 @@ impl SinkStats {
         std::array::from_fn(|i| self.per_endpoint[i].load(Ordering::Relaxed))
     }
 
+    /// Requests to these `/s/` slots so far, together.
+    pub fn count_of(&self, slots: &[usize]) -> u64 {
+        slots
+            .iter()
+            .map(|&i| self.per_endpoint[i].load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Requests per `/slow/` slot so far.
     pub fn slow_counts(&self) -> [u64; ENDPOINTS] {
         std::array::from_fn(|i| self.per_slow_endpoint[i].load(Ordering::Relaxed))
