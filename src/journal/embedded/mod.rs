@@ -354,6 +354,9 @@ pub(crate) struct Shared {
     /// An fsync failed: what is on disk is no longer known, so appends are refused until a
     /// restart (the syncer's own failures; fjall poisons itself on its own).
     sync_failed: Mutex<Option<JournalError>>,
+    /// A [`Command::Nudge`] is on its way for the transitions waiting: set by the first one
+    /// sent after the writer last took them, cleared by the writer before it takes them.
+    records_nudged: AtomicBool,
 }
 
 impl Shared {
@@ -454,6 +457,8 @@ struct Threads {
 pub struct EmbeddedJournal {
     shared: Arc<Shared>,
     tx: Sender<Command>,
+    /// Transitions: their own channel, so that they do not wake the writer one by one.
+    records: Sender<Box<Transition>>,
     threads: Mutex<Threads>,
 }
 
@@ -505,10 +510,12 @@ impl EmbeddedJournal {
             dead_letters: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             sync_failed: Mutex::new(None),
+            records_nudged: AtomicBool::new(false),
         });
         metrics::gauge!(m::JOURNAL_HEALTHY).set(1.0);
 
         let (tx, rx) = bounded(CHANNEL_CAPACITY);
+        let (records, records_rx) = bounded(CHANNEL_CAPACITY);
         let opts = writer::WriterOptions {
             fsync: cfg.fsync,
             batch_window: cfg.batch_window,
@@ -521,7 +528,7 @@ impl EmbeddedJournal {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("herald-journal".into())
-                .spawn(move || writer::run(rx, shared, opts))
+                .spawn(move || writer::run(rx, records_rx, shared, opts))
                 .map_err(|e| JournalError::Io(format!("starting the writer thread: {e}")))?
         };
         let (stop_tx, stop_rx) = bounded::<()>(1);
@@ -559,6 +566,7 @@ impl EmbeddedJournal {
         Ok(EmbeddedJournal {
             shared,
             tx,
+            records,
             threads: Mutex::new(Threads {
                 writer: Some(writer),
                 retention: Some(retention),
@@ -654,7 +662,13 @@ impl Journal for EmbeddedJournal {
     fn record(&self, transition: Transition) {
         // A closed journal drops the transition: the delivery is attempted again after a
         // restart, which at-least-once allows.
-        let _ = self.tx.send(Command::Record(Box::new(transition)));
+        if self.records.send(Box::new(transition)).is_err() {
+            return;
+        }
+        // Only the first transition since the writer last took them wakes it.
+        if !self.shared.records_nudged.swap(true, Ordering::AcqRel) {
+            let _ = self.tx.send(Command::Nudge);
+        }
     }
 
     fn save_subscription(&self, sub: &Subscription) -> Ack<()> {
@@ -1452,6 +1466,66 @@ mod tests {
             });
         }
         ok(j.barrier()).await;
+        assert!(all_queued(&j, sub).is_empty());
+        for d in &ds {
+            assert_eq!(
+                j.delivery(d.id).unwrap().unwrap().status,
+                DeliveryStatus::Delivered
+            );
+        }
+    }
+
+    fn delivered(d: &Delivery) -> Transition {
+        Transition {
+            record: record_of(d, DeliveryStatus::Delivered),
+            attempt: None,
+            dequeue: Some(*d),
+            enqueue: None,
+            dead: DeadOp::None,
+        }
+    }
+
+    /// Transitions wake the writer through one nudge per look, not one each: a lost nudge would
+    /// leave them waiting until some other command came, which here never does.
+    #[tokio::test]
+    async fn transitions_alone_are_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriptionId::generate();
+        let j = open(dir.path());
+        let ds: Vec<Delivery> = (0..40).map(|i| delivery(100 + i, sub, 1, 0)).collect();
+        ok(j.append(vec![new_event(event(1, "n"), ds.clone())])).await;
+        // Two bursts, the second once the first is committed: the nudge must be re-armed.
+        for burst in ds.chunks(20) {
+            for d in burst {
+                j.record(delivered(d));
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while burst.iter().any(|d| {
+                j.delivery(d.id).unwrap().map(|r| r.status) != Some(DeliveryStatus::Delivered)
+            }) {
+                assert!(Instant::now() < deadline, "transitions never committed");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        assert!(all_queued(&j, sub).is_empty());
+    }
+
+    /// Closing commits the transitions sent before it, as it did when they shared the
+    /// writer's channel with the close.
+    #[tokio::test]
+    async fn transitions_sent_before_close_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriptionId::generate();
+        let ds: Vec<Delivery> = (0..30).map(|i| delivery(100 + i, sub, 1, 0)).collect();
+        {
+            let j = open(dir.path());
+            ok(j.append(vec![new_event(event(1, "c"), ds.clone())])).await;
+            for d in &ds {
+                j.record(delivered(d));
+            }
+            j.close();
+        }
+        let j = open(dir.path());
         assert!(all_queued(&j, sub).is_empty());
         for d in &ds {
             assert_eq!(
