@@ -346,6 +346,8 @@ struct Phase {
     /// Seconds the window lasted.
     window_s: f64,
     cpu_s: f64,
+    /// Of `cpu_s`, the store's background threads' (flushes, compactions, memtable frees).
+    store_bg_cpu_s: f64,
     /// CPU seconds of this process (sink and feeders) in the window.
     bench_cpu_s: f64,
 }
@@ -436,6 +438,7 @@ async fn phase(
         late: fs.late.load(Ordering::Relaxed),
         window_s: dt,
         cpu_s: cpu,
+        store_bg_cpu_s: p1.store_bg_cpu_s - p0.store_bg_cpu_s,
         bench_cpu_s: b1.cpu_s - b0.cpu_s,
     })
 }
@@ -602,6 +605,16 @@ async fn deliveries(
     s.set(
         "half_rate_herald_cores",
         round(half.cpu_s / half.window_s, 2),
+    );
+    // Of those, the store's background work: a flush or compaction landing in a window (often
+    // the peak's writes, flushed during the half rate) takes a core of the two.
+    s.set(
+        "peak_store_bg_cores",
+        round(peak.store_bg_cpu_s / peak.window_s, 2),
+    );
+    s.set(
+        "half_rate_store_bg_cores",
+        round(half.store_bg_cpu_s / half.window_s, 2),
     );
     if let Ok(c) = h.metric("herald_journal_commits_total").await {
         s.set("journal_commits", c);

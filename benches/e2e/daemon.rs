@@ -84,7 +84,13 @@ pub struct ProcStats {
     pub rss: u64,
     /// `VmHWM` (peak RSS), bytes.
     pub hwm: u64,
+    /// User + system CPU of the store's background threads (fjall's `fjall:worker`, flushing
+    /// and compacting, and Herald's `herald-reaper`, freeing flushed memtables), seconds.
+    pub store_bg_cpu_s: f64,
 }
+
+/// Threads whose CPU is the store's background work.
+const STORE_BG_THREADS: [&str; 2] = ["fjall:worker", "herald-reaper"];
 
 /// Clock ticks per second of `/proc/<pid>/stat` (`getconf CLK_TCK`; 100 on every Linux this
 /// runs on, used when `getconf` is missing).
@@ -102,12 +108,15 @@ pub fn clock_ticks() -> f64 {
 pub fn proc_stats(pid: u32, ticks: f64) -> ProcStats {
     let mut out = ProcStats::default();
     if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // The command name (field 2) may hold spaces; fields after its `)` are plain.
-        if let Some((_, rest)) = stat.rsplit_once(')') {
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            // rest starts at field 3 (state): utime is field 14, stime field 15.
-            let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            out.cpu_s = (tick(11) + tick(12)) / ticks;
+        out.cpu_s = stat_cpu_s(&stat, ticks);
+    }
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            if STORE_BG_THREADS.contains(&comm.trim_end()) {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                out.store_bg_cpu_s += stat_cpu_s(&stat, ticks);
+            }
         }
     }
     if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
@@ -122,6 +131,18 @@ pub fn proc_stats(pid: u32, ticks: f64) -> ProcStats {
         out.hwm = kb("VmHWM:");
     }
     out
+}
+
+/// User + system CPU seconds of a `/proc/.../stat` line (0 if it cannot be read).
+fn stat_cpu_s(stat: &str, ticks: f64) -> f64 {
+    // The command name (field 2) may hold spaces; fields after its `)` are plain.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14, stime field 15.
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / ticks
 }
 
 /// `text` without ANSI escape sequences (Herald's human log format colours its fields even
