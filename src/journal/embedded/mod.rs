@@ -1485,6 +1485,22 @@ mod tests {
         }
     }
 
+    /// The reaper frees flushed memtables at a lower priority than the threads events wait on.
+    #[tokio::test]
+    async fn the_reaper_runs_nicer_than_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let process = rustix::process::getpriority_process(None).unwrap();
+        let j = open(dir.path());
+        let want = (process + reaper::NICENESS).min(19);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Several journals may be open in this test process: any reaper at `want` will do.
+        while reaper::tests::nice_of_thread("herald-reaper") != Some(want) {
+            assert!(Instant::now() < deadline, "no reaper thread at nice {want}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        j.close();
+    }
+
     /// Transitions wake the writer through one nudge per look, not one each: a lost nudge would
     /// leave them waiting until some other command came, which here never does.
     #[tokio::test]
