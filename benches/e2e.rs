@@ -596,26 +596,18 @@ async fn deliveries(
     if let Some(d) = peak.drain_s {
         s.set("peak_drain_s", round(d, 2));
     }
-    // Cores in use during the peak window: Herald's, and the sink's plus the feeders'.
-    s.set("peak_herald_cores", round(peak.cpu_s / peak.window_s, 2));
-    s.set(
-        "peak_bench_cores",
-        round(peak.bench_cpu_s / peak.window_s, 2),
-    );
-    s.set(
-        "half_rate_herald_cores",
-        round(half.cpu_s / half.window_s, 2),
-    );
-    // Of those, the store's background work: a flush or compaction landing in a window (often
-    // the peak's writes, flushed during the half rate) takes a core of the two.
-    s.set(
-        "peak_store_bg_cores",
-        round(peak.store_bg_cpu_s / peak.window_s, 2),
-    );
-    s.set(
-        "half_rate_store_bg_cores",
-        round(half.store_bg_cpu_s / half.window_s, 2),
-    );
+    // Cores in use in each window: Herald's, the sink's plus the feeders', and of Herald's the
+    // store's background work (a flush or compaction landing in a window, often of the peak's
+    // writes during the half rate, takes one of the two cores).
+    for (key, cpu_s, p) in [
+        ("peak_herald_cores", peak.cpu_s, &peak),
+        ("peak_bench_cores", peak.bench_cpu_s, &peak),
+        ("peak_store_bg_cores", peak.store_bg_cpu_s, &peak),
+        ("half_rate_herald_cores", half.cpu_s, &half),
+        ("half_rate_store_bg_cores", half.store_bg_cpu_s, &half),
+    ] {
+        s.set(key, round(cpu_s / p.window_s, 2));
+    }
     if let Ok(c) = h.metric("herald_journal_commits_total").await {
         s.set("journal_commits", c);
     }

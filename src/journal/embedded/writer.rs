@@ -49,7 +49,7 @@ const MAX_COMMIT_OPS: usize = 200_000;
 /// this much delays nothing anyone waits for.
 pub(super) const RECORD_LINGER: Duration = Duration::from_millis(1);
 
-/// The transition channel's receiving end and the flag its senders nudge through.
+/// The transition channel's receiving end (its senders' flag is `Shared::records_nudged`).
 pub(super) type Records = Receiver<Box<Transition>>;
 
 type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
@@ -436,9 +436,11 @@ impl<'a> Commit<'a> {
     }
 
     /// Adds the waiting transitions (as many as the commit has room for). The flag is cleared
-    /// first: a transition sent after that nudges again, so none is left waiting unseen.
+    /// first: a transition sent after that nudges again, so none is left waiting unseen; one
+    /// whose sender found the flag still set was sent before the clear (the swap acquires
+    /// the sender's), so the drain below sees it.
     fn take_records(&mut self, records: &Records, shared: &Shared) {
-        shared.records_nudged.store(false, Ordering::Release);
+        shared.records_nudged.swap(false, Ordering::AcqRel);
         while self.batch.len() < MAX_COMMIT_OPS {
             match records.try_recv() {
                 Ok(t) => self.record(&t),
