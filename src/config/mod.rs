@@ -129,6 +129,9 @@ pub struct DeliveryConfig {
     pub connect_timeout: Duration,
     /// Concurrent attempts per endpoint (subscription).
     pub max_in_flight_per_endpoint: usize,
+    /// How long an endpoint's idle lane waits for more work before it ends (zero: it ends at
+    /// once).
+    pub lane_linger: Duration,
     /// Default retry policy for subscriptions that do not set their own.
     pub retry: RetryPolicy,
     pub max_response_body_bytes: usize,
@@ -170,6 +173,7 @@ pub mod defaults {
     pub const TIMEOUT: &str = "30s";
     pub const CONNECT_TIMEOUT: &str = "10s";
     pub const MAX_IN_FLIGHT_PER_ENDPOINT: u64 = 16;
+    pub const LANE_LINGER: &str = "25ms";
     pub const RETRY_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
     pub const RETRY_JITTER: f64 = 0.2;
     pub const MAX_RESPONSE_BODY_BYTES: u64 = 64 * 1024;

@@ -46,6 +46,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "delivery.timeout",
     "delivery.connect_timeout",
     "delivery.max_in_flight_per_endpoint",
+    "delivery.lane_linger",
     "delivery.retry_schedule",
     "delivery.retry_jitter",
     "delivery.max_response_body_bytes",
@@ -472,6 +473,12 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             defaults::MAX_IN_FLIGHT_PER_ENDPOINT,
             1,
             10_000,
+        ),
+        lane_linger: errs.duration(
+            "delivery.lane_linger",
+            d.lane_linger.as_deref(),
+            defaults::LANE_LINGER,
+            Duration::ZERO,
         ),
         retry: RetryPolicy {
             schedule,

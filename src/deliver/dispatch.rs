@@ -5,10 +5,12 @@
 //! holds its own deliveries (DESIGN §4 isolation). Endpoints exist only while they have work; an
 //! idle one is dropped, so a million quiet subscriptions cost nothing here.
 //!
-//! A lane is a task that runs attempts one after another while the endpoint has ready work,
-//! and ends when it has none. Under load a lane runs thousands of attempts, so a delivery costs
-//! no task spawn, no semaphore and no wake-up of the driver; the driver only starts lanes,
-//! sleeps until the next retry is due, refills from disk and retires the idle endpoint.
+//! A lane is a task that runs attempts one after another while the endpoint has ready work;
+//! with none it parks for `[delivery] lane_linger` (25 ms), and work arriving meanwhile is
+//! handed to it, before it ends. Under load, or with bursts closer together than the linger, a
+//! lane runs thousands of attempts, so a delivery costs no task spawn, no semaphore and no
+//! wake-up of the driver; the driver only starts lanes, sleeps until the next retry is due,
+//! refills from disk and retires the idle endpoint once its last lane has ended.
 //!
 //! The journal's queue is the truth; memory holds a window of it. Each endpoint keeps at most
 //! `[storage] memory_window` deliveries (ready, waiting for a retry, or in flight). Past that it
@@ -79,8 +81,10 @@ struct State {
     cursor: Option<QueuePos>,
     /// A driver task is running for this endpoint.
     running: bool,
-    /// Lanes running (each has at most one attempt in flight).
+    /// Lanes running (each has at most one attempt in flight), parked ones included.
     lanes: usize,
+    /// Lanes parked on [`Endpoint::work`], waiting out `[delivery] lane_linger` for more work.
+    parked: usize,
     /// Dropped from the endpoint map; a new endpoint must be made.
     retired: bool,
 }
@@ -130,6 +134,8 @@ struct Endpoint {
     state: Mutex<State>,
     /// Wakes the driver.
     wake: Notify,
+    /// Wakes a parked lane: ready work it takes instead of a new lane being started.
+    work: Notify,
 }
 
 impl Endpoint {
@@ -356,6 +362,7 @@ impl Dispatcher {
         self.inner.stopping.store(true, Ordering::SeqCst);
         for ep in self.inner.endpoints.iter() {
             ep.wake.notify_one();
+            ep.work.notify_waiters();
         }
         let until = tokio::time::Instant::now() + deadline;
         loop {
@@ -387,6 +394,7 @@ impl Dispatcher {
                     id: sub,
                     state: Mutex::new(State::default()),
                     wake: Notify::new(),
+                    work: Notify::new(),
                 })
             })
             .clone()
@@ -409,7 +417,11 @@ impl Dispatcher {
             let start = !st.running;
             st.running = true;
             let wake = !start && driver_has_work(&st, self.inner.lane_limit());
+            let hand_over = st.parked > 0 && !st.ready.is_empty();
             drop(st);
+            if hand_over {
+                ep.work.notify_one();
+            }
             if start {
                 tokio::spawn(drive(self.inner.clone(), ep));
             } else if wake {
@@ -444,12 +456,46 @@ enum Step {
     Exit,
 }
 
-/// Whether a change to an endpoint's state gives its driver something to do: ready work with a
-/// lane free, or anything other than ready work (a retry to time, a spill to read back). Ready
-/// work while every lane runs needs no driver: the lanes take it in turn. Called under the
-/// endpoint lock by whoever changed the state.
+/// Whether a change to an endpoint's state gives its driver something to do: ready work that
+/// no parked lane takes, with a lane free, or anything other than ready work (a retry to time,
+/// a spill to read back). Ready work while every lane runs needs no driver: the lanes take it
+/// in turn. Called under the endpoint lock by whoever changed the state.
 fn driver_has_work(st: &State, lane_limit: usize) -> bool {
-    (!st.ready.is_empty() && st.lanes < lane_limit) || !st.delayed.is_empty() || st.spilled
+    lanes_to_start(st, lane_limit) > 0 || !st.delayed.is_empty() || st.spilled
+}
+
+/// Lanes the driver starts: one per ready delivery that no parked lane will take, up to the
+/// endpoint's limit (parked lanes count against it).
+fn lanes_to_start(st: &State, lane_limit: usize) -> usize {
+    st.ready
+        .len()
+        .saturating_sub(st.parked)
+        .min(lane_limit.saturating_sub(st.lanes))
+}
+
+/// What a lane does next, decided under the endpoint lock.
+#[derive(Debug, PartialEq, Eq)]
+enum LaneStep {
+    /// Run the front of `ready`.
+    Take,
+    /// Wait for work on [`Endpoint::work`] until the linger deadline (`[delivery] lane_linger`).
+    Park,
+    /// End the lane.
+    Exit,
+}
+
+/// A lane's policy: take ready work; with none, park while its linger lasts (`linger_left`);
+/// end when the dispatcher stops.
+fn lane_step(st: &State, stopping: bool, linger_left: bool) -> LaneStep {
+    if stopping {
+        LaneStep::Exit
+    } else if !st.ready.is_empty() {
+        LaneStep::Take
+    } else if linger_left {
+        LaneStep::Park
+    } else {
+        LaneStep::Exit
+    }
 }
 
 /// One endpoint's driver: starts lanes while there is ready work and a lane free, sleeps until
@@ -467,11 +513,13 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
         tokio::pin!(notified);
         // Register interest before looking, so a push between the look and the wait wakes us.
         notified.as_mut().enable();
-        let step = {
+        let (step, hand_over) = {
             let mut st = ep.lock();
             st.promote(now);
-            let start = st.ready.len().min(limit.saturating_sub(st.lanes));
-            if start > 0 {
+            // Retries that came due go to parked lanes first.
+            let hand_over = st.ready.len().min(st.parked);
+            let start = lanes_to_start(&st, limit);
+            let step = if start > 0 {
                 st.lanes += start;
                 Step::Lanes(start)
             } else if st.spilled && st.held() <= window / 2 && st.refilling.is_none() {
@@ -485,8 +533,12 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
                 st.running = false;
                 st.retired = true;
                 Step::Exit
-            }
+            };
+            (step, hand_over)
         };
+        for _ in 0..hand_over {
+            ep.work.notify_one();
+        }
         match step {
             Step::Lanes(n) => {
                 for _ in 0..n {
@@ -517,33 +569,68 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
 }
 
 /// One lane of an endpoint: takes the next ready delivery and runs its attempt, again and
-/// again, and ends when nothing is ready (or the dispatcher stops). Its slot was counted in
-/// `lanes` by whoever started it; it gives the slot back under the same lock that saw the
-/// queue empty, so work pushed after that sees the free slot and wakes the driver.
+/// again; with nothing ready it parks for up to `[delivery] lane_linger` (counted in `parked`,
+/// so ready work goes to it rather than to a new lane) and then ends. Its slot was counted in
+/// `lanes` by whoever started it; it gives the slot back under the same lock that saw the queue
+/// empty, so work pushed after that sees the free slot and wakes the driver.
+///
+/// Why lanes linger: starting one is a task spawn that copies the lane's ~2 KiB future. Under
+/// load a lane runs thousands of attempts, but work that comes in bursts a few milliseconds
+/// apart (a feeder posting batches, a CMS publishing a site) emptied the queue between bursts,
+/// and every lane (and the endpoint's driver) ended and was started again: at half of the load
+/// bench's peak that was a spawn per delivery, and `memcpy` grew to a sixth of the workers'
+/// time. A parked lane holds its ~2 KiB and a timer entry until its linger ends.
 async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
+    let linger = inner.cfg.delivery.lane_linger;
+    let mut linger_until: Option<tokio::time::Instant> = None;
+    let mut parked = false;
     loop {
-        let item = {
-            let mut st = ep.lock();
-            st.promote(now_ms());
-            let next = if inner.stopping.load(Ordering::SeqCst) {
-                None
-            } else {
-                st.ready.pop_front()
+        // The wait lives in this inner loop only, so the lane's future does not carry it
+        // through the attempt.
+        let item = loop {
+            let notified = ep.work.notified();
+            tokio::pin!(notified);
+            let turn = {
+                let mut st = ep.lock();
+                if std::mem::take(&mut parked) {
+                    st.parked -= 1;
+                }
+                st.promote(now_ms());
+                let linger_left = !linger.is_zero()
+                    && linger_until.is_none_or(|t| t > tokio::time::Instant::now());
+                match lane_step(&st, inner.stopping.load(Ordering::SeqCst), linger_left) {
+                    LaneStep::Take => {
+                        let item = st.ready.pop_front().expect("lane_step saw ready work");
+                        st.inflight.insert(item.delivery.id);
+                        Some(item)
+                    }
+                    LaneStep::Park => {
+                        st.parked += 1;
+                        parked = true;
+                        // Registered under the lock, so work pushed once it is released
+                        // wakes this lane.
+                        notified.as_mut().enable();
+                        None
+                    }
+                    LaneStep::Exit => {
+                        st.lanes -= 1;
+                        drop(st);
+                        // The driver may retire the endpoint, or refill it, now.
+                        ep.wake.notify_one();
+                        return;
+                    }
+                }
             };
-            match next {
-                Some(item) => {
-                    st.inflight.insert(item.delivery.id);
-                    item
-                }
-                None => {
-                    st.lanes -= 1;
-                    drop(st);
-                    // The driver may retire the endpoint, or refill it, now.
-                    ep.wake.notify_one();
-                    return;
-                }
+            if let Some(item) = turn {
+                break item;
+            }
+            let until = *linger_until.get_or_insert_with(|| tokio::time::Instant::now() + linger);
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(until) => {}
             }
         };
+        linger_until = None;
         inner.inflight.fetch_add(1, Ordering::SeqCst);
         attempt(&inner, &ep, item).await;
     }
@@ -887,9 +974,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_driver_is_woken_only_for_what_lanes_do_not_do() {
-        let item = |id| Item {
+    fn test_item(id: u64) -> Item {
+        Item {
             delivery: Delivery {
                 id: DeliveryId(id),
                 subscription: SubscriptionId::generate(),
@@ -901,7 +987,12 @@ mod tests {
             },
             run_at_ms: 0,
             event: None,
-        };
+        }
+    }
+
+    #[test]
+    fn the_driver_is_woken_only_for_what_lanes_do_not_do() {
+        let item = test_item;
         // (ready, lanes, delayed, spilled) with a limit of 2 → wake the driver
         let cases = [
             (0, 0, false, false, false),
@@ -935,6 +1026,65 @@ mod tests {
                 driver_has_work(&st, 2),
                 want,
                 "{ready} {lanes} {delayed} {spilled}"
+            );
+        }
+    }
+
+    #[test]
+    fn parked_lanes_take_ready_work_before_new_lanes_start() {
+        // (ready, lanes, parked) with a limit of 4 → lanes to start
+        let cases = [
+            (0, 0, 0, 0),
+            (3, 0, 0, 3),
+            (6, 0, 0, 4),
+            (3, 2, 2, 1),
+            (2, 2, 2, 0),
+            (1, 3, 3, 0),
+            (9, 3, 1, 1),
+            (5, 4, 0, 0),
+        ];
+        for (ready, lanes, parked, want) in cases {
+            let mut st = State {
+                lanes,
+                parked,
+                ..State::default()
+            };
+            for i in 0..ready {
+                st.push(test_item(i), 0);
+            }
+            assert_eq!(
+                lanes_to_start(&st, 4),
+                want,
+                "{ready} ready, {lanes} lanes, {parked} parked"
+            );
+            assert_eq!(
+                driver_has_work(&st, 4),
+                want > 0,
+                "{ready} ready, {lanes} lanes, {parked} parked"
+            );
+        }
+    }
+
+    #[test]
+    fn a_lane_parks_only_while_its_linger_lasts() {
+        let idle = State::default();
+        let mut busy = State::default();
+        busy.push(test_item(1), 0);
+        // (has ready work, stopping, linger left) → step
+        let cases = [
+            (&busy, false, true, LaneStep::Take),
+            (&busy, false, false, LaneStep::Take),
+            (&idle, false, true, LaneStep::Park),
+            (&idle, false, false, LaneStep::Exit),
+            (&busy, true, true, LaneStep::Exit),
+            (&idle, true, true, LaneStep::Exit),
+        ];
+        for (st, stopping, linger_left, want) in cases {
+            assert_eq!(
+                lane_step(st, stopping, linger_left),
+                want,
+                "ready {} stopping {stopping} linger {linger_left}",
+                st.ready.len()
             );
         }
     }

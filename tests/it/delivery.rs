@@ -308,6 +308,48 @@ async fn an_endpoint_gets_exactly_its_in_flight_limit_at_once() {
     assert_eq!(slow.most_concurrent(), 3);
 }
 
+/// A lane with nothing to do parks for `lane_linger`; what arrives meanwhile, a new event or a
+/// retry coming due, goes to it. With one lane per endpoint and an hour's linger no other lane
+/// can start, so each delivery below arrives only if the parked lane is handed the work.
+/// Parked lanes end on shutdown.
+#[tokio::test]
+async fn a_parked_lane_takes_new_work_and_retries() {
+    let mut h = Herald::start_with(Options {
+        delivery: "max_in_flight_per_endpoint = 1\nlane_linger = \"1h\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let cap = Capture::start().await;
+    h.subscribe(
+        json!({"name": "lingering", "url": cap.url("/"), "format": "raw",
+                       "retry": {"schedule": ["50ms"], "jitter": 0}}),
+    )
+    .await;
+    h.ingest(
+        "/v1/events",
+        "application/json",
+        cloudevent("l-1", "x.y").to_string(),
+    )
+    .await;
+    cap.wait_for(1, WAIT).await;
+    // Pushed while the lane is parked.
+    cap.script([Reply::status(503)]);
+    h.ingest(
+        "/v1/events",
+        "application/json",
+        cloudevent("l-2", "x.y").to_string(),
+    )
+    .await;
+    // The 503 parks the lane again; the retry comes due from the driver's timer.
+    let got = cap.wait_for(3, WAIT).await;
+    let ids: Vec<_> = got.iter().map(|c| c.json()["id"].clone()).collect();
+    assert_eq!(ids, [json!("l-1"), json!("l-2"), json!("l-2")]);
+    h.wait_metric("herald_deliveries_total{outcome=\"delivered\"}", 2.0, WAIT)
+        .await;
+    // A parked lane does not hold up a shutdown.
+    assert!(h.terminate(WAIT).await.success());
+}
+
 #[tokio::test]
 async fn private_targets_are_refused_unless_allowed() {
     let h = Herald::start_with(Options {
