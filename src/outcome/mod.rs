@@ -87,7 +87,7 @@ pub fn after_attempt(
         Decision::Retry { delay } => {
             let next = Delivery {
                 attempts,
-                due_at_ms: now_ms.saturating_add(delay.as_millis() as i64),
+                due_at_ms: fresh_due(now_ms.saturating_add(delay.as_millis() as i64), Some(d)),
                 ..*d
             };
             let t = Transition {
@@ -165,7 +165,7 @@ pub fn requeued(
 ) -> (Delivery, Transition) {
     let next = Delivery {
         cycle_start: base.attempts,
-        due_at_ms: now_ms,
+        due_at_ms: fresh_due(now_ms, queued),
         ..*base
     };
     let t = Transition {
@@ -190,6 +190,18 @@ pub fn requeued(
         },
     };
     (next, t)
+}
+
+/// The due time of a queue entry that replaces `replacing`: `due`, or a millisecond later when
+/// that would give the new entry the old one's key (subscription, due time, id). The journal
+/// deletes a queue entry with a weak tombstone, which is only correct for a key written once
+/// (see `journal::embedded`), so a delivery never reuses the key it is leaving: a retry with a
+/// zero delay, or one moved up to now, within the millisecond it was due.
+fn fresh_due(due: i64, replacing: Option<&Delivery>) -> i64 {
+    match replacing {
+        Some(old) if old.due_at_ms == due => due.saturating_add(1),
+        _ => due,
+    }
 }
 
 #[cfg(test)]
@@ -263,6 +275,45 @@ mod tests {
         assert_eq!(t.dequeue, Some(r));
         assert_eq!(t.enqueue, None);
         assert_eq!(t.record.attempts, 2);
+    }
+
+    /// A re-queued delivery never takes the queue key it leaves (the journal's weak delete
+    /// needs every key written once): a zero-delay retry, or a manual retry, in the very
+    /// millisecond the delivery was due gets the next millisecond.
+    #[test]
+    fn a_requeued_delivery_never_reuses_its_queue_key() {
+        let d = delivery(0, 0);
+        let zero = RetryPolicy {
+            schedule: vec![Duration::ZERO],
+            jitter: 0.0,
+        };
+        let (rec, sum) = attempt(1, 500);
+        let (next, t) = after_attempt(&d, EV, rec, &sum, &zero, 0.5, d.due_at_ms);
+        let Next::Retry(r) = next else {
+            panic!("{next:?}")
+        };
+        assert_eq!(r.due_at_ms, d.due_at_ms + 1);
+        assert_eq!(t.enqueue, Some(r));
+        // A millisecond later, the zero delay stands.
+        let (rec, sum) = attempt(1, 500);
+        let (next, _) = after_attempt(&d, EV, rec, &sum, &zero, 0.5, d.due_at_ms + 7);
+        assert_eq!(
+            next,
+            Next::Retry(Delivery {
+                attempts: 1,
+                due_at_ms: d.due_at_ms + 7,
+                ..d
+            })
+        );
+
+        let (moved, t) = requeued(&d, Some(&d), false, EV, None, d.due_at_ms);
+        assert_eq!(moved.due_at_ms, d.due_at_ms + 1);
+        assert_eq!((t.dequeue, t.enqueue), (Some(d), Some(moved)));
+        let (moved, _) = requeued(&d, Some(&d), false, EV, None, d.due_at_ms + 3);
+        assert_eq!(moved.due_at_ms, d.due_at_ms + 3);
+        // Not queued (a dead letter): nothing to collide with.
+        let (moved, _) = requeued(&d, None, true, EV, None, d.due_at_ms);
+        assert_eq!(moved.due_at_ms, d.due_at_ms);
     }
 
     #[test]

@@ -63,6 +63,19 @@
 //! 100% safe Rust, and its keyspaces commit atomically together, which is what "nothing
 //! half-accepted" needs.
 //!
+//! ## Queue deletes
+//!
+//! Every delivery adds a queue entry and, once it is delivered, dead or re-queued under a new
+//! due time, deletes it: a tombstone. A flush cannot drop a tombstone (an older table may hold
+//! the key), so the queue's tables filled with one per delivery ever made, which flushes wrote,
+//! compactions merged and every scan (`scan_queue`, start-up) stepped over. A queue key is
+//! written exactly once (subscription, due time, delivery id; `outcome::fresh_due` keeps a
+//! re-queued delivery off its old key), so it is deleted with fjall's *weak* tombstone: when a
+//! flush or compaction meets it with the entry it deletes, neither is written. Most deliveries
+//! finish while their entry is still in the memtable, so a flushed queue holds what is still
+//! queued. fjall marks `remove_weak` experimental and documents it as undefined for a key
+//! written more than once, hence the exact version pin; a test checks the effect.
+//!
 //! ## Freeing flushed memtables
 //!
 //! fjall frees a flushed memtable while holding the keyspace's version lock, which every commit
@@ -1524,6 +1537,28 @@ mod tests {
             }
         }
         assert!(all_queued(&j, sub).is_empty());
+    }
+
+    /// A finished delivery's queue entry and its (weak) delete cancel out in a flush: the
+    /// flushed queue holds the entries still queued, not a tombstone per finished delivery.
+    #[tokio::test]
+    async fn finished_deliveries_leave_nothing_in_a_flushed_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriptionId::generate();
+        let j = open(dir.path());
+        let ds: Vec<Delivery> = (0..50).map(|i| delivery(100 + i, sub, 1, 0)).collect();
+        ok(j.append(vec![new_event(event(1, "w"), ds.clone())])).await;
+        for d in &ds[5..] {
+            j.record(delivered(d));
+        }
+        ok(j.barrier()).await;
+        let queue = &j.shared.ks.queue;
+        queue.rotate_memtable_and_wait().unwrap();
+        assert_eq!(queue.table_count(), 1);
+        // A plain tombstone per finished delivery would make this 50.
+        assert_eq!(queue.approximate_len(), 5);
+        let left: Vec<DeliveryId> = all_queued(&j, sub).iter().map(|d| d.id).collect();
+        assert_eq!(left, ds[..5].iter().map(|d| d.id).collect::<Vec<_>>());
     }
 
     /// Closing commits the transitions sent before it, as it did when they shared the

@@ -593,7 +593,8 @@ impl<'a> Commit<'a> {
             );
         }
         if let Some(d) = &t.dequeue {
-            self.batch.remove(
+            // Weak: see "Queue deletes" in the module docs.
+            self.batch.remove_weak(
                 &self.ks.queue,
                 codec::queue_key(d.subscription, QueuePos::of(d)),
             );
