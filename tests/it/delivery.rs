@@ -63,6 +63,12 @@ async fn signed_delivery_has_standard_webhooks_headers_and_verifies() {
     assert_eq!(r.header("x-team"), Some("web"));
     assert_eq!(r.header("x-key"), Some("k"));
     assert_eq!(r.header("authorization"), Some("Basic dTpw"));
+    // Framing: the connection's origin and the body's length.
+    assert_eq!(r.header("host"), cap.url("").strip_prefix("http://"));
+    assert_eq!(
+        r.header("content-length"),
+        Some(sent.len().to_string()).as_deref()
+    );
     let id = r.header("webhook-id").unwrap();
     let ts = r.header("webhook-timestamp").unwrap();
     let now = std::time::SystemTime::now()
