@@ -139,13 +139,16 @@ impl Ingest {
         let mut batch = Vec::with_capacity(events.len());
         let mut matched: Vec<Arc<Target>> = Vec::new();
         for mut event in events {
-            event.seq = self.ids.next();
             matched.clear();
             self.subs.route(&event, &mut matched);
+            // The event's sequence number, then its deliveries' ids, consecutive: the journal
+            // finds a delivery's event from its id (see `codec::encode_event_with`).
+            event.seq = self.ids.next_block(1 + matched.len() as u64);
             let deliveries = matched
                 .iter()
-                .map(|t| Delivery {
-                    id: DeliveryId(self.ids.next()),
+                .zip(event.seq + 1..)
+                .map(|(t, id)| Delivery {
+                    id: DeliveryId(id),
                     subscription: t.sub.id,
                     event_seq: event.seq,
                     attempts: 0,

@@ -16,6 +16,9 @@ use crate::model::{
 };
 
 const EVENT_V1: u8 = 1;
+/// V1 plus the event's *implicit deliveries* after the received-at time: a count and that many
+/// subscription ids (see [`encode_event_with`]).
+const EVENT_V2: u8 = 2;
 const RECORD_V1: u8 = 1;
 
 fn corrupt(what: &str) -> JournalError {
@@ -135,9 +138,20 @@ fn put_str(buf: &mut Vec<u8>, s: &str) {
     buf.extend_from_slice(s.as_bytes());
 }
 
-/// Encodes an event: version, kind, received-at, then length-prefixed strings, the attributes,
-/// and the payload bytes last (so decoding can slice it without a copy).
+/// Encodes an event with no implicit deliveries (see [`encode_event_with`]).
 pub fn encode_event(e: &Event) -> Vec<u8> {
+    encode_event_with(e, &[])
+}
+
+/// Encodes an event: version, kind, received-at, the implicit deliveries, then length-prefixed
+/// strings, the attributes, and the payload bytes last (so decoding can slice it without a copy).
+///
+/// `implicit` lists the subscriptions of the deliveries created with the event that have no
+/// delivery-log record of their own yet: the `i`-th is delivery `seq + 1 + i`, pending, due and
+/// created at the event's received-at time. The journal derives their log records from this
+/// and their queue entries until their first transition writes one (`journal::embedded`,
+/// "Implicit pending records").
+pub fn encode_event_with(e: &Event, implicit: &[SubscriptionId]) -> Vec<u8> {
     let attr_len: usize = e
         .attributes
         .iter()
@@ -149,11 +163,16 @@ pub fn encode_event(e: &Event) -> Vec<u8> {
             + e.event_type.len()
             + e.time.as_deref().map_or(0, str::len)
             + attr_len
-            + e.payload.len(),
+            + e.payload.len()
+            + 16 * implicit.len(),
     );
-    buf.push(EVENT_V1);
+    buf.push(EVENT_V2);
     buf.push(e.kind as u8);
     buf.extend_from_slice(&e.received_at_ms.to_be_bytes());
+    buf.extend_from_slice(&(implicit.len() as u32).to_be_bytes());
+    for sub in implicit {
+        buf.extend_from_slice(sub.as_bytes());
+    }
     put_str(&mut buf, &e.id);
     put_str(&mut buf, &e.source);
     put_str(&mut buf, &e.event_type);
@@ -212,11 +231,8 @@ impl<'a> Reader<'a> {
 /// slice of it.
 pub fn decode_event(seq: u64, raw: Bytes) -> Result<Event, JournalError> {
     let mut r = Reader { b: &raw, pos: 0 };
-    if r.u8()? != EVENT_V1 {
-        return Err(corrupt("unknown event record version"));
-    }
-    let kind = InputKind::from_u8(r.u8()?).ok_or_else(|| corrupt("unknown input kind"))?;
-    let received_at_ms = i64::from_be_bytes(r.take(8)?.try_into().unwrap_or_default());
+    let head = event_head(&mut r)?;
+    let (kind, received_at_ms) = (head.kind, head.received_at_ms);
     let id = r.str()?;
     let source = r.str()?;
     let event_type = r.str()?;
@@ -242,6 +258,99 @@ pub fn decode_event(seq: u64, raw: Bytes) -> Result<Event, JournalError> {
         received_at_ms,
         attributes,
         payload: raw.slice(payload_start..),
+    })
+}
+
+/// Whether `deliveries`, created with `e`, can be stored as its implicit deliveries: exactly as
+/// ingest makes them (ids right after the event's sequence number, in order; never attempted;
+/// due and created at its received-at time). Anything else gets explicit records.
+pub fn implicit_fits(e: &Event, deliveries: &[Delivery]) -> bool {
+    if deliveries.is_empty() || e.seq.checked_add(deliveries.len() as u64 + 1).is_none() {
+        return false;
+    }
+    deliveries.iter().zip(e.seq + 1..).all(|(d, id)| {
+        d.id.0 == id
+            && d.event_seq == e.seq
+            && d.attempts == 0
+            && d.cycle_start == 0
+            && d.due_at_ms == e.received_at_ms
+            && d.created_at_ms == e.received_at_ms
+    })
+}
+
+/// What precedes an event's strings.
+struct EventHead<'a> {
+    kind: InputKind,
+    received_at_ms: i64,
+    /// 16 bytes per implicit delivery.
+    implicit: &'a [u8],
+}
+
+fn event_head<'a>(r: &mut Reader<'a>) -> Result<EventHead<'a>, JournalError> {
+    let version = r.u8()?;
+    if version != EVENT_V1 && version != EVENT_V2 {
+        return Err(corrupt("unknown event record version"));
+    }
+    let kind = InputKind::from_u8(r.u8()?).ok_or_else(|| corrupt("unknown input kind"))?;
+    let received_at_ms = i64::from_be_bytes(r.take(8)?.try_into().unwrap_or_default());
+    let implicit = match version {
+        EVENT_V1 => &[][..],
+        _ => {
+            let n = r.u32()? as usize;
+            r.take(
+                n.checked_mul(16)
+                    .ok_or_else(|| corrupt("event record is truncated"))?,
+            )?
+        }
+    };
+    Ok(EventHead {
+        kind,
+        received_at_ms,
+        implicit,
+    })
+}
+
+/// The implicit deliveries of a stored event (see [`encode_event_with`]), without decoding the
+/// rest of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImplicitDeliveries<'a> {
+    pub received_at_ms: i64,
+    subs: &'a [u8],
+}
+
+impl ImplicitDeliveries<'_> {
+    pub fn len(&self) -> u64 {
+        (self.subs.len() / 16) as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
+    /// The subscription of delivery `id` if it is one of the implicit deliveries of the event
+    /// stored under `seq`.
+    pub fn subscription_of(&self, seq: u64, id: DeliveryId) -> Option<SubscriptionId> {
+        let i = usize::try_from(id.0.checked_sub(seq)?.checked_sub(1)?).ok()?;
+        let b = self.subs.get(i.checked_mul(16)?..i.checked_mul(16)? + 16)?;
+        Some(SubscriptionId::from_bytes(b.try_into().ok()?))
+    }
+}
+
+/// An event's producer id and type, without decoding the rest of it.
+pub fn event_id_and_type(raw: &[u8]) -> Result<(String, String), JournalError> {
+    let mut r = Reader { b: raw, pos: 0 };
+    event_head(&mut r)?;
+    let id = r.str()?;
+    let _source = r.str()?;
+    let event_type = r.str()?;
+    Ok((id.into(), event_type.into()))
+}
+
+pub fn event_implicit(raw: &[u8]) -> Result<ImplicitDeliveries<'_>, JournalError> {
+    let head = event_head(&mut Reader { b: raw, pos: 0 })?;
+    Ok(ImplicitDeliveries {
+        received_at_ms: head.received_at_ms,
+        subs: head.implicit,
     })
 }
 
@@ -370,6 +479,37 @@ mod tests {
         no_time.attributes.clear();
         let raw = Bytes::from(encode_event(&no_time));
         assert_eq!(decode_event(42, raw).unwrap(), no_time);
+    }
+
+    #[test]
+    fn implicit_deliveries_ride_with_the_event() {
+        let e = event();
+        let (a, b) = (SubscriptionId::generate(), SubscriptionId::generate());
+        let raw = encode_event_with(&e, &[a, b]);
+        assert_eq!(decode_event(42, Bytes::copy_from_slice(&raw)).unwrap(), e);
+        let imp = event_implicit(&raw).unwrap();
+        assert_eq!((imp.len(), imp.received_at_ms), (2, e.received_at_ms));
+        // Deliveries 43 and 44 belong to event 42; nothing else does.
+        assert_eq!(imp.subscription_of(42, DeliveryId(43)), Some(a));
+        assert_eq!(imp.subscription_of(42, DeliveryId(44)), Some(b));
+        for id in [0, 41, 42, 45, u64::MAX] {
+            assert_eq!(imp.subscription_of(42, DeliveryId(id)), None, "id {id}");
+        }
+        assert!(event_implicit(&encode_event(&e)).unwrap().is_empty());
+    }
+
+    #[test]
+    fn version_1_events_still_decode() {
+        // A version-1 record is a version-2 one with no implicit deliveries and no count.
+        let e = event();
+        let v2 = encode_event(&e);
+        let mut v1 = vec![EVENT_V1];
+        v1.extend_from_slice(&v2[1..10]);
+        v1.extend_from_slice(&v2[14..]);
+        assert_eq!(decode_event(42, Bytes::from(v1.clone())).unwrap(), e);
+        let imp = event_implicit(&v1).unwrap();
+        assert!(imp.is_empty());
+        assert_eq!(imp.received_at_ms, e.received_at_ms);
     }
 
     #[test]

@@ -103,17 +103,25 @@ impl SeqGen {
     }
 
     pub fn next(&self) -> u64 {
+        self.next_block(1)
+    }
+
+    /// `n` (at least 1) consecutive values at once, returning the first: an event's sequence
+    /// number followed by its deliveries' ids, so that a delivery id names its event (the
+    /// journal relies on it for deliveries it stores no record of yet).
+    pub fn next_block(&self, n: u64) -> u64 {
+        let span = n.max(1) - 1;
         let now = crate::model::now_micros();
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
-            let candidate = if now > prev { now } else { prev + 1 };
+            let first = if now > prev { now } else { prev + 1 };
             match self.last.compare_exchange_weak(
                 prev,
-                candidate,
+                first + span,
                 Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return candidate,
+                Ok(_) => return first,
                 Err(actual) => prev = actual,
             }
         }
@@ -123,6 +131,33 @@ impl SeqGen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocks_are_consecutive_and_never_overlap() {
+        let g = std::sync::Arc::new(SeqGen::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let g = g.clone();
+                std::thread::spawn(move || {
+                    (0..1000u64)
+                        .map(|i| (g.next_block(i % 7 + 1), i % 7 + 1))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut blocks: Vec<(u64, u64)> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        blocks.sort();
+        for w in blocks.windows(2) {
+            assert!(w[0].0 + w[0].1 <= w[1].0, "{w:?} overlap");
+        }
+        let last = blocks.last().unwrap();
+        assert!(g.next() >= last.0 + last.1);
+        let empty = g.next_block(0);
+        assert!(g.next() > empty, "an empty block still takes one value");
+    }
 
     #[test]
     fn seq_is_strictly_increasing_and_respects_floor() {

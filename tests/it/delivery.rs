@@ -356,6 +356,97 @@ async fn a_parked_lane_takes_new_work_and_retries() {
     assert!(h.terminate(WAIT).await.success());
 }
 
+/// Deliveries that have not had their turn yet are in the log as pending, from ingest on and
+/// after a crash (the journal derives their records from the event until a transition writes
+/// one), and each is listed once when it is done.
+#[tokio::test]
+async fn deliveries_waiting_their_turn_are_listed_as_pending() {
+    let h = Herald::start_with(Options {
+        delivery: "max_in_flight_per_endpoint = 1\n".into(),
+        ..Default::default()
+    })
+    .await;
+    // The first request is held (until Herald's 5 s timeout), so the other two wait behind
+    // it, never attempted.
+    let cap = Capture::with_default(Reply::status(200).delay(Duration::from_secs(3600))).await;
+    let sub = h
+        .subscribe(json!({"name": "one at a time", "url": cap.url("/"), "format": "raw"}))
+        .await;
+    for n in 1..=3 {
+        h.ingest(
+            "/v1/events",
+            "application/json",
+            cloudevent(&format!("w-{n}"), "entry.saved").to_string(),
+        )
+        .await;
+    }
+    let by_sub = format!("/v1/deliveries?subscription={sub}");
+    let waiting = |data: &[serde_json::Value]| {
+        let events: Vec<_> = data.iter().map(|d| d["event_id"].clone()).collect();
+        assert_eq!(
+            events,
+            [json!("w-3"), json!("w-2"), json!("w-1")],
+            "{data:?}"
+        );
+        // w-1 is in flight; the other two have not been tried.
+        for d in &data[..2] {
+            assert_eq!(d["status"], "pending", "{d}");
+            assert_eq!(d["attempts"], 0, "{d}");
+            assert_eq!(d["event_type"], "entry.saved", "{d}");
+        }
+    };
+    cap.wait_for(1, WAIT).await;
+    let data = log_data(&h, &by_sub).await;
+    waiting(&data);
+    let pending = log_data(&h, "/v1/deliveries?status=pending").await;
+    assert_eq!(pending[..2], data[..2]);
+    let one = h
+        .api(
+            "GET",
+            &format!("/v1/deliveries/{}", data[1]["id"].as_str().unwrap()),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(
+        (&one["status"], &one["event_id"]),
+        (&json!("pending"), &json!("w-2"))
+    );
+
+    // Still there after a crash (w-1 is sent and held again); then all three are delivered
+    // and each is listed once.
+    let h = h.restart().await;
+    cap.wait_for(2, WAIT).await;
+    waiting(&log_data(&h, &by_sub).await);
+    cap.set_default(Reply::status(200));
+    h.wait_metric("herald_deliveries_total{outcome=\"delivered\"}", 3.0, WAIT)
+        .await;
+    for path in [by_sub.as_str(), "/v1/deliveries"] {
+        let statuses: Vec<_> = log_data(&h, path)
+            .await
+            .iter()
+            .map(|d| d["status"].clone())
+            .collect();
+        assert_eq!(
+            statuses,
+            [json!("delivered"), json!("delivered"), json!("delivered")]
+        );
+    }
+    assert!(
+        log_data(&h, "/v1/deliveries?status=pending")
+            .await
+            .is_empty()
+    );
+}
+
+async fn log_data(h: &Herald, path: &str) -> Vec<serde_json::Value> {
+    let v = h.api("GET", path, None).await.json();
+    v["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{path}: {v}"))
+        .clone()
+}
+
 #[tokio::test]
 async fn private_targets_are_refused_unless_allowed() {
     let h = Herald::start_with(Options {

@@ -14,9 +14,9 @@
 //!
 //! | keyspace     | key                               | value                              |
 //! |--------------|-----------------------------------|------------------------------------|
-//! | `events`     | seq                               | the event                          |
+//! | `events`     | seq                               | the event, its implicit deliveries |
 //! | `queue`      | subscription, due ms, delivery id | the queued `Delivery`              |
-//! | `deliveries` | delivery id                       | the delivery-log `DeliveryRecord`  |
+//! | `deliveries` | delivery id                       | the `DeliveryRecord`, once written |
 //! | `by_sub`     | subscription, delivery id         | empty (the log of one subscription)|
 //! | `attempts`   | delivery id, attempt              | the `AttemptRecord`                |
 //! | `dedup`      | source NUL id                     | seq, accepted-at ms                |
@@ -75,6 +75,24 @@
 //! finish while their entry is still in the memtable, so a flushed queue holds what is still
 //! queued. fjall marks `remove_weak` experimental and documents it as undefined for a key
 //! written more than once, hence the exact version pin; a test checks the effect.
+//!
+//! ## Implicit pending records
+//!
+//! A delivery made at ingest starts out pending, never attempted, due when its event arrived,
+//! and most leave that state within milliseconds, when their first transition rewrites the
+//! record. Writing the pending record at ingest was one memtable insert and ~120 bytes per
+//! delivery that was almost always overwritten before a flush: callgrind counted 9 % of
+//! Herald's instructions per delivery at fan-out 10 for it. So ingest takes an event's
+//! sequence number and its deliveries' ids as one block (`SeqGen::next_block`: delivery
+//! `seq + 1 + i` is the event's `i`-th), the event's value lists those deliveries'
+//! subscriptions (16 bytes each, `codec::encode_event_with`), and the record is written only by
+//! the first transition. Until then the log derives it: the delivery's event is the last one at
+//! or below its id, and the delivery is pending exactly while its queue entry is still the one
+//! ingest wrote (read in the same snapshot as the absent record: a delivery that has moved on
+//! has a record, or had one that retention removed, and is never shown as pending again).
+//! Listing the whole log merges the records with the implicit deliveries of the events in
+//! range, both newest first. Deliveries that do not fit the pattern (a replay's, a test's) get
+//! written records as before, and events stored before this layout decode as having none.
 //!
 //! ## Freeing flushed memtables
 //!
@@ -653,6 +671,148 @@ fn sub_upper<const N: usize>(sub: SubscriptionId) -> [u8; N] {
     k
 }
 
+/// The log record of delivery `id` if it is an implicit delivery of its event (it has no
+/// record of its own) and still queued as ingest queued it: see "Implicit pending records".
+fn implicit_record(
+    snap: &fjall::Snapshot,
+    ks: &Keyspaces,
+    id: DeliveryId,
+) -> Result<Option<DeliveryRecord>, JournalError> {
+    // Its event is the last one at or before it: an event's deliveries take the ids right
+    // after its sequence number.
+    let Some(g) = snap.range(&ks.events, ..=codec::u64_key(id.0)).next_back() else {
+        return Ok(None);
+    };
+    let (k, v) = kv(g)?;
+    let seq = codec::read_u64(&k).unwrap_or(0);
+    let Some(sub) = codec::event_implicit(&v)?.subscription_of(seq, id) else {
+        return Ok(None);
+    };
+    ImplicitCandidate {
+        id,
+        seq,
+        sub,
+        event: v,
+    }
+    .record(snap, ks)
+}
+
+/// One implicit delivery of a stored event, before it is checked against the queue.
+struct ImplicitCandidate {
+    id: DeliveryId,
+    seq: u64,
+    sub: SubscriptionId,
+    event: fjall::Slice,
+}
+
+impl ImplicitCandidate {
+    /// Its pending record, if its queue entry is still the one ingest wrote: once the delivery
+    /// has moved on, a transition wrote its record (or retention removed that since).
+    fn record(
+        &self,
+        snap: &fjall::Snapshot,
+        ks: &Keyspaces,
+    ) -> Result<Option<DeliveryRecord>, JournalError> {
+        let due = codec::event_implicit(&self.event)?.received_at_ms;
+        let pos = QueuePos {
+            due_at_ms: due,
+            id: self.id,
+        };
+        if !snap
+            .contains_key(&ks.queue, codec::queue_key(self.sub, pos))
+            .map_err(io)?
+        {
+            return Ok(None);
+        }
+        let (event_id, event_type) = codec::event_id_and_type(&self.event)?;
+        Ok(Some(DeliveryRecord {
+            id: self.id,
+            subscription: self.sub,
+            event_seq: self.seq,
+            event_id,
+            event_type,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            created_at_ms: due,
+            next_attempt_at_ms: Some(due),
+            last_attempt: None,
+        }))
+    }
+}
+
+/// The implicit deliveries of the events whose ids fall in `[floor, hi)`, newest first.
+struct ImplicitIds<'a> {
+    events: Option<fjall::Iter>,
+    floor: u64,
+    hi: Bound<[u8; 8]>,
+    /// The current event's candidates, oldest first (popped from the back).
+    current: Vec<ImplicitCandidate>,
+    _snap: std::marker::PhantomData<&'a fjall::Snapshot>,
+}
+
+impl<'a> ImplicitIds<'a> {
+    fn new(
+        snap: &'a fjall::Snapshot,
+        ks: &Keyspaces,
+        floor: u64,
+        hi: Bound<[u8; 8]>,
+        wanted: bool,
+    ) -> Self {
+        // Every id of an event is above its sequence number, so events at or past `hi` have
+        // none below it.
+        let events = wanted.then(|| snap.range(&ks.events, (Bound::Unbounded, hi)));
+        ImplicitIds {
+            events,
+            floor,
+            hi,
+            current: Vec::new(),
+            _snap: std::marker::PhantomData,
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<ImplicitCandidate>, JournalError> {
+        loop {
+            if let Some(c) = self.current.pop() {
+                return Ok(Some(c));
+            }
+            let Some(events) = self.events.as_mut() else {
+                return Ok(None);
+            };
+            let Some(g) = events.next_back() else {
+                self.events = None;
+                return Ok(None);
+            };
+            let (k, v) = kv(g)?;
+            let seq = codec::read_u64(&k).unwrap_or(0);
+            let imp = codec::event_implicit(&v)?;
+            // Blocks of ids are disjoint and ordered like their events: once one ends below
+            // the floor, so do all older ones.
+            if seq.saturating_add(imp.len()) < self.floor {
+                self.events = None;
+                return Ok(None);
+            }
+            for i in 1..=imp.len() {
+                let id = DeliveryId(seq + i);
+                let below_hi = match self.hi {
+                    Bound::Excluded(h) => id.0 < u64::from_be_bytes(h),
+                    _ => true,
+                };
+                if id.0 >= self.floor
+                    && below_hi
+                    && let Some(sub) = imp.subscription_of(seq, id)
+                {
+                    self.current.push(ImplicitCandidate {
+                        id,
+                        seq,
+                        sub,
+                        event: v.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
 impl Journal for EmbeddedJournal {
     fn append(&self, events: Vec<NewEvent>) -> Ack<Vec<AppendStatus>> {
         self.request(|ack| Command::Append {
@@ -754,11 +914,18 @@ impl Journal for EmbeddedJournal {
             .store(dead.min(i64::MAX as u64) as i64, Ordering::Release);
         metrics::gauge!(m::DEAD_LETTERS).set(dead as f64);
 
-        for ks in [&ks.events, &ks.deliveries, &ks.dead] {
+        for ks in [&ks.deliveries, &ks.dead] {
             if let Some(g) = snap.last_key_value(ks) {
                 let k = g.key().map_err(io)?;
                 out.max_id = out.max_id.max(codec::read_u64(&k).unwrap_or(0));
             }
+        }
+        // The last event's deliveries took the ids after its sequence number.
+        if let Some(g) = snap.last_key_value(&ks.events) {
+            let (k, v) = kv(g)?;
+            let seq = codec::read_u64(&k).unwrap_or(0);
+            let block = codec::event_implicit(&v).map_or(0, |i| i.len());
+            out.max_id = out.max_id.max(seq.saturating_add(block));
         }
         Ok(out)
     }
@@ -833,15 +1000,12 @@ impl Journal for EmbeddedJournal {
     }
 
     fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, JournalError> {
-        match self
-            .shared
-            .ks
-            .deliveries
-            .get(codec::u64_key(id.0))
-            .map_err(io)?
-        {
+        // One snapshot: a record written between the two reads must not be missed by both.
+        let snap = self.shared.db.snapshot();
+        let ks = &self.shared.ks;
+        match snap.get(&ks.deliveries, codec::u64_key(id.0)).map_err(io)? {
             Some(v) => codec::decode_record(&v).map(Some),
-            None => Ok(None),
+            None => implicit_record(&snap, ks, id),
         }
     }
 
@@ -873,6 +1037,7 @@ impl Journal for EmbeddedJournal {
             out.len() < q.limit
         };
         let ks = &self.shared.ks;
+        let snap = self.shared.db.snapshot();
         match q.subscription {
             Some(sub) => {
                 let lo = codec::by_sub_key(sub, DeliveryId(floor));
@@ -880,13 +1045,17 @@ impl Journal for EmbeddedJournal {
                     Some(b) => Bound::Excluded(codec::by_sub_key(sub, b)),
                     None => Bound::Included(sub_upper::<24>(sub)),
                 };
-                for g in ks.by_sub.range((Bound::Included(lo), hi)).rev() {
+                for g in snap.range(&ks.by_sub, (Bound::Included(lo), hi)).rev() {
                     let k = g.key().map_err(io)?;
-                    let id = codec::read_u64(&k[16..]).unwrap_or(0);
-                    // The index and the log are written in one batch; a missing record
-                    // means retention removed it between the two reads.
-                    if let Some(v) = ks.deliveries.get(codec::u64_key(id)).map_err(io)?
-                        && !keep(codec::decode_record(&v)?)
+                    let id = DeliveryId(codec::read_u64(&k[16..]).unwrap_or(0));
+                    // The index and the log are written in one batch (or the record is
+                    // implicit); a delivery with neither was removed by retention.
+                    let record = match snap.get(&ks.deliveries, codec::u64_key(id.0)).map_err(io)? {
+                        Some(v) => Some(codec::decode_record(&v)?),
+                        None => implicit_record(&snap, ks, id)?,
+                    };
+                    if let Some(r) = record.filter(|r| r.subscription == sub)
+                        && !keep(r)
                     {
                         break;
                     }
@@ -898,9 +1067,48 @@ impl Journal for EmbeddedJournal {
                     Some(b) => Bound::Excluded(codec::u64_key(b.0)),
                     None => Bound::Unbounded,
                 };
-                for g in ks.deliveries.range((lo, hi)).rev() {
-                    let (_, v) = kv(g)?;
-                    if !keep(codec::decode_record(&v)?) {
+                // Two streams, both newest first, merged by id: the log's records, and the
+                // implicit deliveries of the events in range (only when pending ones are asked
+                // for: an implicit delivery is always pending). A delivery in both has been
+                // written since; its record wins.
+                let mut logged = snap.range(&ks.deliveries, (lo, hi)).rev();
+                let mut implicit = ImplicitIds::new(
+                    &snap,
+                    ks,
+                    floor,
+                    hi,
+                    q.status.is_none_or(|s| s == DeliveryStatus::Pending),
+                );
+                let mut next_logged = logged.next().map(kv).transpose()?;
+                let mut next_implicit = implicit.next()?;
+                loop {
+                    let logged_id = next_logged
+                        .as_ref()
+                        .map(|(k, _)| codec::read_u64(k).unwrap_or(0));
+                    let implicit_id = next_implicit.as_ref().map(|c| c.id.0);
+                    let record = match (logged_id, implicit_id) {
+                        (None, None) => break,
+                        (Some(l), Some(i)) if l == i => {
+                            next_implicit = implicit.next()?;
+                            continue;
+                        }
+                        (Some(l), i) if i.is_none_or(|i| l > i) => {
+                            let (_, v) = next_logged.take().unwrap_or_default();
+                            next_logged = logged.next().map(kv).transpose()?;
+                            Some(codec::decode_record(&v)?)
+                        }
+                        _ => {
+                            let c = next_implicit.take();
+                            next_implicit = implicit.next()?;
+                            match c {
+                                Some(c) => c.record(&snap, ks)?,
+                                None => None,
+                            }
+                        }
+                    };
+                    if let Some(r) = record
+                        && !keep(r)
+                    {
                         break;
                     }
                 }
@@ -1638,6 +1846,220 @@ mod tests {
         page.limit = 2;
         page.before = Some(DeliveryId(3_000_000));
         assert_eq!(ids(j.deliveries(&page).unwrap()), vec![2, 1]);
+    }
+
+    /// An event whose deliveries are exactly as ingest makes them: ids right after its
+    /// sequence number, due and created when it was received.
+    fn implicit_event(seq: u64, id: &str, subs: &[SubscriptionId]) -> NewEvent {
+        let e = event(seq, id);
+        let ds = subs
+            .iter()
+            .zip(seq + 1..)
+            .map(|(&s, id)| Delivery {
+                created_at_ms: e.received_at_ms,
+                ..delivery(id, s, seq, e.received_at_ms)
+            })
+            .collect();
+        new_event(e, ds)
+    }
+
+    #[tokio::test]
+    async fn implicit_deliveries_are_logged_as_pending_until_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (SubscriptionId::generate(), SubscriptionId::generate());
+        let j = open(dir.path());
+        // Event 1 (implicit: 1_000_001..=1_000_003), event 2 with one explicit delivery (due
+        // later than received), event 3 (implicit: 3_000_001).
+        let implicit1 = implicit_event(1_000_000, "one", &[a, b, a]);
+        let explicit = delivery(2_000_001, a, 2_000_000, 9_999);
+        let implicit3 = implicit_event(3_000_000, "three", &[b]);
+        let d1: Vec<Delivery> = implicit1.deliveries.clone();
+        ok(j.append(vec![
+            implicit1,
+            new_event(event(2_000_000, "two"), vec![explicit]),
+            implicit3,
+        ]))
+        .await;
+        // Only the explicit delivery has a stored record.
+        let stored = |id: u64| {
+            j.shared
+                .ks
+                .deliveries
+                .get(codec::u64_key(id))
+                .unwrap()
+                .is_some()
+        };
+        assert!(stored(2_000_001));
+        assert!(!stored(1_000_001) && !stored(1_000_003) && !stored(3_000_001));
+
+        let r = j.delivery(DeliveryId(1_000_002)).unwrap().expect("derived");
+        assert_eq!(
+            r,
+            DeliveryRecord {
+                id: DeliveryId(1_000_002),
+                subscription: b,
+                event_seq: 1_000_000,
+                event_id: "one".into(),
+                event_type: "item:saved".into(),
+                status: DeliveryStatus::Pending,
+                attempts: 0,
+                created_at_ms: 1_000,
+                next_attempt_at_ms: Some(1_000),
+                last_attempt: None,
+            }
+        );
+        assert_eq!(j.queued(&r).unwrap(), Some(d1[1]));
+        // Ids that are no one's: the event itself, past its block, before any event.
+        for id in [1_000_000, 1_000_004, 999, 3_000_002] {
+            assert_eq!(j.delivery(DeliveryId(id)).unwrap(), None, "id {id}");
+        }
+
+        let ids = |q: DeliveryQuery| {
+            j.deliveries(&q)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.id.0, r.status))
+                .collect::<Vec<_>>()
+        };
+        let all = |status: Option<DeliveryStatus>, sub: Option<SubscriptionId>| DeliveryQuery {
+            status,
+            subscription: sub,
+            limit: 10,
+            ..Default::default()
+        };
+        use DeliveryStatus::{Delivered, Pending, Retrying};
+        assert_eq!(
+            ids(all(None, None)),
+            [
+                (3_000_001, Pending),
+                (2_000_001, Pending),
+                (1_000_003, Pending),
+                (1_000_002, Pending),
+                (1_000_001, Pending)
+            ]
+        );
+        assert_eq!(
+            ids(all(None, Some(a))),
+            [
+                (2_000_001, Pending),
+                (1_000_003, Pending),
+                (1_000_001, Pending)
+            ]
+        );
+        // Paging cuts through an event's block.
+        let mut page = all(None, None);
+        page.before = Some(DeliveryId(1_000_003));
+        page.limit = 1;
+        assert_eq!(ids(page), [(1_000_002, Pending)]);
+        let mut window = all(Some(Pending), None);
+        window.since_ms = Some(2_000);
+        assert_eq!(ids(window), [(3_000_001, Pending), (2_000_001, Pending)]);
+
+        // Written transitions take over: delivered, and retried under a new due time.
+        j.record(Transition {
+            record: record_of(&d1[0], Delivered),
+            attempt: None,
+            dequeue: Some(d1[0]),
+            enqueue: None,
+            dead: DeadOp::None,
+        });
+        let retry = Delivery {
+            attempts: 1,
+            due_at_ms: 5_000,
+            ..d1[2]
+        };
+        j.record(Transition {
+            record: record_of(&retry, Retrying),
+            attempt: Some(attempt(1)),
+            dequeue: Some(d1[2]),
+            enqueue: Some(retry),
+            dead: DeadOp::None,
+        });
+        ok(j.barrier()).await;
+        assert_eq!(j.delivery(d1[0].id).unwrap().unwrap().status, Delivered);
+        assert_eq!(
+            ids(all(None, None)),
+            [
+                (3_000_001, Pending),
+                (2_000_001, Pending),
+                (1_000_003, Retrying),
+                (1_000_002, Pending),
+                (1_000_001, Delivered)
+            ]
+        );
+        assert_eq!(
+            ids(all(Some(Pending), Some(a))),
+            [(2_000_001, Pending)],
+            "no implicit record outlives its queue entry"
+        );
+        assert_eq!(ids(all(Some(Delivered), None)), [(1_000_001, Delivered)]);
+    }
+
+    #[tokio::test]
+    async fn a_swept_implicit_delivery_does_not_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriptionId::generate();
+        let old = (now_ms() as u64 - 10 * 86_400_000) * 1000;
+        let j = open(dir.path());
+        // Two deliveries of one old event: one delivered, one still queued, which keeps the
+        // event (and so its list of implicit deliveries) past the retention.
+        let ne = implicit_event(old, "old", &[sub, sub]);
+        let ds = ne.deliveries.clone();
+        ok(j.append(vec![ne])).await;
+        j.record(Transition {
+            record: record_of(&ds[0], DeliveryStatus::Delivered),
+            attempt: None,
+            dequeue: Some(ds[0]),
+            enqueue: None,
+            dead: DeadOp::None,
+        });
+        ok(j.barrier()).await;
+        let stats = j.sweep(Duration::from_secs(7 * 86_400)).unwrap();
+        assert_eq!((stats.deliveries, stats.events), (1, 0));
+        assert!(j.event(old).unwrap().is_some());
+        assert_eq!(j.delivery(ds[0].id).unwrap(), None);
+        assert_eq!(
+            j.delivery(ds[1].id).unwrap().unwrap().status,
+            DeliveryStatus::Pending
+        );
+        let q = DeliveryQuery {
+            limit: 10,
+            ..Default::default()
+        };
+        for q in [
+            q.clone(),
+            DeliveryQuery {
+                subscription: Some(sub),
+                ..q
+            },
+        ] {
+            let ids: Vec<_> = j.deliveries(&q).unwrap().iter().map(|r| r.id).collect();
+            assert_eq!(ids, [ds[1].id]);
+        }
+    }
+
+    #[tokio::test]
+    async fn start_up_counts_the_ids_an_event_took() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (SubscriptionId::generate(), SubscriptionId::generate());
+        {
+            let j = open(dir.path());
+            let ne = implicit_event(7_000_000, "e", &[a, b, a]);
+            let ds = ne.deliveries.clone();
+            ok(j.append(vec![ne])).await;
+            // As if the deliveries had left the queue and retention had taken their records:
+            // only the event still knows their ids.
+            for d in &ds {
+                j.shared
+                    .ks
+                    .queue
+                    .remove(codec::queue_key(d.subscription, QueuePos::of(d)))
+                    .unwrap();
+            }
+            ok(j.flush()).await;
+        }
+        let j = open(dir.path());
+        assert_eq!(j.recover().unwrap().max_id, 7_000_003);
     }
 
     #[tokio::test]

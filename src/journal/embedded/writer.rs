@@ -37,7 +37,7 @@ use super::{Keyspaces, Shared};
 use crate::config::FsyncMode;
 use crate::journal::codec;
 use crate::journal::{AppendStatus, DeadOp, JournalError, NewEvent, QueuePos, Transition};
-use crate::model::{DeliveryStatus, now_ms};
+use crate::model::{DeliveryStatus, SubscriptionId, now_ms};
 use crate::telemetry::metrics as m;
 
 /// Upper bound on the operations of one commit, whatever the commands: a steady stream of
@@ -199,6 +199,8 @@ struct Commit<'a> {
     seen: HashMap<Vec<u8>, u64>,
     /// Dead-letter presence changed in this commit (not yet visible to `get`).
     dead: HashMap<u64, bool>,
+    /// The implicit deliveries of the event being appended (reused buffer).
+    implicit: Vec<SubscriptionId>,
     /// Change in the number of dead letters, applied if the commit succeeds.
     dead_delta: i64,
 }
@@ -431,6 +433,7 @@ impl<'a> Commit<'a> {
             flushes: 0,
             seen: HashMap::new(),
             dead: HashMap::new(),
+            implicit: Vec::new(),
             dead_delta: 0,
         }
     }
@@ -514,10 +517,18 @@ impl<'a> Commit<'a> {
                 self.seen.insert(key, e.seq);
             }
             self.events += 1;
+            // Deliveries exactly as ingest creates them get no pending record: the event
+            // lists their subscriptions and the log derives it ("Implicit pending records").
+            let implicit = codec::implicit_fits(e, &ne.deliveries);
+            self.implicit.clear();
+            if implicit {
+                self.implicit
+                    .extend(ne.deliveries.iter().map(|d| d.subscription));
+            }
             self.batch.insert(
                 &self.ks.events,
                 codec::u64_key(e.seq),
-                codec::encode_event(e),
+                codec::encode_event_with(e, &self.implicit),
             );
             for d in &ne.deliveries {
                 self.batch.insert(
@@ -525,6 +536,11 @@ impl<'a> Commit<'a> {
                     codec::queue_key(d.subscription, QueuePos::of(d)),
                     codec::encode_delivery(d),
                 );
+                self.batch
+                    .insert(&self.ks.by_sub, codec::by_sub_key(d.subscription, d.id), []);
+                if implicit {
+                    continue;
+                }
                 let record = codec::RecordRef {
                     id: d.id,
                     subscription: d.subscription,
@@ -546,8 +562,6 @@ impl<'a> Commit<'a> {
                     codec::u64_key(d.id.0),
                     codec::encode_record_ref(&record),
                 );
-                self.batch
-                    .insert(&self.ks.by_sub, codec::by_sub_key(d.subscription, d.id), []);
             }
             statuses.push(AppendStatus::Accepted);
         }
