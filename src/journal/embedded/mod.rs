@@ -91,7 +91,11 @@
 //! ingest wrote (read in the same snapshot as the absent record: a delivery that has moved on
 //! has a record, or had one that retention removed, and is never shown as pending again).
 //! Listing the whole log merges the records with the implicit deliveries of the events in
-//! range, both newest first. Deliveries that do not fit the pattern (a replay's, a test's) get
+//! range, both newest first; the events are read only as far as the next record needs, and
+//! none below a floor: the oldest never-attempted queue entry found by start-up's or the last
+//! retention sweep's pass over the queue, or that pass's start less [`TIME_SLACK_MS`] (ids
+//! are times, and an append is committed within that of taking its ids). So a log of mostly
+//! unmatched events is not read back to the retention horizon for every page. Deliveries that do not fit the pattern (a replay's, a test's) get
 //! written records as before, and events stored before this layout decode as having none.
 //!
 //! ## Compressed logs
@@ -416,9 +420,28 @@ pub(crate) struct Shared {
     /// A [`Command::Nudge`] is on its way for the transitions waiting: set by the first one
     /// sent after the writer last took them, cleared by the writer before it takes them.
     records_nudged: AtomicBool,
+    /// No implicit delivery still queued has an id below this (see "Implicit pending
+    /// records"): where listing the whole log stops looking for them. Set by `recover` and
+    /// by every retention sweep, from a scan of the queue; 0 until then.
+    implicit_floor: AtomicU64,
+}
+
+/// A lower bound on the ids of the implicit deliveries still queued, from a scan of the queue
+/// that found `oldest_fresh` as its lowest id never attempted, started at `now_us`. An id is
+/// taken no earlier than its time, and the events in flight when the scan began were given
+/// theirs within [`TIME_SLACK_MS`] of it.
+fn implicit_floor(oldest_fresh: Option<u64>, now_us: u64) -> u64 {
+    let slack_us = TIME_SLACK_MS as u64 * 1000;
+    oldest_fresh
+        .unwrap_or(u64::MAX)
+        .min(now_us.saturating_sub(slack_us))
 }
 
 impl Shared {
+    fn set_implicit_floor(&self, floor: u64) {
+        self.implicit_floor.store(floor, Ordering::Release);
+    }
+
     /// Refuses an append when free space is below the minimum. Also clears a previous
     /// disk-full state once space is back.
     pub(crate) fn check_space(&self) -> Result<(), JournalError> {
@@ -570,6 +593,7 @@ impl EmbeddedJournal {
             stopping: AtomicBool::new(false),
             sync_failed: Mutex::new(None),
             records_nudged: AtomicBool::new(false),
+            implicit_floor: AtomicU64::new(0),
         });
         metrics::gauge!(m::JOURNAL_HEALTHY).set(1.0);
 
@@ -773,6 +797,8 @@ struct ImplicitIds<'a> {
     events: Option<fjall::Iter>,
     floor: u64,
     hi: Bound<[u8; 8]>,
+    /// An event read but not expanded yet: its ids were all at or below the bound asked for.
+    peeked: Option<(u64, fjall::Slice)>,
     /// The current event's candidates, oldest first (popped from the back).
     current: Vec<ImplicitCandidate>,
     _snap: std::marker::PhantomData<&'a fjall::Snapshot>,
@@ -793,30 +819,48 @@ impl<'a> ImplicitIds<'a> {
             events,
             floor,
             hi,
+            peeked: None,
             current: Vec::new(),
             _snap: std::marker::PhantomData,
         }
     }
 
-    fn next(&mut self) -> Result<Option<ImplicitCandidate>, JournalError> {
+    /// The next candidate with an id above `bound` (any, with `None`), reading no event whose
+    /// ids are all at or below it.
+    fn next_above(
+        &mut self,
+        bound: Option<u64>,
+    ) -> Result<Option<ImplicitCandidate>, JournalError> {
+        let above = |id: u64| bound.is_none_or(|b| id > b);
         loop {
-            if let Some(c) = self.current.pop() {
-                return Ok(Some(c));
+            if let Some(c) = self.current.last() {
+                return Ok(if above(c.id.0) {
+                    self.current.pop()
+                } else {
+                    None
+                });
             }
-            let Some(events) = self.events.as_mut() else {
-                return Ok(None);
+            let (seq, v) = match self.peeked.take() {
+                Some(e) => e,
+                None => {
+                    let Some(g) = self.events.as_mut().and_then(|e| e.next_back()) else {
+                        self.events = None;
+                        return Ok(None);
+                    };
+                    let (k, v) = kv(g)?;
+                    (codec::read_u64(&k).unwrap_or(0), v)
+                }
             };
-            let Some(g) = events.next_back() else {
-                self.events = None;
-                return Ok(None);
-            };
-            let (k, v) = kv(g)?;
-            let seq = codec::read_u64(&k).unwrap_or(0);
             let imp = codec::event_implicit(&v)?;
+            let last = seq.saturating_add(imp.len());
             // Blocks of ids are disjoint and ordered like their events: once one ends below
             // the floor, so do all older ones.
-            if seq.saturating_add(imp.len()) < self.floor {
+            if last < self.floor {
                 self.events = None;
+                return Ok(None);
+            }
+            if !above(last) {
+                self.peeked = Some((seq, v));
                 return Ok(None);
             }
             for i in 1..=imp.len() {
@@ -912,6 +956,8 @@ impl Journal for EmbeddedJournal {
         // Queue keys start with the subscription, so each subscription is one run: count
         // runs instead of hashing every entry. The attempt count is read in place.
         let mut current: Option<(SubscriptionId, u64)> = None;
+        let mut oldest_fresh: Option<u64> = None;
+        let scan_started = crate::model::now_micros();
         for g in snap.iter(&ks.queue) {
             let (k, v) = kv(g)?;
             let Some((sub, pos)) = codec::parse_queue_key(&k) else {
@@ -922,6 +968,8 @@ impl Journal for EmbeddedJournal {
             out.max_id = out.max_id.max(pos.id.0);
             if v.get(32..36).is_some_and(|a| a != [0, 0, 0, 0]) {
                 out.retrying += 1;
+            } else {
+                oldest_fresh = Some(oldest_fresh.map_or(pos.id.0, |o| o.min(pos.id.0)));
             }
             match &mut current {
                 Some((s, n)) if *s == sub => *n += 1,
@@ -934,6 +982,8 @@ impl Journal for EmbeddedJournal {
             }
         }
         out.queued.extend(current);
+        self.shared
+            .set_implicit_floor(implicit_floor(oldest_fresh, scan_started));
 
         let dead = snap.len(&ks.dead).map_err(io)? as u64;
         out.dead_letters = dead;
@@ -1103,36 +1153,28 @@ impl Journal for EmbeddedJournal {
                 let mut implicit = ImplicitIds::new(
                     &snap,
                     ks,
-                    floor,
+                    floor.max(self.shared.implicit_floor.load(Ordering::Acquire)),
                     hi,
                     q.status.is_none_or(|s| s == DeliveryStatus::Pending),
                 );
+                // The implicit stream is read only as far as the log's next record: events
+                // between two records are read once, and none below the last one needed.
+                // A delivery in both streams has been written since, so its ingest queue
+                // entry is gone and the implicit one derives nothing.
                 let mut next_logged = logged.next().map(kv).transpose()?;
-                let mut next_implicit = implicit.next()?;
                 loop {
                     let logged_id = next_logged
                         .as_ref()
                         .map(|(k, _)| codec::read_u64(k).unwrap_or(0));
-                    let implicit_id = next_implicit.as_ref().map(|c| c.id.0);
-                    let record = match (logged_id, implicit_id) {
-                        (None, None) => break,
-                        (Some(l), Some(i)) if l == i => {
-                            next_implicit = implicit.next()?;
-                            continue;
-                        }
-                        (Some(l), i) if i.is_none_or(|i| l > i) => {
-                            let (_, v) = next_logged.take().unwrap_or_default();
-                            next_logged = logged.next().map(kv).transpose()?;
-                            Some(codec::decode_record(&v)?)
-                        }
-                        _ => {
-                            let c = next_implicit.take();
-                            next_implicit = implicit.next()?;
-                            match c {
-                                Some(c) => c.record(&snap, ks)?,
-                                None => None,
+                    let record = match implicit.next_above(logged_id)? {
+                        Some(c) => c.record(&snap, ks)?,
+                        None => match next_logged.take() {
+                            Some((_, v)) => {
+                                next_logged = logged.next().map(kv).transpose()?;
+                                Some(codec::decode_record(&v)?)
                             }
-                        }
+                            None => break,
+                        },
                     };
                     if let Some(r) = record
                         && !keep(r)
@@ -1937,6 +1979,9 @@ mod tests {
             implicit3,
         ]))
         .await;
+        // Start-up's floor for implicit ids is the oldest never-attempted queue entry.
+        j.recover().unwrap();
+        assert_eq!(j.shared.implicit_floor.load(Ordering::Acquire), 1_000_001);
         // Only the explicit delivery has a stored record.
         let stored = |id: u64| {
             j.shared
@@ -2052,6 +2097,52 @@ mod tests {
         assert_eq!(ids(all(Some(Delivered), None)), [(1_000_001, Delivered)]);
     }
 
+    #[test]
+    fn the_implicit_floor_allows_for_ids_in_flight() {
+        let slack = TIME_SLACK_MS as u64 * 1000;
+        let now = 1_700_000_000_000_000;
+        assert_eq!(implicit_floor(Some(5), now), 5);
+        assert_eq!(implicit_floor(None, now), now - slack);
+        assert_eq!(implicit_floor(Some(now), now), now - slack);
+        assert_eq!(implicit_floor(None, 10), 0);
+    }
+
+    #[tokio::test]
+    async fn the_implicit_stream_reads_only_as_far_as_it_is_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = SubscriptionId::generate();
+        let j = open(dir.path());
+        ok(j.append(vec![
+            implicit_event(1_000_000, "one", &[a]),
+            new_event(event(2_000_000, "two"), vec![]),
+            implicit_event(3_000_000, "three", &[a, a]),
+        ]))
+        .await;
+        let snap = j.shared.db.snapshot();
+        let ks = &j.shared.ks;
+        let ids = |it: &mut ImplicitIds<'_>, bound: Option<u64>| {
+            std::iter::from_fn(|| it.next_above(bound).unwrap().map(|c| c.id.0)).collect::<Vec<_>>()
+        };
+        let peeked = |it: &ImplicitIds<'_>| it.peeked.as_ref().map(|(seq, _)| *seq);
+        let mut it = ImplicitIds::new(&snap, ks, 0, Bound::Unbounded, true);
+        // Event 3's ids end at the bound: it is read, kept, and nothing older is read.
+        assert!(ids(&mut it, Some(3_000_002)).is_empty());
+        assert_eq!(peeked(&it), Some(3_000_000));
+        assert_eq!(ids(&mut it, Some(2_500_000)), [3_000_002, 3_000_001]);
+        assert_eq!(peeked(&it), Some(2_000_000));
+        assert_eq!(ids(&mut it, None), [1_000_001]);
+        // Nothing below the floor: event 1's block ends under it.
+        let mut it = ImplicitIds::new(&snap, ks, 1_500_000, Bound::Unbounded, true);
+        assert_eq!(ids(&mut it, None), [3_000_002, 3_000_001]);
+        assert!(it.events.is_none() && it.peeked.is_none());
+        // Below `hi` only, and nothing when pending ones are not asked for.
+        let hi = Bound::Excluded(codec::u64_key(3_000_002));
+        let mut it = ImplicitIds::new(&snap, ks, 0, hi, true);
+        assert_eq!(ids(&mut it, None), [3_000_001, 1_000_001]);
+        let mut it = ImplicitIds::new(&snap, ks, 0, Bound::Unbounded, false);
+        assert!(ids(&mut it, None).is_empty());
+    }
+
     #[tokio::test]
     async fn a_swept_implicit_delivery_does_not_come_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -2073,6 +2164,8 @@ mod tests {
         ok(j.barrier()).await;
         let stats = j.sweep(Duration::from_secs(7 * 86_400)).unwrap();
         assert_eq!((stats.deliveries, stats.events), (1, 0));
+        // The sweep's pass over the queue set the floor to the one still waiting.
+        assert_eq!(j.shared.implicit_floor.load(Ordering::Acquire), ds[1].id.0);
         assert!(j.event(old).unwrap().is_some());
         assert_eq!(j.delivery(ds[0].id).unwrap(), None);
         assert_eq!(

@@ -22,7 +22,7 @@ use super::Shared;
 use super::writer::Command;
 use crate::journal::JournalError;
 use crate::journal::codec;
-use crate::model::{DeliveryId, DeliveryStatus, now_ms};
+use crate::model::{DeliveryId, DeliveryStatus, now_micros, now_ms};
 
 /// Candidates per chunk: small enough that the writer spends a few milliseconds on one.
 pub(super) const CHUNK: usize = 1024;
@@ -146,20 +146,29 @@ pub(super) fn sweep(
     // 2. Events older than the cutoff that no queued delivery or dead letter points to.
     // One snapshot for both keyspaces: a replay moves a delivery from `dead` to `queue` in
     // one commit, and reading them at two moments could miss it in both.
+    // The same pass over the queue renews the floor of the implicit deliveries' ids.
     let mut referenced = Vec::new();
     {
+        let scan_started = now_micros();
         let snap = shared.db.snapshot();
-        for (n, g) in snap.iter(&ks.queue).chain(snap.iter(&ks.dead)).enumerate() {
+        let mut oldest_fresh: Option<u64> = None;
+        let queue = snap.iter(&ks.queue).map(|g| (true, g));
+        let dead = snap.iter(&ks.dead).map(|g| (false, g));
+        for (n, (queued, g)) in queue.chain(dead).enumerate() {
             if n % ROWS_PER_STOP_CHECK == 0 && shared.stopping() {
                 return Err(JournalError::Closed);
             }
             let (_, v) = g.into_inner().map_err(io)?;
-            if let Ok(d) = codec::decode_delivery(&v)
-                && d.event_seq < cutoff
-            {
-                referenced.push(d.event_seq);
+            if let Ok(d) = codec::decode_delivery(&v) {
+                if queued && d.attempts == 0 {
+                    oldest_fresh = Some(oldest_fresh.map_or(d.id.0, |o| o.min(d.id.0)));
+                }
+                if d.event_seq < cutoff {
+                    referenced.push(d.event_seq);
+                }
             }
         }
+        shared.set_implicit_floor(super::implicit_floor(oldest_fresh, scan_started));
     }
     referenced.sort_unstable();
     referenced.dedup();
