@@ -95,8 +95,9 @@
 //! none below a floor: the oldest never-attempted queue entry found by start-up's or the last
 //! retention sweep's pass over the queue, or that pass's start less [`TIME_SLACK_MS`] (ids
 //! are times, and an append is committed within that of taking its ids). So a log of mostly
-//! unmatched events is not read back to the retention horizon for every page. Deliveries that do not fit the pattern (a replay's, a test's) get
-//! written records as before, and events stored before this layout decode as having none.
+//! unmatched events is not read back to the retention horizon for every page. Deliveries that
+//! do not fit the pattern (a replay's, a test's) get written records as before, and events
+//! stored before this layout decode as having none.
 //!
 //! ## Compressed logs
 //!
