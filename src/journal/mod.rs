@@ -140,7 +140,8 @@ pub struct Recovered {
     /// Queued deliveries that have failed at least once.
     pub retrying: u64,
     pub dead_letters: u64,
-    /// Highest event sequence and delivery id stored (seed for the id generator).
+    /// Highest event sequence and delivery id stored or taken by a stored event's implicit
+    /// deliveries (seed for the id generator).
     pub max_id: u64,
 }
 
