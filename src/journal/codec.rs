@@ -331,7 +331,7 @@ impl ImplicitDeliveries<'_> {
     /// stored under `seq`.
     pub fn subscription_of(&self, seq: u64, id: DeliveryId) -> Option<SubscriptionId> {
         let i = usize::try_from(id.0.checked_sub(seq)?.checked_sub(1)?).ok()?;
-        let b = self.subs.get(i.checked_mul(16)?..i.checked_mul(16)? + 16)?;
+        let b = self.subs.chunks_exact(16).nth(i)?;
         Some(SubscriptionId::from_bytes(b.try_into().ok()?))
     }
 }

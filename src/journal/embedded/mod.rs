@@ -738,16 +738,31 @@ fn implicit_record(
     };
     let (k, v) = kv(g)?;
     let seq = codec::read_u64(&k).unwrap_or(0);
-    let Some(sub) = codec::event_implicit(&v)?.subscription_of(seq, id) else {
+    let imp = codec::event_implicit(&v)?;
+    let Some(sub) = imp.subscription_of(seq, id) else {
         return Ok(None);
     };
+    let due_at_ms = imp.received_at_ms;
     ImplicitCandidate {
         id,
         seq,
         sub,
+        due_at_ms,
         event: v,
     }
     .record(snap, ks)
+}
+
+/// A delivery's log record: the one written, or else the one derived while it is implicit.
+fn record_of(
+    snap: &fjall::Snapshot,
+    ks: &Keyspaces,
+    id: DeliveryId,
+) -> Result<Option<DeliveryRecord>, JournalError> {
+    match snap.get(&ks.deliveries, codec::u64_key(id.0)).map_err(io)? {
+        Some(v) => codec::decode_record(&v).map(Some),
+        None => implicit_record(snap, ks, id),
+    }
 }
 
 /// One implicit delivery of a stored event, before it is checked against the queue.
@@ -755,6 +770,8 @@ struct ImplicitCandidate {
     id: DeliveryId,
     seq: u64,
     sub: SubscriptionId,
+    /// Its due and creation time: its event's received-at time.
+    due_at_ms: i64,
     event: fjall::Slice,
 }
 
@@ -766,7 +783,7 @@ impl ImplicitCandidate {
         snap: &fjall::Snapshot,
         ks: &Keyspaces,
     ) -> Result<Option<DeliveryRecord>, JournalError> {
-        let due = codec::event_implicit(&self.event)?.received_at_ms;
+        let due = self.due_at_ms;
         let pos = QueuePos {
             due_at_ms: due,
             id: self.id,
@@ -878,6 +895,7 @@ impl<'a> ImplicitIds<'a> {
                         id,
                         seq,
                         sub,
+                        due_at_ms: imp.received_at_ms,
                         event: v.clone(),
                     });
                 }
@@ -1080,12 +1098,7 @@ impl Journal for EmbeddedJournal {
 
     fn delivery(&self, id: DeliveryId) -> Result<Option<DeliveryRecord>, JournalError> {
         // One snapshot: a record written between the two reads must not be missed by both.
-        let snap = self.shared.db.snapshot();
-        let ks = &self.shared.ks;
-        match snap.get(&ks.deliveries, codec::u64_key(id.0)).map_err(io)? {
-            Some(v) => codec::decode_record(&v).map(Some),
-            None => implicit_record(&snap, ks, id),
-        }
+        record_of(&self.shared.db.snapshot(), &self.shared.ks, id)
     }
 
     fn attempts(&self, id: DeliveryId) -> Result<Vec<AttemptRecord>, JournalError> {
@@ -1129,11 +1142,7 @@ impl Journal for EmbeddedJournal {
                     let id = DeliveryId(codec::read_u64(&k[16..]).unwrap_or(0));
                     // The index and the log are written in one batch (or the record is
                     // implicit); a delivery with neither was removed by retention.
-                    let record = match snap.get(&ks.deliveries, codec::u64_key(id.0)).map_err(io)? {
-                        Some(v) => Some(codec::decode_record(&v)?),
-                        None => implicit_record(&snap, ks, id)?,
-                    };
-                    if let Some(r) = record.filter(|r| r.subscription == sub)
+                    if let Some(r) = record_of(&snap, ks, id)?.filter(|r| r.subscription == sub)
                         && !keep(r)
                     {
                         break;
