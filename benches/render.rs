@@ -42,12 +42,12 @@ fn subscription(format: Format, signed: bool) -> Subscription {
         dialect: Dialect::Native,
         tenant: None,
         name: "Bench hook".into(),
-        description: None,
+        description: herald::model::OptText::NONE,
         enabled: true,
         url: "https://hooks.example.com/cms/in".into(),
         method: HttpMethod::Post,
-        filters: vec![],
-        headers: vec![
+        filters: Box::default(),
+        headers: Box::new([
             HeaderSpec {
                 name: "X-Api-Key".into(),
                 value: Secret::new("k-0123456789abcdef"),
@@ -58,18 +58,18 @@ fn subscription(format: Format, signed: bool) -> Subscription {
                 value: Secret::new("website"),
                 secret: false,
             },
-        ],
+        ]),
         auth: Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("eyJhbGciOiJIUzI1NiJ9.e30.bench"),
         })),
         signing_secret: signed.then(|| Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
         format,
         retry: None,
-        timeout: None,
-        connect_timeout: None,
+        timeout: herald::model::OptDuration::NONE,
+        connect_timeout: herald::model::OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: None,
+        disabled_reason: herald::model::OptText::NONE,
         version: Version {
             created_by: "bench".into(),
             created_at_ms: 0,
@@ -186,7 +186,7 @@ fn render(c: &mut Criterion) {
         let mut sub = subscription(format, false);
         sub.dialect = dialect;
         sub.auth = None;
-        sub.headers.truncate(1);
+        sub.headers = sub.headers[..1].into();
         sub.template = template.map(Box::new);
         sub
     };

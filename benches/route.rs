@@ -97,7 +97,7 @@ fn filter(types: &[&str], attrs: &[(&str, Vec<String>)]) -> Filter {
             .iter()
             .map(|t| TypePattern::parse(t).expect("valid pattern"))
             .collect(),
-        attributes,
+        attributes: attributes.into(),
     }
 }
 
@@ -111,22 +111,22 @@ fn subscription(rng: &mut fastrand::Rng, tenant: &str, filters: Vec<Filter>) -> 
             kind: TenantKind::Space,
             name: tenant.to_string(),
         })),
-        name: format!("Content sync {n}"),
-        description: None,
+        name: format!("Content sync {n}").into(),
+        description: herald::model::OptText::NONE,
         enabled: true,
-        url: format!("https://hooks.example.com/{tenant}/{n}"),
+        url: format!("https://hooks.example.com/{tenant}/{n}").into(),
         method: HttpMethod::Post,
-        filters,
-        headers: Vec::new(),
+        filters: filters.into(),
+        headers: Box::default(),
         auth: None,
         signing_secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
         format: Format::CloudEvents,
         retry: None,
-        timeout: None,
-        connect_timeout: None,
+        timeout: herald::model::OptDuration::NONE,
+        connect_timeout: herald::model::OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: None,
+        disabled_reason: herald::model::OptText::NONE,
         version: Version {
             created_by: "admin@example.com".into(),
             created_at_ms: 1_700_000_000_000,
@@ -436,7 +436,7 @@ fn bench_writes(c: &mut Criterion, index: &TopicIndex<Item>, rng: &mut fastrand:
         })
     });
     let mut renamed = versions[0].0.clone();
-    renamed.name.push_str(" (renamed)");
+    renamed.name = format!("{} (renamed)", renamed.name).into();
     let renamed = [Arc::clone(&versions[0]), Arc::new(Item(renamed))];
     let mut i = 0;
     group.bench_function("update_same_filters", |b| {

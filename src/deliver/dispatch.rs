@@ -855,8 +855,8 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
         Ok(req) => {
             inner.metrics.inflight.increment(1.0);
             let limits = SendLimits {
-                timeout: sub.timeout.unwrap_or(cfg.timeout),
-                connect_timeout: sub.connect_timeout.unwrap_or(cfg.connect_timeout),
+                timeout: sub.timeout.get().unwrap_or(cfg.timeout),
+                connect_timeout: sub.connect_timeout.get().unwrap_or(cfg.connect_timeout),
                 max_response_body: cfg.max_response_body_bytes,
             };
             // Not boxed: the exchange lives in its lane's state, which is spawned once for a

@@ -28,6 +28,16 @@ where
     d.deserialize_seq(ExactVec(PhantomData))
 }
 
+/// `#[serde(deserialize_with = "exact::boxed")]`: a JSON array as a boxed slice, 8 bytes
+/// smaller than a `Vec` where it is kept (the `Vec` is exactly sized, so boxing it is free).
+pub fn boxed<'de, D, T>(d: D) -> Result<Box<[T]>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    vec(d).map(Vec::into_boxed_slice)
+}
+
 struct ExactVec<T>(PhantomData<T>);
 
 impl<'de, T: Deserialize<'de>> Visitor<'de> for ExactVec<T> {

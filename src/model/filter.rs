@@ -72,19 +72,19 @@ pub struct AttributeMatch {
     /// Lower-case attribute name (see `model::event::attr`).
     pub name: Box<str>,
     /// Accepted values, lower-case, non-empty.
-    #[serde(deserialize_with = "super::exact::vec")]
-    pub values: Vec<Box<str>>,
+    #[serde(deserialize_with = "super::exact::boxed")]
+    pub values: Box<[Box<str>]>,
 }
 
 /// One filter. An empty `types` list means any type; an empty `attributes` list means no
 /// attribute condition. A filter with both empty matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub struct Filter {
-    #[serde(deserialize_with = "super::exact::vec")]
-    pub types: Vec<TypePattern>,
+    #[serde(deserialize_with = "super::exact::boxed")]
+    pub types: Box<[TypePattern]>,
     /// Sorted by name, one entry per name.
-    #[serde(deserialize_with = "super::exact::vec")]
-    pub attributes: Vec<AttributeMatch>,
+    #[serde(deserialize_with = "super::exact::boxed")]
+    pub attributes: Box<[AttributeMatch]>,
 }
 
 impl Filter {

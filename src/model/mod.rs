@@ -15,8 +15,8 @@ pub use filter::{AttributeMatch, Filter, TypePattern};
 pub use ids::{DeliveryId, SeqGen, SubscriptionId};
 pub use secret::Secret;
 pub use subscription::{
-    Dialect, ExtrasValue, Format, HeaderSpec, HttpMethod, RetryPolicy, Subscription, TargetAuth,
-    Template, Tenant, TenantKind, Version,
+    Dialect, ExtrasValue, Format, HeaderSpec, HttpMethod, OptDuration, OptText, RetryPolicy,
+    Subscription, TargetAuth, Template, Tenant, TenantKind, Version,
 };
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -246,6 +246,114 @@ impl<'de> Deserialize<'de> for ExtrasValue {
     }
 }
 
+/// An `Option<Duration>` in 8 bytes instead of 16, for the per-subscription timeouts (issue 5:
+/// a million subscriptions stay in memory). Whole nanoseconds, `u64::MAX` meaning none; a
+/// duration of 584 years or more is kept as the longest one that fits. It serializes exactly as
+/// the `Option<Duration>` it replaced, so stored subscriptions read back unchanged.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct OptDuration(u64);
+
+impl OptDuration {
+    pub const NONE: OptDuration = OptDuration(u64::MAX);
+
+    pub fn get(self) -> Option<Duration> {
+        (self.0 != u64::MAX).then_some(Duration::from_nanos(self.0))
+    }
+
+    pub fn is_none(self) -> bool {
+        self.0 == u64::MAX
+    }
+}
+
+impl Default for OptDuration {
+    fn default() -> Self {
+        OptDuration::NONE
+    }
+}
+
+impl From<Option<Duration>> for OptDuration {
+    fn from(d: Option<Duration>) -> Self {
+        match d {
+            None => OptDuration::NONE,
+            Some(d) => OptDuration(
+                u64::try_from(d.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1)),
+            ),
+        }
+    }
+}
+
+impl From<Duration> for OptDuration {
+    fn from(d: Duration) -> Self {
+        Some(d).into()
+    }
+}
+
+impl std::fmt::Debug for OptDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.get().fmt(f)
+    }
+}
+
+impl Serialize for OptDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.get().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for OptDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<Duration>::deserialize(d).map(OptDuration::from)
+    }
+}
+
+/// Optional text in 8 bytes (one thin pointer; an `Option<Box<str>>` takes 16), for the
+/// descriptive fields few subscriptions set (issue 5: a million subscriptions stay in memory).
+/// It serializes as the `Option<String>` it replaced.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OptText(Option<Box<Box<str>>>);
+
+impl OptText {
+    pub const NONE: OptText = OptText(None);
+
+    pub fn as_deref(&self) -> Option<&str> {
+        self.0.as_deref().map(|s| &**s)
+    }
+
+    pub fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl From<Option<String>> for OptText {
+    fn from(s: Option<String>) -> Self {
+        OptText(s.map(|s| Box::new(s.into_boxed_str())))
+    }
+}
+
+impl From<&str> for OptText {
+    fn from(s: &str) -> Self {
+        OptText(Some(Box::new(s.into())))
+    }
+}
+
+impl std::fmt::Debug for OptText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_deref().fmt(f)
+    }
+}
+
+impl Serialize for OptText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.as_deref().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for OptText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Option::<String>::deserialize(d).map(OptText::from)
+    }
+}
+
 /// A subscription.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Subscription {
@@ -254,18 +362,18 @@ pub struct Subscription {
     /// Boxed, like the other optional parts below that most subscriptions leave unset: with a
     /// million subscriptions in memory every inline byte counts (issue 5).
     pub tenant: Option<Box<Tenant>>,
-    pub name: String,
-    pub description: Option<Box<str>>,
+    pub name: Box<str>,
+    pub description: OptText,
     /// Disabled subscriptions match nothing; deliveries already queued still go out.
     pub enabled: bool,
     /// Target URL (absolute http/https).
-    pub url: String,
+    pub url: Box<str>,
     pub method: HttpMethod,
     /// Any filter matching selects the event; no filters selects every event.
-    #[serde(deserialize_with = "super::exact::vec")]
-    pub filters: Vec<Filter>,
-    #[serde(deserialize_with = "super::exact::vec")]
-    pub headers: Vec<HeaderSpec>,
+    #[serde(deserialize_with = "super::exact::boxed")]
+    pub filters: Box<[Filter]>,
+    #[serde(deserialize_with = "super::exact::boxed")]
+    pub headers: Box<[HeaderSpec]>,
     /// Boxed, like `retry`: most subscriptions have neither, and inline they would take 80 bytes
     /// of every stored subscription instead of 16 (issue 5: a million of them stay in memory).
     pub auth: Option<Box<TargetAuth>>,
@@ -275,16 +383,16 @@ pub struct Subscription {
     /// `None`: the daemon's `[delivery] retry_schedule`. Boxed (see `auth`).
     pub retry: Option<Box<RetryPolicy>>,
     /// `None`: the daemon's `[delivery] timeout`.
-    pub timeout: Option<Duration>,
+    pub timeout: OptDuration,
     /// `None`: the daemon's `[delivery] connect_timeout` (DatoCMS uses 2 s).
     #[serde(default)]
-    pub connect_timeout: Option<Duration>,
+    pub connect_timeout: OptDuration,
     /// The body template, if any; `None` sends the format's default body. Dialects also template
     /// the URL (DatoCMS: Mustache; Contensis: `{/pointer}`) and Contensis header values.
     #[serde(default)]
     pub template: Option<Box<Template>>,
     /// Why the subscription was disabled by Herald itself (a `410 Gone`), if it was.
-    pub disabled_reason: Option<Box<str>>,
+    pub disabled_reason: OptText,
     pub version: Version,
     /// What a dialect needs to show the subscription back exactly as it was written (the
     /// DatoCMS `events` list, a Contensis localized name, Sitecore `logLevel`, …) and that the
@@ -321,5 +429,44 @@ mod tests {
         assert!(e.is_null());
         *e = json!({"k": true});
         assert_eq!(e.get("k"), Some(&Value::Bool(true)));
+    }
+
+    /// The compact fields store what the types they replaced stored, so subscriptions written
+    /// before them read back unchanged, and write the same JSON.
+    #[test]
+    fn compact_fields_read_and_write_what_the_options_did() {
+        let durations = [
+            None,
+            Some(Duration::ZERO),
+            Some(Duration::from_millis(2_000)),
+            Some(Duration::new(30, 5)),
+        ];
+        for d in durations {
+            let stored = serde_json::to_string(&d).unwrap();
+            let c: OptDuration = serde_json::from_str(&stored).unwrap();
+            assert_eq!(c.get(), d, "{stored}");
+            assert_eq!(c.is_none(), d.is_none());
+            assert_eq!(serde_json::to_string(&c).unwrap(), stored);
+            assert_eq!(OptDuration::from(d), c);
+        }
+        // Beyond 584 years: kept as the longest that fits, never as "none".
+        let huge = OptDuration::from(Duration::MAX);
+        assert_eq!(huge.get(), Some(Duration::from_nanos(u64::MAX - 1)));
+        assert_eq!(OptDuration::default(), OptDuration::NONE);
+
+        for t in [
+            None,
+            Some(String::new()),
+            Some("410 Gone: disabled".to_string()),
+        ] {
+            let stored = serde_json::to_string(&t).unwrap();
+            let c: OptText = serde_json::from_str(&stored).unwrap();
+            assert_eq!(c.as_deref(), t.as_deref(), "{stored}");
+            assert_eq!(c.is_none(), t.is_none());
+            assert_eq!(serde_json::to_string(&c).unwrap(), stored);
+        }
+        assert_eq!(OptText::from("x").as_deref(), Some("x"));
+        assert_eq!(std::mem::size_of::<OptDuration>(), 8);
+        assert_eq!(std::mem::size_of::<OptText>(), 8);
     }
 }

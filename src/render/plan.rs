@@ -671,7 +671,8 @@ mod tests {
         sub.headers = vec![
             header("X-Api-Key", "k-123", true),
             header("X-Plain", "plain value", false),
-        ];
+        ]
+        .into();
         sub.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("tok-456"),
         }));
@@ -799,7 +800,8 @@ mod tests {
         sub.headers = vec![
             header("User-Agent", "Mine/1", false),
             header("Content-Type", "application/json; charset=utf-8", false),
-        ];
+        ]
+        .into();
         let req = compile(&sub)
             .expect("compiles")
             .render(&event(InputKind::Sitecore, "a:b", "{}"), &ctx(1, 1))
@@ -851,7 +853,8 @@ mod tests {
                     s.headers = vec![
                         header("X-Foo", "Bar", false),
                         header("Accept", "application/json", false),
-                    ];
+                    ]
+                    .into();
                     s.auth = Some(Box::new(TargetAuth::Basic {
                         username: "ciao".into(),
                         password: Secret::new("miao"),
@@ -1044,7 +1047,8 @@ mod tests {
             header("target", "internal", false),
             header("department", "{/resource/department}", false),
             header("secretHeaderSet", "cs7vdsdvj~8", true),
-        ];
+        ]
+        .into();
         sub.template = Some(Box::new(Template::Contensis(
             SEED_TEMPLATES
                 .iter()
@@ -1119,7 +1123,7 @@ mod tests {
     fn contensis_content_type_override_and_xml_templates() {
         let mut sub = contensis_sub();
         sub.url = "https://x.example/in".into();
-        sub.headers = vec![header("Content-Type", "application/xml", false)];
+        sub.headers = vec![header("Content-Type", "application/xml", false)].into();
         sub.template = Some(Box::new(Template::Contensis(vec![(
             "entry".into(),
             "<entry id=\"{/resource/sys/id}\">{/resource/entryTitle}</entry>".into(),
@@ -1175,17 +1179,20 @@ mod tests {
                 at(1, 19, SyntaxProblem::UnclosedPlaceholder),
             ),
             (
-                |s| s.headers = vec![header("department", "{/resource/~x}", false)],
+                |s| s.headers = vec![header("department", "{/resource/~x}", false)].into(),
                 "headers.department",
                 at(1, 12, SyntaxProblem::PointerEscape),
             ),
             (
-                |s| s.headers = vec![header("department", "a\n{/resource/department}", false)],
+                |s| {
+                    s.headers =
+                        vec![header("department", "a\n{/resource/department}", false)].into()
+                },
                 "headers.department",
                 FieldProblem::HeaderValue,
             ),
             (
-                |s| s.headers = vec![header("Host", "{/resource/department}", false)],
+                |s| s.headers = vec![header("Host", "{/resource/department}", false)].into(),
                 "headers.Host",
                 FieldProblem::ReservedHeader("host"),
             ),
@@ -1195,6 +1202,7 @@ mod tests {
                         header("x-dept", "{/resource/department}", false),
                         header("X-Dept", "{/resource/sys/id}", false),
                     ]
+                    .into()
                 },
                 "headers.X-Dept",
                 FieldProblem::DuplicateHeader,
@@ -1270,7 +1278,7 @@ mod tests {
             },
             {
                 let mut s = contensis_sub();
-                s.headers = vec![header("x", "{/a\\b}", true)];
+                s.headers = vec![header("x", "{/a\\b}", true)].into();
                 s
             },
         ];
@@ -1335,73 +1343,76 @@ mod tests {
         type Edit = fn(&mut Subscription);
         let cases: Vec<(Edit, &str, FieldProblem)> = vec![
             (
-                |s| s.headers = vec![header("Host", "x", false)],
+                |s| s.headers = vec![header("Host", "x", false)].into(),
                 "headers.Host",
                 FieldProblem::ReservedHeader("host"),
             ),
             (
-                |s| s.headers = vec![header("Content-Length", "1", false)],
+                |s| s.headers = vec![header("Content-Length", "1", false)].into(),
                 "headers.Content-Length",
                 FieldProblem::ReservedHeader("content-length"),
             ),
             (
-                |s| s.headers = vec![header("Transfer-Encoding", "chunked", false)],
+                |s| s.headers = vec![header("Transfer-Encoding", "chunked", false)].into(),
                 "headers.Transfer-Encoding",
                 FieldProblem::ReservedHeader("transfer-encoding"),
             ),
             (
-                |s| s.headers = vec![header("Connection", "close", false)],
+                |s| s.headers = vec![header("Connection", "close", false)].into(),
                 "headers.Connection",
                 FieldProblem::ReservedHeader("connection"),
             ),
             (
-                |s| s.headers = vec![header("Webhook-Id", "x", false)],
+                |s| s.headers = vec![header("Webhook-Id", "x", false)].into(),
                 "headers.Webhook-Id",
                 FieldProblem::ReservedHeader("webhook-id"),
             ),
             (
-                |s| s.headers = vec![header("webhook-timestamp", "1", false)],
+                |s| s.headers = vec![header("webhook-timestamp", "1", false)].into(),
                 "headers.webhook-timestamp",
                 FieldProblem::ReservedHeader("webhook-timestamp"),
             ),
             (
-                |s| s.headers = vec![header("WEBHOOK-SIGNATURE", "v1,x", false)],
+                |s| s.headers = vec![header("WEBHOOK-SIGNATURE", "v1,x", false)].into(),
                 "headers.WEBHOOK-SIGNATURE",
                 FieldProblem::ReservedHeader("webhook-signature"),
             ),
             (
-                |s| s.headers = vec![header("X Key", "v", false)],
+                |s| s.headers = vec![header("X Key", "v", false)].into(),
                 "headers.X Key",
                 FieldProblem::HeaderName,
             ),
             (
-                |s| s.headers = vec![header("", "v", false)],
+                |s| s.headers = vec![header("", "v", false)].into(),
                 "headers.",
                 FieldProblem::HeaderName,
             ),
             (
-                |s| s.headers = vec![header("X-Ünicode", "v", false)],
+                |s| s.headers = vec![header("X-Ünicode", "v", false)].into(),
                 "headers.X-Ünicode",
                 FieldProblem::HeaderName,
             ),
             (
-                |s| s.headers = vec![header("X-Key", "a\r\nInjected: 1", true)],
+                |s| s.headers = vec![header("X-Key", "a\r\nInjected: 1", true)].into(),
                 "headers.X-Key",
                 FieldProblem::HeaderValue,
             ),
             (
-                |s| s.headers = vec![header("X-Key", "nul\0", false)],
+                |s| s.headers = vec![header("X-Key", "nul\0", false)].into(),
                 "headers.X-Key",
                 FieldProblem::HeaderValue,
             ),
             (
-                |s| s.headers = vec![header("X-Key", "a", false), header("x-key", "b", false)],
+                |s| {
+                    s.headers =
+                        vec![header("X-Key", "a", false), header("x-key", "b", false)].into()
+                },
                 "headers.x-key",
                 FieldProblem::DuplicateHeader,
             ),
             (
                 |s| {
-                    s.headers = vec![header("Authorization", "Token x", true)];
+                    s.headers = vec![header("Authorization", "Token x", true)].into();
                     s.auth = Some(Box::new(TargetAuth::Bearer {
                         token: Secret::new("t"),
                     }));
@@ -1411,7 +1422,7 @@ mod tests {
             ),
             (
                 |s| {
-                    s.headers = vec![header("X-Secret", "a", true)];
+                    s.headers = vec![header("X-Secret", "a", true)].into();
                     s.auth = Some(Box::new(TargetAuth::Header {
                         name: "x-secret".into(),
                         value: Secret::new("b"),
@@ -1497,7 +1508,7 @@ mod tests {
     fn every_bad_field_is_reported_at_once() {
         let mut sub = subscription(Format::Raw);
         sub.url = "ftp://x".into();
-        sub.headers = vec![header("Host", "x", false), header("X-Ok", "ok", false)];
+        sub.headers = vec![header("Host", "x", false), header("X-Ok", "ok", false)].into();
         sub.signing_secret = Some(Secret::new("nope"));
         let err = compile(&sub).expect_err("invalid");
         let fields: Vec<&str> = err.field_errors().iter().map(|e| &*e.field).collect();
@@ -1511,7 +1522,8 @@ mod tests {
         sub.headers = vec![
             header("X-Hidden", "hidden-value-1", true),
             header("X-Shown", "shown-value", false),
-        ];
+        ]
+        .into();
         sub.auth = Some(Box::new(TargetAuth::Basic {
             username: "user".into(),
             password: Secret::new("pass-word-2"),

@@ -203,13 +203,13 @@ mod tests {
     #[test]
     fn type_patterns_as_keys() {
         let f = Filter {
-            types: vec![
+            types: Box::new([
                 TypePattern::Any,
                 TypePattern::Exact("item:saved".into()),
                 TypePattern::Prefix("item:".into()),
                 TypePattern::Prefix("".into()),
-            ],
-            attributes: Vec::new(),
+            ]),
+            attributes: Box::default(),
         };
         let cases: [(u16, (u8, &[u8])); 6] = [
             (0, (KIND_ANY, b"")),
@@ -274,12 +274,13 @@ mod tests {
             }))
             .expect("subscription json");
             s.filters = vec![Filter {
-                types: vec![TypePattern::Exact("item:saved".into())],
-                attributes: vec![AttributeMatch {
+                types: Box::new([TypePattern::Exact("item:saved".into())]),
+                attributes: Box::new([AttributeMatch {
                     name: "language".into(),
-                    values: vec!["de".into(), "en".into()],
-                }],
-            }];
+                    values: Box::new(["de".into(), "en".into()]),
+                }]),
+            }]
+            .into();
             s
         };
         let slot = |filter, ty, cond, val| Slot {

@@ -29,22 +29,22 @@ fn subscription(n: u32, enabled: bool, filters: Vec<Filter>) -> Subscription {
         id: id(n),
         dialect: Dialect::Native,
         tenant: None,
-        name: format!("sub {n}"),
-        description: None,
+        name: format!("sub {n}").into(),
+        description: crate::model::OptText::NONE,
         enabled,
-        url: format!("https://example.com/hook/{n}"),
+        url: format!("https://example.com/hook/{n}").into(),
         method: HttpMethod::Post,
-        filters,
-        headers: Vec::new(),
+        filters: filters.into(),
+        headers: Box::default(),
         auth: None,
         signing_secret: None,
         format: Format::CloudEvents,
         retry: None,
-        timeout: None,
-        connect_timeout: None,
+        timeout: crate::model::OptDuration::NONE,
+        connect_timeout: crate::model::OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: None,
+        disabled_reason: crate::model::OptText::NONE,
         version: Version {
             created_by: "test".into(),
             created_at_ms: 0,
@@ -73,7 +73,7 @@ fn filter(types: &[&str], attrs: &[(&str, &[&str])]) -> Filter {
             .iter()
             .map(|t| TypePattern::parse(t).expect("valid pattern"))
             .collect(),
-        attributes,
+        attributes: attributes.into(),
     }
 }
 
@@ -312,7 +312,7 @@ fn random_cross_check_against_brute_force() {
                     if let Some(old) = index.get(&id(n)) {
                         let mut s = old.0.clone();
                         s.enabled = rng.bool();
-                        s.url.push('x');
+                        s.url = format!("{}x", s.url).into();
                         index.upsert(Arc::new(Item(s)));
                     }
                 }
@@ -539,7 +539,7 @@ fn large_buckets_track_positions() {
         } else {
             if i % 5 == 0 {
                 let mut s = index.get(&id(i)).expect("stored").0.clone();
-                s.name.push_str(" renamed");
+                s.name = format!("{} renamed", s.name).into();
                 index.upsert(Arc::new(Item(s)));
             }
             expect.insert(id(i));

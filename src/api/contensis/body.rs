@@ -78,16 +78,16 @@ impl Fields {
     /// Copies what a Contensis body sets onto `sub`. Fields Contensis cannot express (auth,
     /// signing secret, retry, timeouts, format) stay as they are.
     pub fn apply(self, sub: &mut Subscription) {
-        sub.name = self.name;
-        sub.description = self.description.map(String::into_boxed_str);
-        sub.url = self.url;
+        sub.name = self.name.into();
+        sub.description = self.description.into();
+        sub.url = self.url.into();
         sub.method = self.method;
         sub.enabled = self.enabled;
         if sub.enabled {
-            sub.disabled_reason = None;
+            sub.disabled_reason = crate::model::OptText::NONE;
         }
-        sub.filters = self.filters;
-        sub.headers = self.headers;
+        sub.filters = self.filters.into();
+        sub.headers = self.headers.into();
         sub.template = self.template.map(Box::new);
         sub.extras = self.extras.into();
     }
@@ -543,11 +543,11 @@ pub fn view(sub: &Subscription) -> Json {
     let mut members: Vec<(String, Json)> = Vec::with_capacity(12);
     let mut push = |k: &str, v: Json| members.push((k.to_string(), v));
     push("id", Json::String(sub.id.to_string()));
-    push("name", Json::from(sub.name.as_str()));
-    if let Some(d) = &sub.description {
-        push("description", Json::from(&**d));
+    push("name", Json::from(&*sub.name));
+    if let Some(d) = sub.description.as_deref() {
+        push("description", Json::from(d));
     }
-    push("url", Json::from(sub.url.as_str()));
+    push("url", Json::from(&*sub.url));
     push("enabled", Json::Bool(sub.enabled));
     push("method", Json::from(sub.method.as_str()));
     push("topics", topics_view(sub));
@@ -589,7 +589,7 @@ fn topics_view(sub: &Subscription) -> Json {
         let written = Json::from_value(stored);
         let mut errs = Vec::new();
         let parsed = topics::parse_topics(Some(&written), &mut errs);
-        if errs.is_empty() && topics::filters(&parsed, project) == sub.filters {
+        if errs.is_empty() && topics::filters(&parsed, project) == *sub.filters {
             return canonical_order(&written);
         }
     }
@@ -752,21 +752,21 @@ mod tests {
                 kind: TenantKind::Project,
                 name: "movies".into(),
             })),
-            name: String::new(),
-            description: None,
+            name: Box::default(),
+            description: crate::model::OptText::NONE,
             enabled: true,
-            url: String::new(),
+            url: Box::default(),
             method: HttpMethod::Post,
-            filters: vec![],
-            headers: vec![],
+            filters: Box::default(),
+            headers: Box::default(),
             auth: None,
             signing_secret: None,
             format: Format::Contensis,
             retry: None,
-            timeout: None,
-            connect_timeout: None,
+            timeout: crate::model::OptDuration::NONE,
+            connect_timeout: crate::model::OptDuration::NONE,
             template: None,
-            disabled_reason: None,
+            disabled_reason: crate::model::OptText::NONE,
             version: Version {
                 created_by: "t".into(),
                 created_at_ms: 1_598_950_789_000,
@@ -970,7 +970,7 @@ mod tests {
     fn the_view_follows_filters_changed_elsewhere() {
         let mut sub = stored(parse(&json(SEED_REQUEST), "movies", None).unwrap());
         // The native API narrowed the filters: the written topics no longer describe them.
-        sub.filters.truncate(1);
+        sub.filters = sub.filters[..1].into();
         let v = view(&sub);
         assert_eq!(
             v.get("topics").unwrap().to_text(),

@@ -479,7 +479,10 @@ pub fn filters(topics: &[Topic], project: &str) -> Vec<Filter> {
                 .filter_map(|(name, values)| attribute(name, values))
                 .collect();
             attributes.sort_by(|a, b| a.name.cmp(&b.name));
-            Filter { types, attributes }
+            Filter {
+                types,
+                attributes: attributes.into(),
+            }
         };
         if !plain.is_empty() {
             out.push(build(&plain, None));
@@ -511,7 +514,7 @@ fn attribute(name: &str, values: &[String]) -> Option<AttributeMatch> {
     }
     (!out.is_empty()).then(|| AttributeMatch {
         name: name.into(),
-        values: out,
+        values: out.into(),
     })
 }
 
@@ -721,10 +724,7 @@ mod tests {
                 })
                 .collect()
         };
-        assert_eq!(
-            f[0].types,
-            vec![TypePattern::Exact("entry.published".into())]
-        );
+        assert_eq!(*f[0].types, [TypePattern::Exact("entry.published".into())]);
         assert_eq!(
             names(&f[0]),
             vec![
@@ -734,8 +734,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            f[1].types,
-            vec![TypePattern::Exact("entry.workflowstatechanged".into())]
+            *f[1].types,
+            [TypePattern::Exact("entry.workflowstatechanged".into())]
         );
         assert_eq!(
             names(&f[1]),

@@ -752,7 +752,7 @@ pub fn to_filters(specs: &[EventSpec], tenant: Option<&Tenant>) -> Vec<Filter> {
                     .into_iter()
                     .map(|(name, values)| AttributeMatch {
                         name: name.into(),
-                        values,
+                        values: values.into(),
                     })
                     .collect(),
             }
@@ -813,7 +813,7 @@ fn view_events(sub: &Subscription) -> Value {
         let mut problems = Vec::new();
         if let Some(specs) = parse_events(raw, &mut shape, &mut problems)
             && problems.is_empty()
-            && to_filters(&specs, sub.tenant.as_deref()) == sub.filters
+            && to_filters(&specs, sub.tenant.as_deref()) == *sub.filters
         {
             return raw.clone();
         }
@@ -863,21 +863,21 @@ pub fn blank(id: SubscriptionId, tenant: Option<Tenant>, actor: &str, now_ms: i6
         id,
         dialect: Dialect::DatoCms,
         tenant: tenant.map(Box::new),
-        name: String::new(),
-        description: None,
+        name: Box::default(),
+        description: crate::model::OptText::NONE,
         enabled: true,
-        url: String::new(),
+        url: Box::default(),
         method: HttpMethod::Post,
-        filters: Vec::new(),
-        headers: Vec::new(),
+        filters: Box::default(),
+        headers: Box::default(),
         auth: None,
         signing_secret: None,
         format: Format::DatoCms,
         retry: Some(Box::new(retry_policy(true))),
-        timeout: Some(TIMEOUT),
-        connect_timeout: Some(CONNECT_TIMEOUT),
+        timeout: TIMEOUT.into(),
+        connect_timeout: CONNECT_TIMEOUT.into(),
         template: None,
-        disabled_reason: None,
+        disabled_reason: crate::model::OptText::NONE,
         version: Version {
             created_by: actor.into(),
             created_at_ms: now_ms,
@@ -893,10 +893,10 @@ impl Attributes {
     /// Merges these attributes onto `sub` (see the module docs for the round-trip rule).
     pub fn apply(self, sub: &mut Subscription) {
         if let Some(name) = self.name {
-            sub.name = name;
+            sub.name = name.into();
         }
         if let Some(url) = self.url {
-            sub.url = url;
+            sub.url = url.into();
         }
         if let Some(headers) = self.headers {
             let unchanged = {
@@ -908,9 +908,9 @@ impl Attributes {
                         .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
             };
             if !unchanged {
-                let mut kept: Vec<HeaderSpec> = sub
-                    .headers
-                    .drain(..)
+                let kept: Vec<HeaderSpec> = std::mem::take(&mut sub.headers)
+                    .into_vec()
+                    .into_iter()
                     .filter(|h| {
                         h.secret && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(&h.name))
                     })
@@ -922,14 +922,14 @@ impl Attributes {
                         value: Secret::new(value),
                         secret: false,
                     })
+                    .chain(kept)
                     .collect();
-                sub.headers.append(&mut kept);
             }
         }
         if let Some(events) = self.events
             && events.raw != view_events(sub)
         {
-            sub.filters = to_filters(&events.specs, sub.tenant.as_deref());
+            sub.filters = to_filters(&events.specs, sub.tenant.as_deref()).into();
             extras(sub).insert("events".into(), events.raw);
         }
         if let Some(payload) = self.custom_payload {
@@ -959,7 +959,7 @@ impl Attributes {
         if let Some(enabled) = self.enabled {
             sub.enabled = enabled;
             if enabled {
-                sub.disabled_reason = None;
+                sub.disabled_reason = crate::model::OptText::NONE;
             }
         }
         if let Some(v) = self.payload_api_version {
@@ -1100,8 +1100,8 @@ mod tests {
         );
         assert_eq!(sub.dialect, Dialect::DatoCms);
         assert_eq!(sub.format, Format::DatoCms);
-        assert_eq!(sub.timeout, Some(TIMEOUT));
-        assert_eq!(sub.connect_timeout, Some(CONNECT_TIMEOUT));
+        assert_eq!(sub.timeout.get(), Some(TIMEOUT));
+        assert_eq!(sub.connect_timeout.get(), Some(CONNECT_TIMEOUT));
         assert_eq!(sub.retry.as_ref().unwrap().schedule.len(), 7);
         assert_eq!(
             sub.auth,
@@ -1410,9 +1410,9 @@ mod tests {
         );
         assert_eq!(view(&sub)["attributes"]["events"], events);
         // The native API adds a type: the view derives events from the filters.
-        sub.filters[0]
-            .types
-            .push(TypePattern::Exact("item.delete".into()));
+        let mut types = sub.filters[0].types.to_vec();
+        types.push(TypePattern::Exact("item.delete".into()));
+        sub.filters[0].types = types.into();
         assert_eq!(
             view(&sub)["attributes"]["events"],
             json!([{"entity_type": "item", "event_types": ["update", "delete"],
@@ -1464,11 +1464,13 @@ mod tests {
         sub.auth = Some(Box::new(TargetAuth::Bearer {
             token: Secret::new("tok"),
         }));
-        sub.headers.push(HeaderSpec {
+        let mut headers = sub.headers.into_vec();
+        headers.push(HeaderSpec {
             name: "X-Secret".into(),
             value: Secret::new("s"),
             secret: true,
         });
+        sub.headers = headers.into();
         sub.retry = Some(Box::new(RetryPolicy {
             schedule: vec![Duration::from_secs(1)],
             jitter: 0.1,

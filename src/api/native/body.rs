@@ -59,34 +59,34 @@ pub struct Fields {
 impl Fields {
     /// Copies these fields onto `sub`.
     pub fn apply(self, sub: &mut Subscription) {
-        sub.name = self.name;
-        sub.description = self.description.map(String::into_boxed_str);
-        sub.url = self.url;
+        sub.name = self.name.into();
+        sub.description = self.description.into();
+        sub.url = self.url.into();
         sub.method = self.method;
         sub.enabled = self.enabled;
-        sub.filters = self.filters;
-        sub.headers = self.headers;
+        sub.filters = self.filters.into();
+        sub.headers = self.headers.into();
         sub.auth = self.auth.map(Box::new);
         sub.signing_secret = self.signing_secret;
         sub.format = self.format;
         sub.retry = self.retry.map(Box::new);
-        sub.timeout = self.timeout;
+        sub.timeout = self.timeout.into();
     }
 
     fn of(sub: &Subscription) -> Fields {
         Fields {
-            name: sub.name.clone(),
+            name: sub.name.to_string(),
             description: sub.description.as_deref().map(str::to_string),
-            url: sub.url.clone(),
+            url: sub.url.to_string(),
             method: sub.method,
             enabled: sub.enabled,
-            filters: sub.filters.clone(),
-            headers: sub.headers.clone(),
+            filters: sub.filters.to_vec(),
+            headers: sub.headers.to_vec(),
             auth: sub.auth.as_deref().cloned(),
             signing_secret: sub.signing_secret.clone(),
             format: sub.format,
             retry: sub.retry.as_deref().cloned(),
-            timeout: sub.timeout,
+            timeout: sub.timeout.get(),
         }
     }
 }
@@ -400,7 +400,8 @@ fn parse_filters(v: &Value, errs: &mut Vec<FieldError>) -> Vec<Filter> {
             ));
             continue;
         };
-        let mut filter = Filter::default();
+        let mut types: Vec<TypePattern> = Vec::new();
+        let mut attributes = Vec::new();
         for key in obj.keys() {
             if key != "types" && key != "attributes" {
                 errs.push(FieldError::new(format!("{path}.{key}"), "unknown field"));
@@ -411,8 +412,8 @@ fn parse_filters(v: &Value, errs: &mut Vec<FieldError>) -> Vec<Filter> {
             for (j, s) in string_list(t, &tpath, errs).iter().enumerate() {
                 match TypePattern::parse(s) {
                     Ok(p) => {
-                        if !filter.types.contains(&p) {
-                            filter.types.push(p)
+                        if !types.contains(&p) {
+                            types.push(p)
                         }
                     }
                     Err(m) => errs.push(FieldError::new(format!("{tpath}[{j}]"), m)),
@@ -422,14 +423,17 @@ fn parse_filters(v: &Value, errs: &mut Vec<FieldError>) -> Vec<Filter> {
         if let Some(a) = obj.get("attributes").filter(|a| !a.is_null()) {
             let apath = format!("{path}.attributes");
             match a.as_object() {
-                Some(map) => filter.attributes = parse_attributes(map, &apath, errs),
+                Some(map) => attributes = parse_attributes(map, &apath, errs),
                 None => errs.push(FieldError::new(
                     apath,
                     "must be an object of attribute name → value or list of values",
                 )),
             }
         }
-        out.push(filter);
+        out.push(Filter {
+            types: types.into(),
+            attributes: attributes.into(),
+        });
     }
     out
 }
@@ -439,7 +443,7 @@ fn parse_attributes(
     path: &str,
     errs: &mut Vec<FieldError>,
 ) -> Vec<AttributeMatch> {
-    let mut out: Vec<AttributeMatch> = Vec::with_capacity(map.len());
+    let mut out: Vec<(Box<str>, Vec<Box<str>>)> = Vec::with_capacity(map.len());
     for (name, v) in map {
         let apath = format!("{path}.{name}");
         let lname = name.to_ascii_lowercase();
@@ -465,21 +469,23 @@ fn parse_attributes(
         }
         values.sort();
         values.dedup();
-        match out.iter_mut().find(|m| *m.name == *lname) {
+        match out.iter_mut().find(|(name, _)| **name == *lname) {
             // `Language` and `language` in one filter: the same attribute.
-            Some(m) => {
-                m.values.extend(values);
-                m.values.sort();
-                m.values.dedup();
+            Some((_, have)) => {
+                have.extend(values);
+                have.sort();
+                have.dedup();
             }
-            None => out.push(AttributeMatch {
-                name: lname.into_boxed_str(),
-                values,
-            }),
+            None => out.push((lname.into_boxed_str(), values)),
         }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.into_iter()
+        .map(|(name, values)| AttributeMatch {
+            name,
+            values: values.into(),
+        })
+        .collect()
 }
 
 fn parse_headers(v: &Value, old: &[HeaderSpec], errs: &mut Vec<FieldError>) -> Vec<HeaderSpec> {
@@ -840,7 +846,7 @@ pub fn view(sub: &Subscription) -> Value {
         "signed": sub.signing_secret.is_some(),
         "format": sub.format.as_str(),
         "retry": retry,
-        "timeout": sub.timeout.map(duration_text),
+        "timeout": sub.timeout.get().map(duration_text),
         "dialect": dialect,
         "tenant": tenant,
         "disabled_reason": sub.disabled_reason,
@@ -874,22 +880,22 @@ mod tests {
             id: SubscriptionId::generate(),
             dialect: Dialect::Native,
             tenant: None,
-            name: String::new(),
-            description: None,
+            name: Box::default(),
+            description: crate::model::OptText::NONE,
             enabled: true,
-            url: String::new(),
+            url: Box::default(),
             method: HttpMethod::Post,
-            filters: vec![],
-            headers: vec![],
+            filters: Box::default(),
+            headers: Box::default(),
             auth: None,
             signing_secret: None,
             format: Format::CloudEvents,
             retry: None,
-            timeout: None,
-            connect_timeout: None,
+            timeout: crate::model::OptDuration::NONE,
+            connect_timeout: crate::model::OptDuration::NONE,
             template: None,
             extras: Default::default(),
-            disabled_reason: None,
+            disabled_reason: crate::model::OptText::NONE,
             version: Version {
                 created_by: "t".into(),
                 created_at_ms: 0,
@@ -986,9 +992,9 @@ mod tests {
         .unwrap();
         assert!(!f.enabled);
         assert_eq!(f.auth, None);
-        assert_eq!(f.url, sub.url);
-        assert_eq!(f.filters, sub.filters);
-        assert_eq!(f.headers, sub.headers);
+        assert_eq!(*f.url, *sub.url);
+        assert_eq!(f.filters, *sub.filters);
+        assert_eq!(f.headers, *sub.headers);
         // PUT resets what it leaves out (but secrets).
         let f = parse(
             &json!({"name": "n", "url": "http://a.example/"}),

@@ -71,22 +71,22 @@ pub async fn create(ctx: &Ctx<'_>, req: http::Request<hyper::body::Incoming>) ->
         id: SubscriptionId::generate(),
         dialect: Dialect::Native,
         tenant: None,
-        name: String::new(),
-        description: None,
+        name: Box::default(),
+        description: crate::model::OptText::NONE,
         enabled: true,
-        url: String::new(),
+        url: Box::default(),
         method: Default::default(),
-        filters: Vec::new(),
-        headers: Vec::new(),
+        filters: Box::default(),
+        headers: Box::default(),
         auth: None,
         signing_secret: None,
         format: Default::default(),
         retry: None,
-        timeout: None,
-        connect_timeout: None,
+        timeout: crate::model::OptDuration::NONE,
+        connect_timeout: crate::model::OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: None,
+        disabled_reason: crate::model::OptText::NONE,
         version: Version {
             created_by: ctx.actor.into(),
             created_at_ms: now,
@@ -185,7 +185,7 @@ pub async fn change(
             let fields = body::parse(&body, mode, Some(&*sub))?;
             fields.apply(sub);
             if sub.enabled {
-                sub.disabled_reason = None;
+                sub.disabled_reason = crate::model::OptText::NONE;
             }
             Ok(())
         })
@@ -215,7 +215,7 @@ pub async fn set_enabled(ctx: &Ctx<'_>, id: &str, enabled: bool) -> Response {
         .update(&current.sub.id, ctx.actor, |sub| {
             sub.enabled = enabled;
             if enabled {
-                sub.disabled_reason = None;
+                sub.disabled_reason = crate::model::OptText::NONE;
             }
             Ok(())
         })

@@ -137,22 +137,22 @@ impl NewConfig {
         Subscription {
             id,
             dialect: Dialect::SitecoreAudit,
-            filters: vec![space_filter(&tenant.name)],
+            filters: Box::new([space_filter(&tenant.name)]),
             tenant: Some(Box::new(tenant)),
             name: EVENT_NAME.into(),
-            description: None,
+            description: crate::model::OptText::NONE,
             enabled: self.enabled,
-            url: self.target_url,
+            url: self.target_url.into(),
             method: HttpMethod::Post,
-            headers: Vec::new(),
+            headers: Box::default(),
             auth: Some(Box::new(secret_auth(self.secret))),
             signing_secret: None,
             format: Format::SitecoreAudit,
             retry: None,
-            timeout: None,
-            connect_timeout: None,
+            timeout: crate::model::OptDuration::NONE,
+            connect_timeout: crate::model::OptDuration::NONE,
             template: None,
-            disabled_reason: None,
+            disabled_reason: crate::model::OptText::NONE,
             version: Version {
                 created_by: actor.into(),
                 created_at_ms: now_ms,
@@ -177,11 +177,11 @@ pub fn space_tenant(space: &str) -> Tenant {
 /// ingested without a space (ingest marks them `space = *`).
 pub fn space_filter(space_lc: &str) -> Filter {
     Filter {
-        types: vec![TypePattern::Exact(EVENT_NAME.into())],
-        attributes: vec![AttributeMatch {
+        types: Box::new([TypePattern::Exact(EVENT_NAME.into())]),
+        attributes: Box::new([AttributeMatch {
             name: attr::SPACE.into(),
-            values: vec![space_lc.into(), ALL_SPACES.into()],
-        }],
+            values: Box::new([space_lc.into(), ALL_SPACES.into()]),
+        }]),
     }
 }
 
@@ -452,7 +452,7 @@ impl Patch {
     /// Applies the change to a Sitecore audit subscription.
     pub fn apply(self, sub: &mut Subscription) {
         if let Some(url) = self.target_url {
-            sub.url = url;
+            sub.url = url.into();
         }
         if let Some(secret) = self.secret {
             sub.auth = Some(Box::new(secret_auth(secret)));
@@ -465,7 +465,7 @@ impl Patch {
         if let Some(enabled) = self.enabled {
             sub.enabled = enabled;
             if enabled {
-                sub.disabled_reason = None;
+                sub.disabled_reason = crate::model::OptText::NONE;
             }
         }
     }
@@ -808,8 +808,8 @@ mod tests {
                 name: "development".into()
             })
         );
-        assert_eq!(s.name, EVENT_NAME);
-        assert_eq!(s.url, "https://www.exampletartget.url/example-endpoint");
+        assert_eq!(&*s.name, EVENT_NAME);
+        assert_eq!(&*s.url, "https://www.exampletartget.url/example-endpoint");
         assert_eq!(s.format, Format::SitecoreAudit);
         assert_eq!(s.method, HttpMethod::Post);
         assert_eq!(
@@ -819,10 +819,10 @@ mod tests {
                 value: Secret::new("s3cr3t")
             }))
         );
-        assert_eq!(s.filters, vec![space_filter("development")]);
+        assert_eq!(*s.filters, [space_filter("development")]);
         assert_eq!(
-            s.filters[0].attributes[0].values,
-            vec![Box::from("development"), Box::from("*")]
+            *s.filters[0].attributes[0].values,
+            [Box::from("development"), Box::from("*")]
         );
         assert!(s.retry.is_none() && s.timeout.is_none() && s.signing_secret.is_none());
         assert_eq!(
@@ -961,7 +961,7 @@ mod tests {
     fn patch_applies_with_merge_semantics() {
         let mut s = sub();
         s.enabled = false;
-        s.disabled_reason = Some("410 Gone".into());
+        s.disabled_reason = "410 Gone".into();
         Patch {
             secret: Some("rotated".into()),
             log_level: Some(LogLevel::All),
@@ -969,7 +969,7 @@ mod tests {
             ..Patch::default()
         }
         .apply(&mut s);
-        assert_eq!(s.url, "https://www.exampletartget.url/example-endpoint");
+        assert_eq!(&*s.url, "https://www.exampletartget.url/example-endpoint");
         assert_eq!(
             s.auth,
             Some(Box::new(TargetAuth::Header {
