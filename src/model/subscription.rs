@@ -469,4 +469,26 @@ mod tests {
         assert_eq!(std::mem::size_of::<OptDuration>(), 8);
         assert_eq!(std::mem::size_of::<OptText>(), 8);
     }
+
+    /// A stored subscription without the optional fields reads them as none, as it did while
+    /// they were `Option`s: serde reads a missing field as an absent option, and the compact
+    /// types deserialize through one.
+    #[test]
+    fn missing_optional_fields_read_as_none() {
+        let sub = crate::render::fixtures::subscription(Format::CloudEvents);
+        let mut stored = serde_json::to_value(&sub).unwrap();
+        let fields = [
+            "description",
+            "timeout",
+            "connect_timeout",
+            "disabled_reason",
+        ];
+        for f in fields {
+            assert!(stored.as_object_mut().unwrap().remove(f).is_some(), "{f}");
+        }
+        let back: Subscription = serde_json::from_value(stored).unwrap();
+        assert!(back.description.is_none() && back.disabled_reason.is_none());
+        assert!(back.timeout.is_none() && back.connect_timeout.is_none());
+        assert_eq!(back, sub);
+    }
 }

@@ -18,7 +18,7 @@ mod body;
 mod contensis;
 mod datocms;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 mod json;
 mod mustache;
 mod plan;
