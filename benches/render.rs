@@ -14,6 +14,7 @@ use herald::model::{
     Attributes, DeliveryId, Dialect, Event, Format, HeaderSpec, HttpMethod, InputKind, Secret,
     Subscription, SubscriptionId, TargetAuth, Template, Version,
 };
+use herald::model::{OptDuration, OptText};
 use herald::render::{AttemptCtx, Plan, RenderDefaults};
 
 const SITECORE: &str = r#"{"EventName":"item:saved","Item":{"Language":"en","Version":3,"Id":"4c3a401e-8b78-440a-bf88-736a71ce8e5a","Name":"Spring campaign landing page","ParentId":"8fb31904-1bbc-463c-821b-c7c1a87bf13e","TemplateId":"0133f52d-271f-4217-b1cd-04342e3457eb","TemplateName":"Landing Page","MasterId":"00000000-0000-0000-0000-000000000000","SharedFields":[{"Id":"a4f985d9-98b3-4b52-aaaf-4344f6e747c6","Value":"{88AD1387-D4DA-489D-BB4B-45540917E7ED}"}],"UnversionedFields":[],"VersionedFields":[{"Id":"25bed78c-4957-4165-998a-ca1b52f67497","Value":"<p>Spring is here</p>","Version":3,"Language":"en"}]},"WebhookItemId":"14d2921a-0000-4000-8000-000000000001","WebhookItemName":"Publish hook"}"#;
@@ -42,7 +43,7 @@ fn subscription(format: Format, signed: bool) -> Subscription {
         dialect: Dialect::Native,
         tenant: None,
         name: "Bench hook".into(),
-        description: herald::model::OptText::NONE,
+        description: OptText::NONE,
         enabled: true,
         url: "https://hooks.example.com/cms/in".into(),
         method: HttpMethod::Post,
@@ -65,11 +66,11 @@ fn subscription(format: Format, signed: bool) -> Subscription {
         signing_secret: signed.then(|| Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
         format,
         retry: None,
-        timeout: herald::model::OptDuration::NONE,
-        connect_timeout: herald::model::OptDuration::NONE,
+        timeout: OptDuration::NONE,
+        connect_timeout: OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: herald::model::OptText::NONE,
+        disabled_reason: OptText::NONE,
         version: Version {
             created_by: "bench".into(),
             created_at_ms: 0,

@@ -23,6 +23,7 @@ use herald::model::{
     Dialect, Event, Filter, Format, HttpMethod, InputKind, Secret, Subscription, SubscriptionId,
     Tenant, TenantKind, TypePattern, Version,
 };
+use herald::model::{OptDuration, OptText};
 use herald::route::TopicIndex;
 
 /// Counts live heap bytes (requested sizes; the allocator's own per-block overhead is extra).
@@ -112,7 +113,7 @@ fn subscription(rng: &mut fastrand::Rng, tenant: &str, filters: Vec<Filter>) -> 
             name: tenant.to_string(),
         })),
         name: format!("Content sync {n}").into(),
-        description: herald::model::OptText::NONE,
+        description: OptText::NONE,
         enabled: true,
         url: format!("https://hooks.example.com/{tenant}/{n}").into(),
         method: HttpMethod::Post,
@@ -122,11 +123,11 @@ fn subscription(rng: &mut fastrand::Rng, tenant: &str, filters: Vec<Filter>) -> 
         signing_secret: Some(Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")),
         format: Format::CloudEvents,
         retry: None,
-        timeout: herald::model::OptDuration::NONE,
-        connect_timeout: herald::model::OptDuration::NONE,
+        timeout: OptDuration::NONE,
+        connect_timeout: OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: herald::model::OptText::NONE,
+        disabled_reason: OptText::NONE,
         version: Version {
             created_by: "admin@example.com".into(),
             created_at_ms: 1_700_000_000_000,

@@ -28,6 +28,7 @@ use herald::api::native::body::{self, Mode};
 use herald::journal::Journal;
 use herald::journal::embedded::EmbeddedJournal;
 use herald::model::{Dialect, Event, InputKind, Subscription, SubscriptionId, Version};
+use herald::model::{OptDuration, OptText};
 use serde_json::{Value, json};
 
 use crate::load::{self, CONTENT_TYPE, ENTITY, EVENT_TYPE, LANGUAGE, Payload, SPACE, Target};
@@ -198,7 +199,7 @@ pub fn build(b: &Value) -> anyhow::Result<Subscription> {
         dialect: Dialect::Native,
         tenant: None,
         name: Box::default(),
-        description: herald::model::OptText::NONE,
+        description: OptText::NONE,
         enabled: true,
         url: Box::default(),
         method: Default::default(),
@@ -208,11 +209,11 @@ pub fn build(b: &Value) -> anyhow::Result<Subscription> {
         signing_secret: None,
         format: Default::default(),
         retry: None,
-        timeout: herald::model::OptDuration::NONE,
-        connect_timeout: herald::model::OptDuration::NONE,
+        timeout: OptDuration::NONE,
+        connect_timeout: OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: herald::model::OptText::NONE,
+        disabled_reason: OptText::NONE,
         version: Version {
             created_by: "bench".into(),
             created_at_ms: now,

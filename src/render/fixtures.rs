@@ -6,6 +6,7 @@ use crate::model::{
     Attributes, Dialect, Event, Format, HttpMethod, InputKind, Subscription, SubscriptionId,
     Version,
 };
+use crate::model::{OptDuration, OptText};
 
 pub(crate) const SUB_ID: &str = "95398c44-f232-41a8-b947-8aefec4ce6eb";
 
@@ -16,7 +17,7 @@ pub(crate) fn subscription(format: Format) -> Subscription {
         dialect: Dialect::Native,
         tenant: None,
         name: "Sample \"Webhook\" Handler".into(),
-        description: crate::model::OptText::NONE,
+        description: OptText::NONE,
         enabled: true,
         url: "https://hooks.example.com/in?key=abc".into(),
         method: HttpMethod::Post,
@@ -26,11 +27,11 @@ pub(crate) fn subscription(format: Format) -> Subscription {
         signing_secret: None,
         format,
         retry: None,
-        timeout: crate::model::OptDuration::NONE,
-        connect_timeout: crate::model::OptDuration::NONE,
+        timeout: OptDuration::NONE,
+        connect_timeout: OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: crate::model::OptText::NONE,
+        disabled_reason: OptText::NONE,
         version: Version {
             created_by: "test".into(),
             created_at_ms: 0,

@@ -6,6 +6,7 @@
 use super::*;
 use crate::model::filter::{AttributeMatch, TypePattern};
 use crate::model::{Dialect, Format, HttpMethod, InputKind, Version};
+use crate::model::{OptDuration, OptText};
 use bytes::Bytes;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -30,7 +31,7 @@ fn subscription(n: u32, enabled: bool, filters: Vec<Filter>) -> Subscription {
         dialect: Dialect::Native,
         tenant: None,
         name: format!("sub {n}").into(),
-        description: crate::model::OptText::NONE,
+        description: OptText::NONE,
         enabled,
         url: format!("https://example.com/hook/{n}").into(),
         method: HttpMethod::Post,
@@ -40,11 +41,11 @@ fn subscription(n: u32, enabled: bool, filters: Vec<Filter>) -> Subscription {
         signing_secret: None,
         format: Format::CloudEvents,
         retry: None,
-        timeout: crate::model::OptDuration::NONE,
-        connect_timeout: crate::model::OptDuration::NONE,
+        timeout: OptDuration::NONE,
+        connect_timeout: OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: crate::model::OptText::NONE,
+        disabled_reason: OptText::NONE,
         version: Version {
             created_by: "test".into(),
             created_at_ms: 0,

@@ -12,6 +12,7 @@
 use serde_json::Value;
 
 use crate::api::error::FieldError;
+use crate::model::OptText;
 use crate::model::{Filter, HeaderSpec, HttpMethod, Secret, Subscription, Template, TenantKind};
 
 use super::json::{Json, object};
@@ -84,7 +85,7 @@ impl Fields {
         sub.method = self.method;
         sub.enabled = self.enabled;
         if sub.enabled {
-            sub.disabled_reason = crate::model::OptText::NONE;
+            sub.disabled_reason = OptText::NONE;
         }
         sub.filters = self.filters.into();
         sub.headers = self.headers.into();
@@ -642,6 +643,7 @@ fn templates_view(sub: &Subscription) -> Json {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::OptDuration;
 
     #[test]
     fn times_have_one_width() {
@@ -753,7 +755,7 @@ mod tests {
                 name: "movies".into(),
             })),
             name: Box::default(),
-            description: crate::model::OptText::NONE,
+            description: OptText::NONE,
             enabled: true,
             url: Box::default(),
             method: HttpMethod::Post,
@@ -763,10 +765,10 @@ mod tests {
             signing_secret: None,
             format: Format::Contensis,
             retry: None,
-            timeout: crate::model::OptDuration::NONE,
-            connect_timeout: crate::model::OptDuration::NONE,
+            timeout: OptDuration::NONE,
+            connect_timeout: OptDuration::NONE,
             template: None,
-            disabled_reason: crate::model::OptText::NONE,
+            disabled_reason: OptText::NONE,
             version: Version {
                 created_by: "t".into(),
                 created_at_ms: 1_598_950_789_000,

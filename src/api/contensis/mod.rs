@@ -34,6 +34,7 @@ use crate::journal::JournalError;
 use crate::model::{
     Dialect, Format, RetryPolicy, Subscription, SubscriptionId, Tenant, TenantKind, Version, now_ms,
 };
+use crate::model::{OptDuration, OptText};
 use crate::render::FieldProblem;
 use crate::route::store::{StoreError, Target, UpdateError};
 
@@ -182,7 +183,7 @@ async fn create(
         dialect: Dialect::Contensis,
         tenant: Some(Box::new(tenant)),
         name: Box::default(),
-        description: crate::model::OptText::NONE,
+        description: OptText::NONE,
         enabled: true,
         url: Box::default(),
         method: Default::default(),
@@ -193,9 +194,9 @@ async fn create(
         format: Format::Contensis,
         retry: Some(Box::new(retry_policy())),
         timeout: TIMEOUT.into(),
-        connect_timeout: crate::model::OptDuration::NONE,
+        connect_timeout: OptDuration::NONE,
         template: None,
-        disabled_reason: crate::model::OptText::NONE,
+        disabled_reason: OptText::NONE,
         version: Version {
             created_by: ctx.actor.into(),
             created_at_ms: now,

@@ -26,6 +26,7 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 
 use super::error::{DatoError, FieldProblem, Validation};
+use crate::model::OptText;
 use crate::model::event::attr;
 use crate::model::{
     AttributeMatch, Dialect, Filter, Format, HeaderSpec, HttpMethod, RetryPolicy, Secret,
@@ -864,7 +865,7 @@ pub fn blank(id: SubscriptionId, tenant: Option<Tenant>, actor: &str, now_ms: i6
         dialect: Dialect::DatoCms,
         tenant: tenant.map(Box::new),
         name: Box::default(),
-        description: crate::model::OptText::NONE,
+        description: OptText::NONE,
         enabled: true,
         url: Box::default(),
         method: HttpMethod::Post,
@@ -877,7 +878,7 @@ pub fn blank(id: SubscriptionId, tenant: Option<Tenant>, actor: &str, now_ms: i6
         timeout: TIMEOUT.into(),
         connect_timeout: CONNECT_TIMEOUT.into(),
         template: None,
-        disabled_reason: crate::model::OptText::NONE,
+        disabled_reason: OptText::NONE,
         version: Version {
             created_by: actor.into(),
             created_at_ms: now_ms,
@@ -959,7 +960,7 @@ impl Attributes {
         if let Some(enabled) = self.enabled {
             sub.enabled = enabled;
             if enabled {
-                sub.disabled_reason = crate::model::OptText::NONE;
+                sub.disabled_reason = OptText::NONE;
             }
         }
         if let Some(v) = self.payload_api_version {

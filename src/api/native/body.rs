@@ -862,6 +862,7 @@ pub fn view(sub: &Subscription) -> Value {
 mod tests {
     use super::*;
     use crate::model::{Dialect, SubscriptionId, Version};
+    use crate::model::{OptDuration, OptText};
 
     fn sample() -> Value {
         json!({
@@ -881,7 +882,7 @@ mod tests {
             dialect: Dialect::Native,
             tenant: None,
             name: Box::default(),
-            description: crate::model::OptText::NONE,
+            description: OptText::NONE,
             enabled: true,
             url: Box::default(),
             method: HttpMethod::Post,
@@ -891,11 +892,11 @@ mod tests {
             signing_secret: None,
             format: Format::CloudEvents,
             retry: None,
-            timeout: crate::model::OptDuration::NONE,
-            connect_timeout: crate::model::OptDuration::NONE,
+            timeout: OptDuration::NONE,
+            connect_timeout: OptDuration::NONE,
             template: None,
             extras: Default::default(),
-            disabled_reason: crate::model::OptText::NONE,
+            disabled_reason: OptText::NONE,
             version: Version {
                 created_by: "t".into(),
                 created_at_ms: 0,

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use crate::api::error::{ApiError, FieldError, Response, empty_response, json_response};
 use crate::api::{Ctx, read_json};
 use crate::model::{Dialect, Subscription, SubscriptionId, Version, now_ms};
+use crate::model::{OptDuration, OptText};
 use crate::route::store::{StoreError, Target, UpdateError};
 use body::Mode;
 
@@ -72,7 +73,7 @@ pub async fn create(ctx: &Ctx<'_>, req: http::Request<hyper::body::Incoming>) ->
         dialect: Dialect::Native,
         tenant: None,
         name: Box::default(),
-        description: crate::model::OptText::NONE,
+        description: OptText::NONE,
         enabled: true,
         url: Box::default(),
         method: Default::default(),
@@ -82,11 +83,11 @@ pub async fn create(ctx: &Ctx<'_>, req: http::Request<hyper::body::Incoming>) ->
         signing_secret: None,
         format: Default::default(),
         retry: None,
-        timeout: crate::model::OptDuration::NONE,
-        connect_timeout: crate::model::OptDuration::NONE,
+        timeout: OptDuration::NONE,
+        connect_timeout: OptDuration::NONE,
         template: None,
         extras: Default::default(),
-        disabled_reason: crate::model::OptText::NONE,
+        disabled_reason: OptText::NONE,
         version: Version {
             created_by: ctx.actor.into(),
             created_at_ms: now,
@@ -185,7 +186,7 @@ pub async fn change(
             let fields = body::parse(&body, mode, Some(&*sub))?;
             fields.apply(sub);
             if sub.enabled {
-                sub.disabled_reason = crate::model::OptText::NONE;
+                sub.disabled_reason = OptText::NONE;
             }
             Ok(())
         })
@@ -215,7 +216,7 @@ pub async fn set_enabled(ctx: &Ctx<'_>, id: &str, enabled: bool) -> Response {
         .update(&current.sub.id, ctx.actor, |sub| {
             sub.enabled = enabled;
             if enabled {
-                sub.disabled_reason = crate::model::OptText::NONE;
+                sub.disabled_reason = OptText::NONE;
             }
             Ok(())
         })

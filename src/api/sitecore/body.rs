@@ -30,6 +30,7 @@ use crate::model::{
     Dialect, Format, HttpMethod, Secret, Subscription, SubscriptionId, TargetAuth, Tenant,
     TenantKind, Version,
 };
+use crate::model::{OptDuration, OptText};
 
 /// The only `eventName` Sitecore accepts, and the type of every forwarded audit log.
 pub const EVENT_NAME: &str = EVENT_TYPE;
@@ -140,7 +141,7 @@ impl NewConfig {
             filters: Box::new([space_filter(&tenant.name)]),
             tenant: Some(Box::new(tenant)),
             name: EVENT_NAME.into(),
-            description: crate::model::OptText::NONE,
+            description: OptText::NONE,
             enabled: self.enabled,
             url: self.target_url.into(),
             method: HttpMethod::Post,
@@ -149,10 +150,10 @@ impl NewConfig {
             signing_secret: None,
             format: Format::SitecoreAudit,
             retry: None,
-            timeout: crate::model::OptDuration::NONE,
-            connect_timeout: crate::model::OptDuration::NONE,
+            timeout: OptDuration::NONE,
+            connect_timeout: OptDuration::NONE,
             template: None,
-            disabled_reason: crate::model::OptText::NONE,
+            disabled_reason: OptText::NONE,
             version: Version {
                 created_by: actor.into(),
                 created_at_ms: now_ms,
@@ -465,7 +466,7 @@ impl Patch {
         if let Some(enabled) = self.enabled {
             sub.enabled = enabled;
             if enabled {
-                sub.disabled_reason = crate::model::OptText::NONE;
+                sub.disabled_reason = OptText::NONE;
             }
         }
     }
