@@ -174,18 +174,17 @@ pub use retention::SweepStats;
 const CHANNEL_CAPACITY: usize = 4096;
 
 /// Upper bound on fjall's write-ahead journal. Once its journals exceed it, fjall flushes
-/// every keyspace's memtable that still holds data of the oldest one, which bounds what
-/// start-up after a crash replays. Each flush syncs the journal while holding its lock
-/// (fjall-rs/fjall issue 329), stalling the writer's commits and the deliveries waiting for
-/// them. At 64 MiB that eviction came with every sealed journal file (fjall seals at 64 MB):
-/// the keyspaces all flushed together, tiny memtables included. At 256 MiB memtables mostly
-/// flush when Herald rotates them full ([`MEMTABLE_ROTATE_BYTES`]). On the load bench at
-/// fan-out 1 (rounds interleaved) the store's background CPU in the half-rate window fell from
-/// 0.15 to 0.05 cores, Herald's CPU per delivery by 5–15 % and the `202`'s p99 from 43–66 to
-/// 11–14 ms. The cost: start-up after `kill -9` with 1,000,000 pending deliveries replays
-/// more (5.5 and 6.8 s against 4.0 and 4.1 s). What start-up replays is flushed at once (see
-/// `open_with`), so it is not also held in memory until the memtables fill.
-pub const MAX_JOURNAL_BYTES: u64 = 256 * 1024 * 1024;
+/// every keyspace's memtable that still holds data of the oldest one, which bounds both their
+/// memory and what start-up after a crash replays. Each flush syncs the journal while holding
+/// its lock, stalling the writer's commits (and the deliveries waiting for them) for an fsync;
+/// at this size that happens after every journal file (fjall rotates at 64 MB). Measured on the
+/// load bench, 128 MiB cut the p99 ingest-to-arrival at half rate from 33–50 ms to 9–11 ms
+/// (start-up after `kill -9` with 1,000,000 pending deliveries 5.8 s, against ~5 s), but a
+/// daemon just started on a big journal then holds what it replayed: idle RSS at 1,000,000
+/// subscriptions went from ~1,000 to ~1,400 bytes per subscription. Memory won; a way to have
+/// both is to flush the replayed memtables once start-up is done (fjall has no stable call for
+/// that yet).
+pub const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Herald rotates a keyspace's memtable itself once fjall counts this many bytes in it, after the
 /// commit that got it there: just under fjall's own trigger (64 MiB), so memtables are flushed as
@@ -568,12 +567,11 @@ impl EmbeddedJournal {
             .open()
             .map_err(|e| JournalError::Io(format!("opening {}: {e}", cfg.path.display())))?;
         let ks = Keyspaces::open(&db)?;
-        // Whatever was replayed from the write-ahead journal starts flushing now, not when its
-        // memtable next fills: up to `MAX_JOURNAL_BYTES` of it would otherwise stay in memory
-        // for as long as that takes (a daemon restarted on a big store, then idle). A full one
-        // (a store written before Herald rotated memtables itself, or by a stalled fjall) would
-        // not flush before the next write either.
-        let replayed = ks.rotate_full(1)?;
+        // A memtable replayed from the write-ahead journal that is already full (a store written
+        // before Herald rotated memtables itself, or by a stalled fjall) starts flushing now, not
+        // at the next write. Smaller ones stay: flushing them here would only move their flush
+        // and the compaction after it into the first minutes of work.
+        let replayed = ks.rotate_full(rotate_at)?;
         if replayed > 0 {
             tracing::info!(
                 keyspaces = replayed,
@@ -1517,32 +1515,6 @@ mod tests {
         assert!(active < 2 * AT, "active memtable holds {active} bytes");
         tables_above(&j, tables, "new writes").await;
         assert_eq!(j.recover().unwrap().subscriptions.len(), 2000);
-    }
-
-    /// A reopened journal flushes whatever it replayed, however little, so that a restarted
-    /// daemon does not hold it in memtables until they next fill.
-    #[tokio::test]
-    async fn what_start_up_replays_is_flushed() {
-        use fjall::AbstractTree as _;
-        let dir = tempfile::tempdir().unwrap();
-        let c = cfg(dir.path(), FsyncMode::Batch);
-        {
-            let j = open(dir.path());
-            for _ in 0..10 {
-                ok(j.save_subscription(&subscription(SubscriptionId::generate()))).await;
-            }
-            assert_eq!(j.shared.ks.subs.tree.table_count(), 0);
-            j.close();
-        }
-        // Rotation at a size never reached: only start-up's own flush can write a table.
-        let j = EmbeddedJournal::open_with(&c, HOUR, u64::MAX).unwrap();
-        assert_eq!(j.shared.ks.subs.tree.active_memtable().size(), 0);
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while j.shared.ks.subs.tree.table_count() == 0 {
-            assert!(std::time::Instant::now() < deadline, "nothing was flushed");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        assert_eq!(j.recover().unwrap().subscriptions.len(), 10);
     }
 
     #[tokio::test]
