@@ -151,7 +151,8 @@ struct Inner {
     journal: Arc<dyn Journal>,
     client: Client,
     subs: Arc<Subscriptions>,
-    endpoints: DashMap<SubscriptionId, Arc<Endpoint>>,
+    /// foldhash, as the pool's origins: looked up for every delivery, and SipHash showed.
+    endpoints: DashMap<SubscriptionId, Arc<Endpoint>, foldhash::fast::RandomState>,
     stopping: AtomicBool,
     inflight: AtomicUsize,
     metrics: DeliveryMetrics,
@@ -193,7 +194,7 @@ impl Dispatcher {
                 journal,
                 client,
                 subs,
-                endpoints: DashMap::new(),
+                endpoints: DashMap::default(),
                 stopping: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
                 metrics: DeliveryMetrics::new(),

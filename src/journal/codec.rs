@@ -68,6 +68,114 @@ pub fn by_sub_key(sub: SubscriptionId, id: DeliveryId) -> [u8; 24] {
     k
 }
 
+/// How far apart (in delivery ids, which are microseconds) the ids of one `by_sub` group may
+/// be: every id in a group is below its key's id plus this. The bound is what lets a listing
+/// walk the groups newest first and still put their ids in order (see [`ByIdMerge`]); a
+/// commit's ids for one subscription are taken within milliseconds, so one group holds them
+/// all but when a commit straddles the bound.
+pub const BY_SUB_SPAN: u64 = 1 << 16;
+
+/// A `by_sub` group's value: the ids after the key's, each as the LEB128 varint of its
+/// distance from the one before (`ids` ascending, without duplicates). A group of one id has
+/// an empty value, which is also what stores written before groups hold for every delivery.
+pub fn encode_by_sub_group(ids: impl Iterator<Item = u64>, out: &mut Vec<u8>) {
+    out.clear();
+    let mut ids = ids;
+    let Some(mut prev) = ids.next() else {
+        return;
+    };
+    for id in ids {
+        let mut d = id - prev;
+        prev = id;
+        while d >= 0x80 {
+            out.push((d as u8) | 0x80);
+            d >>= 7;
+        }
+        out.push(d as u8);
+    }
+}
+
+/// The ids of a `by_sub` group, ascending: the key's `first`, then those its value lists.
+pub fn decode_by_sub_group(first: u64, v: &[u8], out: &mut Vec<u64>) -> Result<(), JournalError> {
+    out.clear();
+    out.push(first);
+    let (mut prev, mut d, mut shift) = (first, 0u64, 0u32);
+    for &b in v {
+        if shift > 63 {
+            return Err(corrupt("by_sub group: varint too long"));
+        }
+        d |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 != 0 {
+            shift += 7;
+            continue;
+        }
+        prev = prev
+            .checked_add(d)
+            .filter(|_| d > 0)
+            .ok_or_else(|| corrupt("by_sub group: ids out of order"))?;
+        out.push(prev);
+        (d, shift) = (0, 0);
+    }
+    if shift != 0 {
+        return Err(corrupt("by_sub group: truncated varint"));
+    }
+    Ok(())
+}
+
+/// Splits `pairs` (a commit's `(subscription, delivery id)` index entries) into `by_sub` groups:
+/// sorted, duplicates dropped, one group per run of one subscription's ids no more than
+/// [`BY_SUB_SPAN`] - 1 above the run's first. Calls `group` with each subscription and its run.
+pub fn by_sub_groups(
+    pairs: &mut Vec<(SubscriptionId, u64)>,
+    mut group: impl FnMut(SubscriptionId, &[(SubscriptionId, u64)]),
+) {
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut rest = &pairs[..];
+    while let Some(&(sub, first)) = rest.first() {
+        let n = rest
+            .iter()
+            .position(|&(s, id)| s != sub || id - first >= BY_SUB_SPAN)
+            .unwrap_or(rest.len());
+        group(sub, &rest[..n]);
+        rest = &rest[n..];
+    }
+}
+
+/// Merges `by_sub` groups read newest key first into one stream of ids, newest first. A group
+/// keyed `k` holds ids in `k..k + BY_SUB_SPAN`, and so does every group read after it with an
+/// older key; so once the next key is known, every buffered id at or above it plus the span is
+/// beyond the reach of what is still to be read, and can go. Duplicates (an id indexed twice:
+/// a dead letter queued again) come out once.
+#[derive(Default)]
+pub struct ByIdMerge {
+    heap: std::collections::BinaryHeap<u64>,
+    last: Option<u64>,
+}
+
+impl ByIdMerge {
+    /// Buffers the ids of the group just read.
+    pub fn push(&mut self, ids: impl IntoIterator<Item = u64>) {
+        self.heap.extend(ids);
+    }
+
+    /// The next id, newest first, that no group keyed below `next_key` (the key of the next
+    /// group to read, `None` once there is none) can still hold more of.
+    pub fn pop(&mut self, next_key: Option<u64>) -> Option<u64> {
+        loop {
+            let top = *self.heap.peek()?;
+            if next_key.is_some_and(|k| top < k.saturating_add(BY_SUB_SPAN)) {
+                return None;
+            }
+            self.heap.pop();
+            if self.last != Some(top) {
+                self.last = Some(top);
+                return Some(top);
+            }
+        }
+    }
+}
+
 /// `attempts` key: delivery id (8) + attempt number (4).
 pub fn attempt_key(id: DeliveryId, attempt: u32) -> [u8; 12] {
     let mut k = [0u8; 12];
@@ -467,6 +575,106 @@ mod tests {
             .collect(),
             payload: Bytes::from_static(br#"{"EventName":"item:saved"}"#),
         }
+    }
+
+    #[test]
+    fn by_sub_groups_round_trip_and_reject_garbage() {
+        let mut v = Vec::new();
+        let mut out = Vec::new();
+        for ids in [
+            &[7u64][..],
+            &[7, 8, 9],
+            &[1, 200, 70_000, 70_001],
+            &[0, u64::MAX],
+        ] {
+            encode_by_sub_group(ids.iter().copied(), &mut v);
+            assert_eq!(v.is_empty(), ids.len() == 1, "{ids:?}");
+            decode_by_sub_group(ids[0], &v, &mut out).unwrap();
+            assert_eq!(out, ids);
+        }
+        // Small gaps take a byte each: a commit's 64 ids of one subscription in ~64 bytes.
+        encode_by_sub_group((0..64u64).map(|i| 1_000_000 + i * 100), &mut v);
+        assert_eq!(v.len(), 63);
+        // An old store's entry (empty value) is the key's id alone.
+        decode_by_sub_group(5, &[], &mut out).unwrap();
+        assert_eq!(out, [5]);
+        for bad in [
+            &[0x80u8][..],
+            &[0][..],
+            &[0xff; 11][..],
+            &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01][..],
+        ] {
+            assert!(
+                matches!(
+                    decode_by_sub_group(5, bad, &mut out),
+                    Err(JournalError::Corrupt(_))
+                ),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_commit_is_indexed_in_one_group_per_subscription_and_span() {
+        let (a, b) = (
+            SubscriptionId::from_bytes([1; 16]),
+            SubscriptionId::from_bytes([2; 16]),
+        );
+        let mut pairs = vec![
+            (b, 10),
+            (a, 30),
+            (a, 10),
+            (b, 11),
+            (a, 10),
+            (a, 10 + BY_SUB_SPAN - 1),
+            (a, 10 + BY_SUB_SPAN),
+        ];
+        let mut groups = Vec::new();
+        by_sub_groups(&mut pairs, |sub, run| {
+            assert!(run.iter().all(|&(s, _)| s == sub));
+            groups.push((sub, run.iter().map(|&(_, id)| id).collect::<Vec<_>>()));
+        });
+        assert_eq!(
+            groups,
+            vec![
+                (a, vec![10, 30, 10 + BY_SUB_SPAN - 1]),
+                (a, vec![10 + BY_SUB_SPAN]),
+                (b, vec![10, 11]),
+            ]
+        );
+    }
+
+    #[test]
+    fn groups_read_newest_key_first_merge_into_descending_ids() {
+        // Three groups of one subscription as a listing reads them (newest key first). Their
+        // ids overlap: the middle one, keyed lower, holds an id above the first's smallest,
+        // and 150 is indexed twice.
+        let s = BY_SUB_SPAN;
+        let groups: [(u64, Vec<u64>); 3] = [
+            (2 * s, vec![2 * s, 2 * s + 5]),
+            (s + 10, vec![s + 10, 2 * s + 1, 2 * s + 9]),
+            (100, vec![100, 150]),
+        ];
+        let more = [(90u64, vec![90, 150])];
+        let mut m = ByIdMerge::default();
+        let mut out = Vec::new();
+        let all: Vec<&(u64, Vec<u64>)> = groups.iter().chain(&more).collect();
+        for (i, (_, ids)) in all.iter().enumerate() {
+            m.push(ids.iter().copied());
+            let next = all.get(i + 1).map(|g| g.0);
+            while let Some(id) = m.pop(next) {
+                out.push(id);
+            }
+        }
+        assert_eq!(
+            out,
+            vec![2 * s + 9, 2 * s + 5, 2 * s + 1, 2 * s, s + 10, 150, 100, 90]
+        );
+        // Nothing comes out while a group still to be read could hold something bigger.
+        let mut m = ByIdMerge::default();
+        m.push([s + 3]);
+        assert_eq!(m.pop(Some(4)), None);
+        assert_eq!(m.pop(Some(3)), Some(s + 3));
     }
 
     #[test]

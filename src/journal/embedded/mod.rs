@@ -17,7 +17,7 @@
 //! | `events`     | seq                               | the event, its implicit deliveries |
 //! | `queue`      | subscription, due ms, delivery id | the queued `Delivery`              |
 //! | `deliveries` | delivery id                       | the `DeliveryRecord`, once written |
-//! | `by_sub`     | subscription, delivery id         | empty (the log of one subscription)|
+//! | `by_sub`     | subscription, first delivery id   | the group's other ids (see below)  |
 //! | `attempts`   | delivery id, attempt              | the `AttemptRecord`                |
 //! | `dedup`      | source NUL id                     | seq, accepted-at ms                |
 //! | `dead`       | delivery id                       | the `Delivery` as last queued      |
@@ -98,6 +98,19 @@
 //! unmatched events is not read back to the retention horizon for every page. Deliveries that
 //! do not fit the pattern (a replay's, a test's) get written records as before, and events
 //! stored before this layout decode as having none.
+//!
+//! ## The per-subscription index
+//!
+//! `by_sub` lists one subscription's deliveries, for the log filtered by subscription (each
+//! dialect's per-webhook activity). One entry per delivery was one memtable insert per delivery,
+//! ~7 % of Herald's instructions at fan-out 10. So a commit writes one entry per subscription:
+//! keyed by its first id in the commit, its value the others as varint gaps (`codec`'s
+//! `by_sub_groups`), 1–2 bytes each. A group spans less than `codec::BY_SUB_SPAN` of ids (65 ms
+//! of time; a commit's ids are taken within milliseconds, so one group nearly always), which is
+//! what lets a listing read the groups newest key first and still hand out ids in order
+//! (`codec::ByIdMerge`), although commits' ids interleave. A listing skips an id with no record
+//! (retention removed it), and the sweep removes a group with its last listed id. An entry of
+//! a store written before groups (an empty value) is a group of its key's id alone.
 //!
 //! ## Compressed logs
 //!
@@ -1132,21 +1145,41 @@ impl Journal for EmbeddedJournal {
         let snap = self.shared.db.snapshot();
         match q.subscription {
             Some(sub) => {
-                let lo = codec::by_sub_key(sub, DeliveryId(floor));
+                // Groups keyed below the floor by less than the span may still hold ids above
+                // it; groups keyed at `before` or above hold none below it.
+                let lo = codec::by_sub_key(
+                    sub,
+                    DeliveryId(floor.saturating_sub(codec::BY_SUB_SPAN - 1)),
+                );
+                let before = q.before.map_or(u64::MAX, |b| b.0);
                 let hi = match q.before {
                     Some(b) => Bound::Excluded(codec::by_sub_key(sub, b)),
                     None => Bound::Included(sub_upper::<24>(sub)),
                 };
-                for g in snap.range(&ks.by_sub, (Bound::Included(lo), hi)).rev() {
-                    let k = g.key().map_err(io)?;
-                    let id = DeliveryId(codec::read_u64(&k[16..]).unwrap_or(0));
-                    // The index and the log are written in one batch (or the record is
-                    // implicit); a delivery with neither was removed by retention.
-                    if let Some(r) = record_of(&snap, ks, id)?.filter(|r| r.subscription == sub)
-                        && !keep(r)
-                    {
-                        break;
+                let mut groups = snap.range(&ks.by_sub, (Bound::Included(lo), hi)).rev();
+                let mut merge = codec::ByIdMerge::default();
+                let mut ids = Vec::new();
+                let mut next = groups.next().map(kv).transpose()?;
+                'list: loop {
+                    let next_key = next
+                        .as_ref()
+                        .map(|(k, _)| codec::read_u64(&k[16..]).unwrap_or(0));
+                    while let Some(id) = merge.pop(next_key) {
+                        // The index and the log are written in one batch (or the record is
+                        // implicit); a delivery with neither was removed by retention.
+                        if let Some(r) =
+                            record_of(&snap, ks, DeliveryId(id))?.filter(|r| r.subscription == sub)
+                            && !keep(r)
+                        {
+                            break 'list;
+                        }
                     }
+                    let (Some((_, v)), Some(first)) = (next.take(), next_key) else {
+                        break;
+                    };
+                    codec::decode_by_sub_group(first, &v, &mut ids)?;
+                    merge.push(ids.iter().copied().filter(|&id| id >= floor && id < before));
+                    next = groups.next().map(kv).transpose()?;
                 }
             }
             None => {
@@ -1957,6 +1990,88 @@ mod tests {
         assert_eq!(ids(j.deliveries(&page).unwrap()), vec![2, 1]);
     }
 
+    /// Every `by_sub` group, in key order: its subscription and ids.
+    fn by_sub_groups(j: &EmbeddedJournal) -> Vec<(SubscriptionId, Vec<u64>)> {
+        j.shared
+            .ks
+            .by_sub
+            .iter()
+            .map(|g| {
+                let (k, v) = kv(g).unwrap();
+                let mut ids = Vec::new();
+                codec::decode_by_sub_group(codec::read_u64(&k[16..]).unwrap(), &v, &mut ids)
+                    .unwrap();
+                (SubscriptionId::from_bytes(k[..16].try_into().unwrap()), ids)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_subscription_s_log_is_indexed_in_one_group_per_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (SubscriptionId::generate(), SubscriptionId::generate());
+        let j = open(dir.path());
+        let base = now_ms() as u64 * 1000 - 3_600_000_000;
+        // Two commits of ten events each with a delivery to `a` and to `b`; the second took its
+        // ids before the first was written, so the two commits' ids interleave.
+        let commit = |offset: u64| {
+            (0..10u64)
+                .map(|k| {
+                    implicit_event(base + offset + 100 * k, &format!("e{offset}-{k}"), &[a, b])
+                })
+                .collect::<Vec<_>>()
+        };
+        ok(j.append(commit(50))).await;
+        ok(j.append(commit(0))).await;
+        let groups = by_sub_groups(&j);
+        assert_eq!(
+            groups.len(),
+            4,
+            "one group per subscription and commit: {groups:?}"
+        );
+        let a_ids = |offset: u64| (0..10u64).map(move |k| base + offset + 100 * k + 1);
+        let mut want: Vec<u64> = a_ids(0).chain(a_ids(50)).collect();
+        want.sort_unstable_by(|x, y| y.cmp(x));
+        // A dead letter of `a` queued again is indexed a second time; it is listed once.
+        let again = Delivery {
+            attempts: 3,
+            ..delivery(base + 451, a, base + 450, 0)
+        };
+        j.record(Transition {
+            record: record_of(&again, DeliveryStatus::Retrying),
+            attempt: None,
+            dequeue: None,
+            enqueue: Some(again),
+            dead: DeadOp::Remove,
+        });
+        ok(j.barrier()).await;
+        assert_eq!(by_sub_groups(&j).len(), 5);
+
+        let list = |before: Option<u64>, limit: usize| {
+            let q = DeliveryQuery {
+                subscription: Some(a),
+                before: before.map(DeliveryId),
+                limit,
+                ..Default::default()
+            };
+            let got = j.deliveries(&q).unwrap();
+            assert!(got.iter().all(|r| r.subscription == a));
+            got.iter().map(|r| r.id.0).collect::<Vec<_>>()
+        };
+        assert_eq!(list(None, 100), want);
+        // Pages of 3, each starting before the last one's end, make up the same list.
+        let mut paged = Vec::new();
+        loop {
+            let page = list(paged.last().copied(), 3);
+            if page.is_empty() {
+                break;
+            }
+            paged.extend(page);
+        }
+        assert_eq!(paged, want);
+        assert_eq!(list(Some(base + 352), 2), vec![base + 351, base + 301]);
+    }
+
     /// An event whose deliveries are exactly as ingest makes them: ids right after its
     /// sequence number, due and created when it was received.
     fn implicit_event(seq: u64, id: &str, subs: &[SubscriptionId]) -> NewEvent {
@@ -2256,6 +2371,8 @@ mod tests {
         // Old event whose delivery was delivered; old event with a delivery still queued;
         // old event whose delivery died; a recent delivered one.
         let delivered = delivery(old + 1, sub, old, 0);
+        // Another subscription's only delivery, in the same event: its index group goes too.
+        let other = delivery(old + 2, SubscriptionId::generate(), old, 0);
         let queued = delivery(old + 11, sub, old + 10, 0);
         let dead = delivery(old + 21, sub, old + 20, 0);
         let recent = delivery(now - 9, sub, now - 10, 0);
@@ -2265,7 +2382,7 @@ mod tests {
                 EmbeddedJournal::open(&cfg(dir.path(), FsyncMode::Batch), Duration::from_millis(1))
                     .unwrap();
             ok(j.append(vec![
-                new_event(event(old, "gone"), vec![delivered]),
+                new_event(event(old, "gone"), vec![delivered, other]),
                 new_event(event(old + 10, "kept"), vec![queued]),
                 new_event(event(old + 20, "dead"), vec![dead]),
             ]))
@@ -2274,6 +2391,7 @@ mod tests {
             ok(j.append(vec![new_event(event(now - 10, "gone"), vec![recent])])).await;
             for (d, status) in [
                 (delivered, DeliveryStatus::Delivered),
+                (other, DeliveryStatus::Delivered),
                 (recent, DeliveryStatus::Delivered),
             ] {
                 j.record(Transition {
@@ -2299,10 +2417,19 @@ mod tests {
         assert_eq!(
             stats,
             SweepStats {
-                deliveries: 2,
+                deliveries: 3,
                 dead_letters: 1,
                 events: 2
             }
+        );
+        // `sub`'s old group holds `queued`, still listed, so it stays; `other`'s goes with the
+        // one delivery it held.
+        assert_eq!(
+            by_sub_groups(&j),
+            vec![
+                (sub, vec![delivered.id.0, queued.id.0, dead.id.0]),
+                (sub, vec![recent.id.0]),
+            ]
         );
         assert_eq!(j.dead_letter_count(), 0);
         assert_eq!(j.delivery(delivered.id).unwrap(), None);

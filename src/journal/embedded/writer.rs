@@ -23,13 +23,13 @@
 //! and so does anything that orders after them (a barrier, a flush, a sweep, closing): a
 //! transition sent before a barrier is committed by the time the barrier is answered.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
-use fjall::PersistMode;
+use fjall::{PersistMode, Readable as _};
 use tokio::sync::oneshot;
 
 use super::retention::{SweepChunk, SweepStats};
@@ -37,7 +37,7 @@ use super::{Keyspaces, Shared};
 use crate::config::FsyncMode;
 use crate::journal::codec;
 use crate::journal::{AppendStatus, DeadOp, JournalError, NewEvent, QueuePos, Transition};
-use crate::model::{DeliveryStatus, SubscriptionId, now_ms};
+use crate::model::{DeliveryId, DeliveryStatus, SubscriptionId, now_ms};
 use crate::telemetry::metrics as m;
 
 /// Upper bound on the operations of one commit, whatever the commands: a steady stream of
@@ -195,12 +195,16 @@ struct Commit<'a> {
     appends: usize,
     sub_writes: usize,
     flushes: usize,
-    /// Dedup keys written in this commit (not yet visible to `get`).
-    seen: HashMap<Vec<u8>, u64>,
+    /// Dedup keys written in this commit (not yet visible to `get`). foldhash, not SipHash:
+    /// the map lives for one commit, which bounds what anyone could aim at one bucket.
+    seen: HashMap<Vec<u8>, u64, foldhash::fast::RandomState>,
     /// Dead-letter presence changed in this commit (not yet visible to `get`).
-    dead: HashMap<u64, bool>,
+    dead: HashMap<u64, bool, foldhash::fast::RandomState>,
     /// The implicit deliveries of the event being appended (reused buffer).
     implicit: Vec<SubscriptionId>,
+    /// `by_sub` index entries of this commit, written as one group per subscription when it
+    /// commits ("The per-subscription index" in the module docs).
+    by_sub: Vec<(SubscriptionId, u64)>,
     /// Change in the number of dead letters, applied if the commit succeeds.
     dead_delta: i64,
 }
@@ -431,9 +435,10 @@ impl<'a> Commit<'a> {
             appends: 0,
             sub_writes: 0,
             flushes: 0,
-            seen: HashMap::new(),
-            dead: HashMap::new(),
+            seen: HashMap::default(),
+            dead: HashMap::default(),
             implicit: Vec::new(),
+            by_sub: Vec::new(),
             dead_delta: 0,
         }
     }
@@ -536,8 +541,7 @@ impl<'a> Commit<'a> {
                     codec::queue_key(d.subscription, QueuePos::of(d)),
                     codec::encode_delivery(d),
                 );
-                self.batch
-                    .insert(&self.ks.by_sub, codec::by_sub_key(d.subscription, d.id), []);
+                self.by_sub.push((d.subscription, d.id.0));
                 if implicit {
                     continue;
                 }
@@ -622,9 +626,8 @@ impl<'a> Commit<'a> {
             if t.dequeue.is_none() {
                 // A queue entry that replaces none is a delivery created after ingest (a
                 // subscription replay) or a dead letter queued again: index it by subscription
-                // (re-inserting an existing index entry is harmless).
-                self.batch
-                    .insert(&self.ks.by_sub, codec::by_sub_key(d.subscription, d.id), []);
+                // (indexing an id twice is harmless: a listing shows it once).
+                self.by_sub.push((d.subscription, d.id.0));
             }
         }
         match t.dead {
@@ -653,9 +656,26 @@ impl<'a> Commit<'a> {
         }
     }
 
+    /// Adds the commit's `by_sub` index entries to the batch, one group per subscription.
+    fn write_by_sub(&mut self) {
+        let (batch, ks) = (&mut self.batch, self.ks);
+        codec::by_sub_groups(&mut self.by_sub, |sub, run| {
+            let key = codec::by_sub_key(sub, DeliveryId(run[0].1));
+            if run.len() == 1 {
+                batch.insert(&ks.by_sub, key, []);
+            } else {
+                let mut value = Vec::with_capacity(run.len() * 2);
+                codec::encode_by_sub_group(run.iter().map(|&(_, id)| id), &mut value);
+                batch.insert(&ks.by_sub, key, value);
+            }
+        });
+        self.by_sub.clear();
+    }
+
     /// Applies the batch (journal write, handed to the OS, and memtables: readable from here
     /// on) and says whether its waiters still wait for an fsync.
     fn commit(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<bool, JournalError> {
+        self.write_by_sub();
         let batch = std::mem::replace(&mut self.batch, shared.db.batch());
         let sync = needs_sync(fsync, self.appends, self.sub_writes, self.flushes);
         if batch.is_empty() {
@@ -711,6 +731,8 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
     let mut stats = SweepStats::default();
     match chunk {
         SweepChunk::Deliveries(ids) => {
+            let mut gone = HashSet::with_capacity_and_hasher(ids.len(), Default::default());
+            let mut indexed = Vec::new();
             for id in ids {
                 let key = codec::u64_key(id.0);
                 let Some(v) = ks.deliveries.get(key).map_err(io)? else {
@@ -721,6 +743,7 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
                     Err(_) => {
                         // Unreadable and old: nothing can use it.
                         batch.remove(&ks.deliveries, key);
+                        gone.insert(id.0);
                         stats.deliveries += 1;
                         continue;
                     }
@@ -733,10 +756,8 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
                     stats.dead_letters += 1;
                 }
                 batch.remove(&ks.deliveries, key);
-                batch.remove(
-                    &ks.by_sub,
-                    codec::by_sub_key(record.subscription, record.id),
-                );
+                gone.insert(id.0);
+                indexed.push((record.subscription, id.0));
                 // By prefix rather than `1..=attempts`: every stored attempt goes, whatever
                 // the record says.
                 for g in ks.attempts.prefix(key) {
@@ -744,6 +765,7 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
                 }
                 stats.deliveries += 1;
             }
+            remove_unlisted_groups(shared, &mut batch, &gone, &indexed)?;
         }
         SweepChunk::Events(events) => {
             for (seq, dedup_key) in events {
@@ -769,6 +791,49 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
             Err(err)
         }
     }
+}
+
+/// Removes the `by_sub` groups that could hold one of `indexed` (the subscriptions and ids of
+/// the records this sweep removes) once none of their ids is listed any more: each is gone
+/// (`gone`, or removed before) and a group goes with its last. A member that cannot be read
+/// keeps its group: an index entry too many only costs a lookup.
+fn remove_unlisted_groups(
+    shared: &Shared,
+    batch: &mut fjall::OwnedWriteBatch,
+    gone: &HashSet<u64, foldhash::fast::RandomState>,
+    indexed: &[(SubscriptionId, u64)],
+) -> Result<(), JournalError> {
+    let ks = &shared.ks;
+    let snap = shared.db.snapshot();
+    let mut seen = HashSet::<[u8; 24], foldhash::fast::RandomState>::default();
+    let mut ids = Vec::new();
+    for &(sub, id) in indexed {
+        let lo = codec::by_sub_key(sub, DeliveryId(id.saturating_sub(codec::BY_SUB_SPAN - 1)));
+        let hi = codec::by_sub_key(sub, DeliveryId(id));
+        for g in snap.range(&ks.by_sub, lo..=hi) {
+            let (k, v) = g
+                .into_inner()
+                .map_err(|e| JournalError::Io(e.to_string()))?;
+            let Ok(key) = <[u8; 24]>::try_from(&*k) else {
+                continue;
+            };
+            if !seen.insert(key) {
+                continue;
+            }
+            let first = codec::read_u64(&key[16..]).unwrap_or(0);
+            if codec::decode_by_sub_group(first, &v, &mut ids).is_err() {
+                continue;
+            }
+            let listed = ids.iter().any(|&m| {
+                !gone.contains(&m)
+                    && !matches!(super::record_of(&snap, ks, DeliveryId(m)), Ok(None))
+            });
+            if !listed {
+                batch.remove(&ks.by_sub, key);
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
