@@ -16,7 +16,7 @@ use herald::journal::embedded::EmbeddedJournal;
 use herald::render::RenderDefaults;
 use herald::route::store::Subscriptions;
 
-/// mimalloc, as in `main.rs`, counting live requested bytes and allocations.
+/// `herald::alloc::Mimalloc`, as in `main.rs`, counting live requested bytes and allocations.
 struct Counting;
 
 static BYTES: AtomicI64 = AtomicI64::new(0);
@@ -28,7 +28,7 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         BYTES.fetch_add(l.size() as i64, Ordering::Relaxed);
         COUNT.fetch_add(1, Ordering::Relaxed);
-        let p = unsafe { mimalloc::MiMalloc.alloc(l) };
+        let p = unsafe { herald::alloc::Mimalloc.alloc(l) };
         USABLE.fetch_add(unsafe { mi_usable_size(p) } as i64, Ordering::Relaxed);
         p
     }
@@ -36,19 +36,19 @@ unsafe impl GlobalAlloc for Counting {
         BYTES.fetch_sub(l.size() as i64, Ordering::Relaxed);
         COUNT.fetch_sub(1, Ordering::Relaxed);
         USABLE.fetch_sub(unsafe { mi_usable_size(p) } as i64, Ordering::Relaxed);
-        unsafe { mimalloc::MiMalloc.dealloc(p, l) }
+        unsafe { herald::alloc::Mimalloc.dealloc(p, l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
         BYTES.fetch_add(l.size() as i64, Ordering::Relaxed);
         COUNT.fetch_add(1, Ordering::Relaxed);
-        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(l) };
+        let p = unsafe { herald::alloc::Mimalloc.alloc_zeroed(l) };
         USABLE.fetch_add(unsafe { mi_usable_size(p) } as i64, Ordering::Relaxed);
         p
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         BYTES.fetch_add(n as i64 - l.size() as i64, Ordering::Relaxed);
         USABLE.fetch_sub(unsafe { mi_usable_size(p) } as i64, Ordering::Relaxed);
-        let q = unsafe { mimalloc::MiMalloc.realloc(p, l, n) };
+        let q = unsafe { herald::alloc::Mimalloc.realloc(p, l, n) };
         USABLE.fetch_add(unsafe { mi_usable_size(q) } as i64, Ordering::Relaxed);
         q
     }

@@ -12,8 +12,10 @@
 //! ```
 //!
 //! `model` holds the plain data every stage shares, `config` the validated configuration,
-//! `telemetry` metric names and logging, and `daemon` wires the stages together.
+//! `telemetry` metric names and logging, `alloc` the allocator, and `daemon` wires the stages
+//! together.
 
+pub mod alloc;
 pub mod api;
 pub mod config;
 pub mod daemon;

@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
 /// mimalloc instead of the system allocator: Herald makes many small, short-lived allocations
 /// per event and keeps many small ones per subscription; mimalloc is faster for the first and,
 /// without glibc's per-allocation header and arena fragmentation, keeps a million subscriptions
-/// in far less resident memory.
+/// in far less resident memory. Called through `herald::alloc` (see there why).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: herald::alloc::Mimalloc = herald::alloc::Mimalloc;
 use herald::config::Config;
 use herald::ingest::server::Listeners;
 
