@@ -765,7 +765,7 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
                 }
                 stats.deliveries += 1;
             }
-            remove_unlisted_groups(shared, &mut batch, &gone, &indexed)?;
+            remove_unlisted_groups(shared, &mut batch, &gone, &mut indexed)?;
         }
         SweepChunk::Events(events) => {
             for (seq, dedup_key) in events {
@@ -796,40 +796,47 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
 /// Removes the `by_sub` groups that could hold one of `indexed` (the subscriptions and ids of
 /// the records this sweep removes) once none of their ids is listed any more: each is gone
 /// (`gone`, or removed before) and a group goes with its last. A member that cannot be read
-/// keeps its group: an index entry too many only costs a lookup.
+/// keeps its group: an index entry too many only costs a lookup. Each subscription's groups
+/// are read in one pass over the span of its ids in the chunk.
 fn remove_unlisted_groups(
     shared: &Shared,
     batch: &mut fjall::OwnedWriteBatch,
     gone: &HashSet<u64, foldhash::fast::RandomState>,
-    indexed: &[(SubscriptionId, u64)],
+    indexed: &mut [(SubscriptionId, u64)],
 ) -> Result<(), JournalError> {
     let ks = &shared.ks;
     let snap = shared.db.snapshot();
-    let mut seen = HashSet::<[u8; 24], foldhash::fast::RandomState>::default();
-    let mut ids = Vec::new();
-    for &(sub, id) in indexed {
-        let lo = codec::by_sub_key(sub, DeliveryId(id.saturating_sub(codec::BY_SUB_SPAN - 1)));
-        let hi = codec::by_sub_key(sub, DeliveryId(id));
+    let mut members = Vec::new();
+    indexed.sort_unstable();
+    for run in indexed.chunk_by(|a, b| a.0 == b.0) {
+        let sub = run[0].0;
+        let (min, max) = (run[0].1, run[run.len() - 1].1);
+        let lo = codec::by_sub_key(sub, DeliveryId(min.saturating_sub(codec::BY_SUB_SPAN - 1)));
+        let hi = codec::by_sub_key(sub, DeliveryId(max));
         for g in snap.range(&ks.by_sub, lo..=hi) {
             let (k, v) = g
                 .into_inner()
                 .map_err(|e| JournalError::Io(e.to_string()))?;
-            let Ok(key) = <[u8; 24]>::try_from(&*k) else {
+            let Some(first) = codec::read_u64(k.get(16..).unwrap_or_default()) else {
                 continue;
             };
-            if !seen.insert(key) {
+            // Only a group whose span holds one of this chunk's ids can have lost its last.
+            let at = run.partition_point(|&(_, id)| id < first);
+            if run
+                .get(at)
+                .is_none_or(|&(_, id)| id - first >= codec::BY_SUB_SPAN)
+            {
                 continue;
             }
-            let first = codec::read_u64(&key[16..]).unwrap_or(0);
-            if codec::decode_by_sub_group(first, &v, &mut ids).is_err() {
+            if codec::decode_by_sub_group(first, &v, &mut members).is_err() {
                 continue;
             }
-            let listed = ids.iter().any(|&m| {
+            let listed = members.iter().any(|&m| {
                 !gone.contains(&m)
                     && !matches!(super::record_of(&snap, ks, DeliveryId(m)), Ok(None))
             });
             if !listed {
-                batch.remove(&ks.by_sub, key);
+                batch.remove(&ks.by_sub, k);
             }
         }
     }
