@@ -325,7 +325,7 @@ fn write(
                 opts.fsync,
                 c.appends,
                 c.events,
-                c.batch.len(),
+                c.ops(),
                 opts.batch_max_events,
             )
         {
@@ -352,7 +352,7 @@ fn write(
         // transition sent before the barrier.
         c.take_records(records, shared);
         let wrote = !c.batch.is_empty();
-        batch_hint = next_batch_hint(batch_hint, c.batch.len());
+        batch_hint = next_batch_hint(batch_hint, c.ops());
         let started = Instant::now();
         let committed = c.commit(shared, opts.fsync);
         if wrote {
@@ -447,9 +447,15 @@ impl<'a> Commit<'a> {
     /// first: a transition sent after that nudges again, so none is left waiting unseen; one
     /// whose sender found the flag still set was sent before the clear (the swap acquires
     /// the sender's), so the drain below sees it.
+    /// Operations so far, counting each pending `by_sub` entry as one (at most that many
+    /// groups are written).
+    fn ops(&self) -> usize {
+        self.batch.len() + self.by_sub.len()
+    }
+
     fn take_records(&mut self, records: &Records, shared: &Shared) {
         shared.records_nudged.swap(false, Ordering::AcqRel);
-        while self.batch.len() < MAX_COMMIT_OPS {
+        while self.ops() < MAX_COMMIT_OPS {
             match records.try_recv() {
                 Ok(t) => self.record(&t),
                 Err(_) => break,
