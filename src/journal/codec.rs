@@ -68,6 +68,17 @@ pub fn by_sub_key(sub: SubscriptionId, id: DeliveryId) -> [u8; 24] {
     k
 }
 
+/// The first delivery id of a `by_sub` key: the smallest id of its group.
+pub fn by_sub_first(k: &[u8]) -> Option<u64> {
+    read_u64(k.get(16..)?)
+}
+
+/// The lowest `by_sub` key of `sub` whose group can hold `id` (or a later one): groups keyed
+/// up to a span below it may.
+pub fn by_sub_key_reaching(sub: SubscriptionId, id: u64) -> [u8; 24] {
+    by_sub_key(sub, DeliveryId(id.saturating_sub(BY_SUB_SPAN - 1)))
+}
+
 /// How far apart (in delivery ids, which are microseconds) the ids of one `by_sub` group may
 /// be: every id in a group is below its key's id plus this. The bound is what lets a listing
 /// walk the groups newest first and still put their ids in order (see [`ByIdMerge`]); a
@@ -78,9 +89,8 @@ pub const BY_SUB_SPAN: u64 = 1 << 16;
 /// A `by_sub` group's value: the ids after the key's, each as the LEB128 varint of its
 /// distance from the one before (`ids` ascending, without duplicates). A group of one id has
 /// an empty value, which is also what stores written before groups hold for every delivery.
-pub fn encode_by_sub_group(ids: impl Iterator<Item = u64>, out: &mut Vec<u8>) {
+pub fn encode_by_sub_group(mut ids: impl Iterator<Item = u64>, out: &mut Vec<u8>) {
     out.clear();
-    let mut ids = ids;
     let Some(mut prev) = ids.next() else {
         return;
     };

@@ -1147,10 +1147,7 @@ impl Journal for EmbeddedJournal {
             Some(sub) => {
                 // Groups keyed below the floor by less than the span may still hold ids above
                 // it; groups keyed at `before` or above hold none below it.
-                let lo = codec::by_sub_key(
-                    sub,
-                    DeliveryId(floor.saturating_sub(codec::BY_SUB_SPAN - 1)),
-                );
+                let lo = codec::by_sub_key_reaching(sub, floor);
                 let before = q.before.map_or(u64::MAX, |b| b.0);
                 let hi = match q.before {
                     Some(b) => Bound::Excluded(codec::by_sub_key(sub, b)),
@@ -1163,7 +1160,7 @@ impl Journal for EmbeddedJournal {
                 'list: loop {
                     let next_key = next
                         .as_ref()
-                        .map(|(k, _)| codec::read_u64(&k[16..]).unwrap_or(0));
+                        .map(|(k, _)| codec::by_sub_first(k).unwrap_or(0));
                     while let Some(id) = merge.pop(next_key) {
                         // The index and the log are written in one batch (or the record is
                         // implicit); a delivery with neither was removed by retention.
@@ -1999,8 +1996,7 @@ mod tests {
             .map(|g| {
                 let (k, v) = kv(g).unwrap();
                 let mut ids = Vec::new();
-                codec::decode_by_sub_group(codec::read_u64(&k[16..]).unwrap(), &v, &mut ids)
-                    .unwrap();
+                codec::decode_by_sub_group(codec::by_sub_first(&k).unwrap(), &v, &mut ids).unwrap();
                 (SubscriptionId::from_bytes(k[..16].try_into().unwrap()), ids)
             })
             .collect()

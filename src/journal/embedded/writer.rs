@@ -817,13 +817,13 @@ fn remove_unlisted_groups(
     for run in indexed.chunk_by(|a, b| a.0 == b.0) {
         let sub = run[0].0;
         let (min, max) = (run[0].1, run[run.len() - 1].1);
-        let lo = codec::by_sub_key(sub, DeliveryId(min.saturating_sub(codec::BY_SUB_SPAN - 1)));
+        let lo = codec::by_sub_key_reaching(sub, min);
         let hi = codec::by_sub_key(sub, DeliveryId(max));
         for g in snap.range(&ks.by_sub, lo..=hi) {
             let (k, v) = g
                 .into_inner()
                 .map_err(|e| JournalError::Io(e.to_string()))?;
-            let Some(first) = codec::read_u64(k.get(16..).unwrap_or_default()) else {
+            let Some(first) = codec::by_sub_first(&k) else {
                 continue;
             };
             // Only a group whose span holds one of this chunk's ids can have lost its last.
