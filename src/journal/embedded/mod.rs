@@ -2026,22 +2026,36 @@ mod tests {
             "one group per subscription and commit: {groups:?}"
         );
         let a_ids = |offset: u64| (0..10u64).map(move |k| base + offset + 100 * k + 1);
-        let mut want: Vec<u64> = a_ids(0).chain(a_ids(50)).collect();
-        want.sort_unstable_by(|x, y| y.cmp(x));
-        // A dead letter of `a` queued again is indexed a second time; it is listed once.
-        let again = Delivery {
-            attempts: 3,
-            ..delivery(base + 451, a, base + 450, 0)
+        // Dead letters of `a` queued again are indexed already, and not again: one inside
+        // a group, and one that is its group's key (a group of it alone would replace that
+        // group, and with it the other nine ids). A delivery made by a replay is new, and is.
+        let requeued = |id: u64, attempts: u32| {
+            let d = Delivery {
+                attempts,
+                ..delivery(id, a, id - 1, 0)
+            };
+            Transition {
+                record: record_of(&d, DeliveryStatus::Retrying),
+                attempt: None,
+                dequeue: None,
+                enqueue: Some(d),
+                dead: if attempts > 0 {
+                    DeadOp::Remove
+                } else {
+                    DeadOp::None
+                },
+            }
         };
-        j.record(Transition {
-            record: record_of(&again, DeliveryStatus::Retrying),
-            attempt: None,
-            dequeue: None,
-            enqueue: Some(again),
-            dead: DeadOp::Remove,
-        });
+        j.record(requeued(base + 451, 3));
+        j.record(requeued(base + 1, 3));
+        ok(j.barrier()).await;
+        assert_eq!(by_sub_groups(&j), groups, "nothing indexed twice");
+        let replay = base + 2_000_001;
+        j.record(requeued(replay, 0));
         ok(j.barrier()).await;
         assert_eq!(by_sub_groups(&j).len(), 5);
+        let mut want: Vec<u64> = a_ids(0).chain(a_ids(50)).chain([replay]).collect();
+        want.sort_unstable_by(|x, y| y.cmp(x));
 
         let list = |before: Option<u64>, limit: usize| {
             let q = DeliveryQuery {

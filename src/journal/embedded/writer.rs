@@ -629,10 +629,11 @@ impl<'a> Commit<'a> {
                 codec::queue_key(d.subscription, QueuePos::of(d)),
                 codec::encode_delivery(d),
             );
-            if t.dequeue.is_none() {
-                // A queue entry that replaces none is a delivery created after ingest (a
-                // subscription replay) or a dead letter queued again: index it by subscription
-                // (indexing an id twice is harmless: a listing shows it once).
+            // A queue entry that replaces none is a delivery created after ingest (a
+            // subscription replay) or a dead letter queued again, which ingest indexed already.
+            // Indexing that one again would write a group keyed by its id, and if a group is
+            // keyed so already (the id was its first), replace it and drop its other ids.
+            if t.dequeue.is_none() && !self.indexed(d.subscription, d.id.0) {
                 self.by_sub.push((d.subscription, d.id.0));
             }
         }
@@ -660,6 +661,23 @@ impl<'a> Commit<'a> {
                 self.batch.remove(&self.ks.dead, codec::u64_key(r.id.0));
             }
         }
+    }
+
+    /// Whether an earlier commit indexed `id` under `sub` (a read, but only for deliveries
+    /// queued without leaving the queue: replays, not the hot path). A read error counts as
+    /// "not indexed": the index then holds the id once more, or loses a group's other ids in
+    /// the rare case described above; the log itself is unaffected.
+    fn indexed(&self, sub: SubscriptionId, id: u64) -> bool {
+        let lo = codec::by_sub_key_reaching(sub, id);
+        let hi = codec::by_sub_key(sub, DeliveryId(id));
+        let mut ids = Vec::new();
+        self.ks.by_sub.range(lo..=hi).any(|g| {
+            g.into_inner().is_ok_and(|(k, v)| {
+                codec::by_sub_first(&k).is_some_and(|first| {
+                    codec::decode_by_sub_group(first, &v, &mut ids).is_ok() && ids.contains(&id)
+                })
+            })
+        })
     }
 
     /// Adds the commit's `by_sub` index entries to the batch, one group per subscription.
