@@ -76,15 +76,41 @@ pub fn by_sub_first(k: &[u8]) -> Option<u64> {
 /// The lowest `by_sub` key of `sub` whose group can hold `id` (or a later one): groups keyed
 /// up to a span below it may.
 pub fn by_sub_key_reaching(sub: SubscriptionId, id: u64) -> [u8; 24] {
-    by_sub_key(sub, DeliveryId(id.saturating_sub(BY_SUB_SPAN - 1)))
+    by_sub_key(sub, DeliveryId(id.saturating_sub(GROUP_SPAN - 1)))
 }
 
-/// How far apart (in delivery ids, which are microseconds) the ids of one `by_sub` group may
-/// be: every id in a group is below its key's id plus this. The bound is what lets a listing
-/// walk the groups newest first and still put their ids in order (see [`ByIdMerge`]); a
-/// commit's ids for one subscription are taken within milliseconds, so one group holds them
-/// all but when a commit straddles the bound.
-pub const BY_SUB_SPAN: u64 = 1 << 16;
+/// How far apart (in delivery ids, which are microseconds) the ids of one group (`by_sub` or
+/// `delivered`) may be: every id in a group is below its key's id plus this. The bound is what
+/// lets a listing walk the groups newest first and still put their ids in order (see
+/// [`ByIdMerge`]), and a point read look back no further than this for the group holding an
+/// id; a commit's ids for one subscription are taken within milliseconds, so one group holds
+/// them all but when a commit straddles the bound.
+pub const GROUP_SPAN: u64 = 1 << 16;
+
+/// Appends `v` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a LEB128 varint from the front of `b`: the value and the bytes it took.
+fn read_varint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        let bits = u64::from(byte & 0x7f);
+        if i == 9 && bits > 1 {
+            return None;
+        }
+        v |= bits << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
 
 /// A `by_sub` group's value: the ids after the key's, each as the LEB128 varint of its
 /// distance from the one before (`ids` ascending, without duplicates). A group of one id has
@@ -95,13 +121,8 @@ pub fn encode_by_sub_group(mut ids: impl Iterator<Item = u64>, out: &mut Vec<u8>
         return;
     };
     for id in ids {
-        let mut d = id - prev;
+        put_varint(out, id - prev);
         prev = id;
-        while d >= 0x80 {
-            out.push((d as u8) | 0x80);
-            d >>= 7;
-        }
-        out.push(d as u8);
     }
 }
 
@@ -109,32 +130,23 @@ pub fn encode_by_sub_group(mut ids: impl Iterator<Item = u64>, out: &mut Vec<u8>
 pub fn decode_by_sub_group(first: u64, v: &[u8], out: &mut Vec<u64>) -> Result<(), JournalError> {
     out.clear();
     out.push(first);
-    let (mut prev, mut d, mut shift) = (first, 0u64, 0u32);
-    for &b in v {
-        if shift > 63 {
-            return Err(corrupt("by_sub group: varint too long"));
-        }
-        d |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 != 0 {
-            shift += 7;
-            continue;
-        }
+    let (mut prev, mut rest) = (first, v);
+    while !rest.is_empty() {
+        let (d, n) = read_varint(rest)
+            .ok_or_else(|| corrupt("by_sub group: truncated or overlong varint"))?;
+        rest = &rest[n..];
         prev = prev
             .checked_add(d)
             .filter(|_| d > 0)
             .ok_or_else(|| corrupt("by_sub group: ids out of order"))?;
         out.push(prev);
-        (d, shift) = (0, 0);
-    }
-    if shift != 0 {
-        return Err(corrupt("by_sub group: truncated varint"));
     }
     Ok(())
 }
 
 /// Splits `pairs` (a commit's `(subscription, delivery id)` index entries) into `by_sub` groups:
 /// sorted, duplicates dropped, one group per run of one subscription's ids no more than
-/// [`BY_SUB_SPAN`] - 1 above the run's first. Calls `group` with each subscription and its run.
+/// [`GROUP_SPAN`] - 1 above the run's first. Calls `group` with each subscription and its run.
 pub fn by_sub_groups(
     pairs: &mut Vec<(SubscriptionId, u64)>,
     mut group: impl FnMut(SubscriptionId, &[(SubscriptionId, u64)]),
@@ -145,44 +157,150 @@ pub fn by_sub_groups(
     while let Some(&(sub, first)) = rest.first() {
         let n = rest
             .iter()
-            .position(|&(s, id)| s != sub || id - first >= BY_SUB_SPAN)
+            .position(|&(s, id)| s != sub || id - first >= GROUP_SPAN)
             .unwrap_or(rest.len());
         group(sub, &rest[..n]);
         rest = &rest[n..];
     }
 }
 
-/// Merges `by_sub` groups read newest key first into one stream of ids, newest first. A group
-/// keyed `k` holds ids in `k..k + BY_SUB_SPAN`, and so does every group read after it with an
-/// older key; so once the next key is known, every buffered id at or above it plus the span is
-/// beyond the reach of what is still to be read, and can go. Duplicates (an id indexed twice:
-/// a dead letter queued again) come out once.
-#[derive(Default)]
-pub struct ByIdMerge {
-    heap: std::collections::BinaryHeap<u64>,
+/// Merges groups (`by_sub` or `delivered`) read newest key first into one stream of ids, newest
+/// first, each with what the group holds for it (`V`: nothing for `by_sub`, the record for
+/// `delivered`). A group keyed `k` holds ids in `k..k + GROUP_SPAN`, and so does every group
+/// read after it with an older key; so once the next key is known, every buffered id at or
+/// above it plus the span is beyond the reach of what is still to be read, and can go.
+/// Duplicates (an id indexed twice: a dead letter queued again) come out once.
+pub struct ByIdMerge<V: Ord = ()> {
+    heap: std::collections::BinaryHeap<(u64, V)>,
     last: Option<u64>,
 }
 
-impl ByIdMerge {
-    /// Buffers the ids of the group just read.
-    pub fn push(&mut self, ids: impl IntoIterator<Item = u64>) {
-        self.heap.extend(ids);
+impl<V: Ord> Default for ByIdMerge<V> {
+    fn default() -> Self {
+        ByIdMerge {
+            heap: std::collections::BinaryHeap::new(),
+            last: None,
+        }
+    }
+}
+
+impl<V: Ord> ByIdMerge<V> {
+    /// Buffers the entries of the group just read.
+    pub fn push(&mut self, entries: impl IntoIterator<Item = (u64, V)>) {
+        self.heap.extend(entries);
     }
 
-    /// The next id, newest first, that no group keyed below `next_key` (the key of the next
+    /// The next entry, newest first, that no group keyed below `next_key` (the key of the next
     /// group to read, `None` once there is none) can still hold more of.
-    pub fn pop(&mut self, next_key: Option<u64>) -> Option<u64> {
+    pub fn pop(&mut self, next_key: Option<u64>) -> Option<(u64, V)> {
         loop {
-            let top = *self.heap.peek()?;
-            if next_key.is_some_and(|k| top < k.saturating_add(BY_SUB_SPAN)) {
+            let top = self.heap.peek()?.0;
+            if next_key.is_some_and(|k| top < k.saturating_add(GROUP_SPAN)) {
                 return None;
             }
-            self.heap.pop();
+            let entry = self.heap.pop()?;
             if self.last != Some(top) {
                 self.last = Some(top);
-                return Some(top);
+                return Some(entry);
             }
         }
+    }
+}
+
+/// The most records one `delivered` group holds: a commit of thousands of deliveries writes
+/// a few values of tens of KiB rather than one of megabytes, which every point read of an id in
+/// its span would step through.
+pub const MAX_DELIVERED_GROUP: usize = 256;
+
+/// A record waiting for its commit's `delivered` groups: its delivery id, and the offset and
+/// length of its encoding in the commit's buffer.
+pub type DeliveredEntry = (u64, usize, usize);
+
+/// Splits a commit's delivered records into `delivered` groups: sorted by id (a duplicate id
+/// keeps its first record), each group's ids less than [`GROUP_SPAN`] above its first, at most
+/// [`MAX_DELIVERED_GROUP`] of them. Calls `group` with each.
+pub fn delivered_groups(
+    entries: &mut Vec<DeliveredEntry>,
+    mut group: impl FnMut(&[DeliveredEntry]),
+) {
+    entries.sort_by_key(|e| e.0);
+    entries.dedup_by_key(|e| e.0);
+    let mut rest = &entries[..];
+    while let Some(&(first, ..)) = rest.first() {
+        let n = rest
+            .iter()
+            .take(MAX_DELIVERED_GROUP)
+            .position(|&(id, ..)| id - first >= GROUP_SPAN)
+            .unwrap_or(rest.len().min(MAX_DELIVERED_GROUP));
+        group(&rest[..n]);
+        rest = &rest[n..];
+    }
+}
+
+/// A `delivered` group's value (its key is its first id): per record, ascending by id, the
+/// varint distance of its id from the one before (0 for the first), the varint length of its
+/// encoding, then the encoding ([`encode_record_into`]), which `buf` holds at the entry's
+/// offset.
+pub fn encode_delivered_group(entries: &[DeliveredEntry], buf: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let Some(&(mut prev, ..)) = entries.first() else {
+        return;
+    };
+    for &(id, at, len) in entries {
+        put_varint(out, id - prev);
+        put_varint(out, len as u64);
+        out.extend_from_slice(&buf[at..at + len]);
+        prev = id;
+    }
+}
+
+/// The records of a `delivered` group keyed `first`: ids ascending, each with its encoding.
+pub fn delivered_records(first: u64, v: &[u8]) -> DeliveredRecords<'_> {
+    DeliveredRecords {
+        rest: v,
+        prev: first,
+        started: false,
+    }
+}
+
+/// See [`delivered_records`]. Stops after the first error.
+pub struct DeliveredRecords<'a> {
+    rest: &'a [u8],
+    prev: u64,
+    started: bool,
+}
+
+impl<'a> DeliveredRecords<'a> {
+    fn entry(&mut self) -> Result<(u64, &'a [u8]), JournalError> {
+        let bad = || corrupt("delivered group: truncated or out of order");
+        let (gap, n) = read_varint(self.rest).ok_or_else(bad)?;
+        let (len, m) = read_varint(&self.rest[n..]).ok_or_else(bad)?;
+        let body = self.rest[n + m..]
+            .get(..usize::try_from(len).map_err(|_| bad())?)
+            .ok_or_else(bad)?;
+        // The first record is the key's id; each later one is strictly above the one before.
+        if self.started == (gap == 0) {
+            return Err(bad());
+        }
+        let id = self.prev.checked_add(gap).ok_or_else(bad)?;
+        self.rest = &self.rest[n + m + body.len()..];
+        (self.prev, self.started) = (id, true);
+        Ok((id, body))
+    }
+}
+
+impl<'a> Iterator for DeliveredRecords<'a> {
+    type Item = Result<(u64, &'a [u8]), JournalError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let entry = self.entry();
+        if entry.is_err() {
+            self.rest = &[];
+        }
+        Some(entry)
     }
 }
 
@@ -523,10 +641,15 @@ pub fn encode_record_ref(r: &RecordRef<'_>) -> Vec<u8> {
                 + a.response_body.as_ref().map_or(0, String::len)
         });
     let mut buf = Vec::with_capacity(96 + strings);
-    buf.push(RECORD_V1);
-    // Serializing plain data into a Vec cannot fail.
-    postcard::to_io(r, &mut buf).expect("postcard encodes a DeliveryRecord");
+    encode_record_into(r, &mut buf);
     buf
+}
+
+/// Appends the record's encoding to `out` (a commit's buffer of `delivered` records).
+pub fn encode_record_into(r: &RecordRef<'_>, out: &mut Vec<u8>) {
+    out.push(RECORD_V1);
+    // Serializing plain data into a Vec cannot fail.
+    postcard::to_io(r, out).expect("postcard encodes a DeliveryRecord");
 }
 
 pub fn decode_record(b: &[u8]) -> Result<DeliveryRecord, JournalError> {
@@ -636,8 +759,8 @@ mod tests {
             (a, 10),
             (b, 11),
             (a, 10),
-            (a, 10 + BY_SUB_SPAN - 1),
-            (a, 10 + BY_SUB_SPAN),
+            (a, 10 + GROUP_SPAN - 1),
+            (a, 10 + GROUP_SPAN),
         ];
         let mut groups = Vec::new();
         by_sub_groups(&mut pairs, |sub, run| {
@@ -647,11 +770,67 @@ mod tests {
         assert_eq!(
             groups,
             vec![
-                (a, vec![10, 30, 10 + BY_SUB_SPAN - 1]),
-                (a, vec![10 + BY_SUB_SPAN]),
+                (a, vec![10, 30, 10 + GROUP_SPAN - 1]),
+                (a, vec![10 + GROUP_SPAN]),
                 (b, vec![10, 11]),
             ]
         );
+    }
+
+    #[test]
+    fn delivered_groups_round_trip_split_and_reject_garbage() {
+        // A commit's records, out of order, one id twice: the first one stays.
+        let s = GROUP_SPAN;
+        let mut buf = Vec::new();
+        let mut entries = Vec::new();
+        let mut texts = Vec::new();
+        for (n, id) in [500, 100, 100 + s - 1, 100 + s, 300, 500]
+            .into_iter()
+            .enumerate()
+        {
+            let at = buf.len();
+            let text = format!("record {n} of {id}");
+            buf.extend_from_slice(text.as_bytes());
+            entries.push((id, at, buf.len() - at));
+            texts.push((id, text));
+        }
+        let mut groups = Vec::new();
+        let mut v = Vec::new();
+        delivered_groups(&mut entries, |g| {
+            encode_delivered_group(g, &buf, &mut v);
+            let first = g[0].0;
+            let got: Vec<(u64, String)> = delivered_records(first, &v)
+                .map(|e| e.map(|(id, b)| (id, String::from_utf8(b.to_vec()).unwrap())))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            groups.push(got);
+        });
+        let rec = |n: usize| texts[n].clone();
+        assert_eq!(
+            groups,
+            vec![vec![rec(1), rec(4), rec(0), rec(2)], vec![rec(3)]]
+        );
+        // No group holds more than MAX_DELIVERED_GROUP records.
+        let mut many: Vec<DeliveredEntry> = (0..MAX_DELIVERED_GROUP as u64 * 2 + 1)
+            .map(|i| (1_000 + i, 0, 0))
+            .collect();
+        let mut sizes = Vec::new();
+        delivered_groups(&mut many, |g| sizes.push(g.len()));
+        assert_eq!(sizes, [MAX_DELIVERED_GROUP, MAX_DELIVERED_GROUP, 1]);
+        // Garbage: a length past the end, a truncated varint, a first gap that is not 0, a
+        // later gap of 0.
+        for bad in [
+            &[0u8, 5, 1, 2][..],
+            &[0x80][..],
+            &[1, 0][..],
+            &[0, 0, 0, 0][..],
+        ] {
+            let got: Vec<_> = delivered_records(7, bad).collect();
+            assert!(
+                matches!(got.last(), Some(Err(JournalError::Corrupt(_)))),
+                "{bad:?}: {got:?}"
+            );
+        }
     }
 
     #[test]
@@ -659,7 +838,7 @@ mod tests {
         // Three groups of one subscription as a listing reads them (newest key first). Their
         // ids overlap: the middle one, keyed lower, holds an id above the first's smallest,
         // and 150 is indexed twice.
-        let s = BY_SUB_SPAN;
+        let s = GROUP_SPAN;
         let groups: [(u64, Vec<u64>); 3] = [
             (2 * s, vec![2 * s, 2 * s + 5]),
             (s + 10, vec![s + 10, 2 * s + 1, 2 * s + 9]),
@@ -670,9 +849,9 @@ mod tests {
         let mut out = Vec::new();
         let all: Vec<&(u64, Vec<u64>)> = groups.iter().chain(&more).collect();
         for (i, (_, ids)) in all.iter().enumerate() {
-            m.push(ids.iter().copied());
+            m.push(ids.iter().map(|&id| (id, ())));
             let next = all.get(i + 1).map(|g| g.0);
-            while let Some(id) = m.pop(next) {
+            while let Some((id, ())) = m.pop(next) {
                 out.push(id);
             }
         }
@@ -682,9 +861,9 @@ mod tests {
         );
         // Nothing comes out while a group still to be read could hold something bigger.
         let mut m = ByIdMerge::default();
-        m.push([s + 3]);
+        m.push([(s + 3, ())]);
         assert_eq!(m.pop(Some(4)), None);
-        assert_eq!(m.pop(Some(3)), Some(s + 3));
+        assert_eq!(m.pop(Some(3)), Some((s + 3, ())));
     }
 
     #[test]

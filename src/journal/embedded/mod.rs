@@ -17,6 +17,7 @@
 //! | `events`     | seq                               | the event, its implicit deliveries |
 //! | `queue`      | subscription, due ms, delivery id | the queued `Delivery`              |
 //! | `deliveries` | delivery id                       | the `DeliveryRecord`, once written |
+//! | `delivered`  | first delivery id                 | records delivered at once (below)  |
 //! | `by_sub`     | subscription, first delivery id   | the group's other ids (see below)  |
 //! | `attempts`   | delivery id, attempt              | the `AttemptRecord`                |
 //! | `dedup`      | source NUL id                     | seq, accepted-at ms                |
@@ -105,12 +106,31 @@
 //! dialect's per-webhook activity). One entry per delivery was one memtable insert per delivery,
 //! ~7 % of Herald's instructions at fan-out 10. So a commit writes one entry per subscription:
 //! keyed by its first id in the commit, its value the others as varint gaps (`codec`'s
-//! `by_sub_groups`), 1–2 bytes each. A group spans less than `codec::BY_SUB_SPAN` of ids (65 ms
+//! `by_sub_groups`), 1–2 bytes each. A group spans less than `codec::GROUP_SPAN` of ids (65 ms
 //! of time; a commit's ids are taken within milliseconds, so one group nearly always), which is
 //! what lets a listing read the groups newest key first and still hand out ids in order
 //! (`codec::ByIdMerge`), although commits' ids interleave. A listing skips an id with no record
 //! (retention removed it), and the sweep removes a group with its last listed id. An entry of
 //! a store written before groups (an empty value) is a group of its key's id alone.
+//!
+//! ## Delivered groups
+//!
+//! Most deliveries are delivered at their first attempt, and that transition wrote the
+//! delivery's first record: one memtable insert per delivery, the last of the writer's that
+//! was paid per delivery (a commit's queue deletes cancel their entries). So a commit writes
+//! those records in `delivered` groups instead, like `by_sub`: keyed by the first id, the
+//! records ascending by id in the value (`codec::encode_delivered_group`), ids less than
+//! `codec::GROUP_SPAN` apart, at most `codec::MAX_DELIVERED_GROUP` records. Only a record that
+//! is the delivery's first goes there, since a record written on its own always overrides the
+//! group's (a point read, and the log's merge, look at `deliveries` first): the writer groups a
+//! transition only if it delivered at the first attempt and took away the queue entry ingest
+//! wrote for an implicit delivery of an event it appended recently (it remembers the last
+//! `RECENT_BLOCKS` events' blocks of ids). Every other transition, a later one of the same
+//! delivery included, writes its record on its own as before. A point read looks back at most
+//! the span for the group holding an id; the log's listing merges the groups into the written
+//! records by id (`Written`). Retention removes the groups keyed below its cutoff (a group
+//! keyed just below may hold ids a few milliseconds past it) before the records on their own,
+//! and leaves a delivery whose record of its own is still there to that record.
 //!
 //! ## Compressed logs
 //!
@@ -243,7 +263,11 @@ pub(crate) struct Keyspaces {
     pub queue: Keyspace,
     /// delivery id → `DeliveryRecord` (the delivery log).
     pub deliveries: Keyspace,
-    /// subscription + delivery id → empty: index of the delivery log per subscription.
+    /// first delivery id → the records of a commit's deliveries delivered at their first
+    /// attempt (see "Delivered groups").
+    pub delivered: Keyspace,
+    /// subscription + first delivery id → the group's other ids: index of the delivery log per
+    /// subscription.
     pub by_sub: Keyspace,
     /// delivery id + attempt number → `AttemptRecord`.
     pub attempts: Keyspace,
@@ -256,11 +280,12 @@ pub(crate) struct Keyspaces {
 }
 
 impl Keyspaces {
-    fn all(&self) -> [&Keyspace; 8] {
+    fn all(&self) -> [&Keyspace; 9] {
         [
             &self.events,
             &self.queue,
             &self.deliveries,
+            &self.delivered,
             &self.by_sub,
             &self.attempts,
             &self.dedup,
@@ -311,6 +336,7 @@ impl Keyspaces {
             events: open("events", true)?,
             queue: ks("queue")?,
             deliveries: open("deliveries", true)?,
+            delivered: open("delivered", true)?,
             by_sub: ks("by_sub")?,
             attempts: open("attempts", true)?,
             dedup: ks("dedup")?,
@@ -766,14 +792,42 @@ fn implicit_record(
     .record(snap, ks)
 }
 
-/// A delivery's log record: the one written, or else the one derived while it is implicit.
+/// The record of `id` in a `delivered` group, if one holds it: the groups keyed up to a span
+/// below it may ("Delivered groups").
+fn grouped_record(
+    snap: &fjall::Snapshot,
+    ks: &Keyspaces,
+    id: DeliveryId,
+) -> Result<Option<DeliveryRecord>, JournalError> {
+    let lo = codec::u64_key(id.0.saturating_sub(codec::GROUP_SPAN - 1));
+    for g in snap.range(&ks.delivered, lo..=codec::u64_key(id.0)).rev() {
+        let (k, v) = kv(g)?;
+        let first = codec::read_u64(&k).unwrap_or(0);
+        for entry in codec::delivered_records(first, &v) {
+            let (rid, bytes) = entry?;
+            if rid == id.0 {
+                return codec::decode_record(bytes).map(Some);
+            }
+            if rid > id.0 {
+                break;
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// A delivery's log record: the one written on its own (which overrides a group's), or its
+/// delivered group's, or else the one derived while it is implicit.
 fn record_of(
     snap: &fjall::Snapshot,
     ks: &Keyspaces,
     id: DeliveryId,
 ) -> Result<Option<DeliveryRecord>, JournalError> {
-    match snap.get(&ks.deliveries, codec::u64_key(id.0)).map_err(io)? {
-        Some(v) => codec::decode_record(&v).map(Some),
+    if let Some(v) = snap.get(&ks.deliveries, codec::u64_key(id.0)).map_err(io)? {
+        return codec::decode_record(&v).map(Some);
+    }
+    match grouped_record(snap, ks, id)? {
+        Some(r) => Ok(Some(r)),
         None => implicit_record(snap, ks, id),
     }
 }
@@ -917,6 +971,118 @@ impl<'a> ImplicitIds<'a> {
     }
 }
 
+/// The log's written records with ids in a range, newest first: those written on their own and
+/// those in delivered groups, merged by id. Where both hold an id, the one written on its own
+/// is the later (a group holds first transitions only) and wins.
+struct Written {
+    logged: fjall::Iter,
+    logged_head: Option<(u64, fjall::Slice)>,
+    /// The delivered groups that can hold an id in range, newest key first (`None`: not read,
+    /// because the listing wants no delivered record).
+    groups: Option<fjall::Iter>,
+    next_group: Option<(u64, fjall::Slice)>,
+    merge: codec::ByIdMerge<Box<[u8]>>,
+    grouped_head: Option<(u64, Box<[u8]>)>,
+    /// The range's ids: `floor..before`.
+    floor: u64,
+    before: u64,
+}
+
+impl Written {
+    fn new(
+        snap: &fjall::Snapshot,
+        ks: &Keyspaces,
+        floor: u64,
+        range: (Bound<[u8; 8]>, Bound<[u8; 8]>),
+        delivered_wanted: bool,
+    ) -> Self {
+        let before = match range.1 {
+            Bound::Excluded(b) => u64::from_be_bytes(b),
+            _ => u64::MAX,
+        };
+        // Groups keyed below the floor by less than the span may hold ids in range.
+        let reaching = codec::u64_key(floor.saturating_sub(codec::GROUP_SPAN - 1));
+        Written {
+            logged: snap.range(&ks.deliveries, range),
+            logged_head: None,
+            groups: delivered_wanted
+                .then(|| snap.range(&ks.delivered, (Bound::Included(reaching), range.1))),
+            next_group: None,
+            merge: codec::ByIdMerge::default(),
+            grouped_head: None,
+            floor,
+            before,
+        }
+    }
+
+    fn read_back(it: &mut fjall::Iter) -> Result<Option<(u64, fjall::Slice)>, JournalError> {
+        match it.next_back() {
+            Some(g) => {
+                let (k, v) = kv(g)?;
+                Ok(Some((codec::read_u64(&k).unwrap_or(0), v)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// The next grouped record's id: buffered groups give up what no unread group can top.
+    fn grouped_peek(&mut self) -> Result<Option<u64>, JournalError> {
+        while self.grouped_head.is_none() {
+            let Some(groups) = self.groups.as_mut() else {
+                break;
+            };
+            if self.next_group.is_none() {
+                self.next_group = Self::read_back(groups)?;
+            }
+            let next_key = self.next_group.as_ref().map(|(k, _)| *k);
+            if let Some(entry) = self.merge.pop(next_key) {
+                self.grouped_head = Some(entry);
+                break;
+            }
+            let Some((first, v)) = self.next_group.take() else {
+                self.groups = None;
+                break;
+            };
+            for entry in codec::delivered_records(first, &v) {
+                let (id, bytes) = entry?;
+                if id >= self.floor && id < self.before {
+                    self.merge.push([(id, Box::from(bytes))]);
+                }
+            }
+        }
+        Ok(self.grouped_head.as_ref().map(|(id, _)| *id))
+    }
+
+    fn logged_peek(&mut self) -> Result<Option<u64>, JournalError> {
+        if self.logged_head.is_none() {
+            self.logged_head = Self::read_back(&mut self.logged)?;
+        }
+        Ok(self.logged_head.as_ref().map(|(id, _)| *id))
+    }
+
+    /// The next record's id.
+    fn peek(&mut self) -> Result<Option<u64>, JournalError> {
+        Ok(self.logged_peek()?.max(self.grouped_peek()?))
+    }
+
+    fn next(&mut self) -> Result<Option<DeliveryRecord>, JournalError> {
+        match (self.logged_peek()?, self.grouped_peek()?) {
+            (None, None) => Ok(None),
+            (Some(l), g) if g.is_none_or(|g| l >= g) => {
+                if g == Some(l) {
+                    self.grouped_head = None;
+                }
+                let (_, v) = self.logged_head.take().expect("peeked");
+                codec::decode_record(&v).map(Some)
+            }
+            _ => {
+                let (_, b) = self.grouped_head.take().expect("peeked");
+                codec::decode_record(&b).map(Some)
+            }
+        }
+    }
+}
+
 impl Journal for EmbeddedJournal {
     fn append(&self, events: Vec<NewEvent>) -> Ack<Vec<AppendStatus>> {
         self.request(|ack| Command::Append {
@@ -1028,6 +1194,14 @@ impl Journal for EmbeddedJournal {
             if let Some(g) = snap.last_key_value(ks) {
                 let k = g.key().map_err(io)?;
                 out.max_id = out.max_id.max(codec::read_u64(&k).unwrap_or(0));
+            }
+        }
+        // A delivered group's key is its first id; its last record has the highest.
+        if let Some(g) = snap.last_key_value(&ks.delivered) {
+            let (k, v) = kv(g)?;
+            let first = codec::read_u64(&k).unwrap_or(0);
+            for entry in codec::delivered_records(first, &v) {
+                out.max_id = out.max_id.max(entry?.0);
             }
         }
         // The last event's deliveries took the ids after its sequence number.
@@ -1161,7 +1335,7 @@ impl Journal for EmbeddedJournal {
                     let next_key = next
                         .as_ref()
                         .map(|(k, _)| codec::by_sub_first(k).unwrap_or(0));
-                    while let Some(id) = merge.pop(next_key) {
+                    while let Some((id, ())) = merge.pop(next_key) {
                         // The index and the log are written in one batch (or the record is
                         // implicit); a delivery with neither was removed by retention.
                         if let Some(r) =
@@ -1175,7 +1349,11 @@ impl Journal for EmbeddedJournal {
                         break;
                     };
                     codec::decode_by_sub_group(first, &v, &mut ids)?;
-                    merge.push(ids.iter().copied().filter(|&id| id >= floor && id < before));
+                    merge.push(
+                        ids.iter()
+                            .filter(|&&id| id >= floor && id < before)
+                            .map(|&id| (id, ())),
+                    );
                     next = groups.next().map(kv).transpose()?;
                 }
             }
@@ -1185,11 +1363,17 @@ impl Journal for EmbeddedJournal {
                     Some(b) => Bound::Excluded(codec::u64_key(b.0)),
                     None => Bound::Unbounded,
                 };
-                // Two streams, both newest first, merged by id: the log's records, and the
-                // implicit deliveries of the events in range (only when pending ones are asked
-                // for: an implicit delivery is always pending). A delivery in both has been
-                // written since; its record wins.
-                let mut logged = snap.range(&ks.deliveries, (lo, hi)).rev();
+                // Two streams, both newest first, merged by id: the log's written records
+                // (`Written`), and the implicit deliveries of the events in range (only when
+                // pending ones are asked for: an implicit delivery is always pending). A
+                // delivery in both has been written since; its record wins.
+                let mut written = Written::new(
+                    &snap,
+                    ks,
+                    floor,
+                    (lo, hi),
+                    q.status.is_none_or(|s| s == DeliveryStatus::Delivered),
+                );
                 let mut implicit = ImplicitIds::new(
                     &snap,
                     ks,
@@ -1201,18 +1385,12 @@ impl Journal for EmbeddedJournal {
                 // between two records are read once, and none below the last one needed.
                 // A delivery in both streams has been written since, so its ingest queue
                 // entry is gone and the implicit one derives nothing.
-                let mut next_logged = logged.next().map(kv).transpose()?;
                 loop {
-                    let logged_id = next_logged
-                        .as_ref()
-                        .map(|(k, _)| codec::read_u64(k).unwrap_or(0));
-                    let record = match implicit.next_above(logged_id)? {
+                    let written_id = written.peek()?;
+                    let record = match implicit.next_above(written_id)? {
                         Some(c) => c.record(&snap, ks)?,
-                        None => match next_logged.take() {
-                            Some((_, v)) => {
-                                next_logged = logged.next().map(kv).transpose()?;
-                                Some(codec::decode_record(&v)?)
-                            }
+                        None => match written.next()? {
+                            Some(r) => Some(r),
                             None => break,
                         },
                     };
@@ -2345,6 +2523,210 @@ mod tests {
         }
         let j = open(dir.path());
         assert_eq!(j.recover().unwrap().max_id, 7_000_003);
+    }
+
+    /// The ids the `delivered` groups hold, ascending.
+    fn grouped_ids(j: &EmbeddedJournal) -> Vec<u64> {
+        let mut ids: Vec<u64> = j
+            .shared
+            .ks
+            .delivered
+            .iter()
+            .flat_map(|g| {
+                let (k, v) = kv(g).unwrap();
+                codec::delivered_records(codec::read_u64(&k).unwrap(), &v)
+                    .map(|e| e.unwrap().0)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// A transition of `d` delivered at its first attempt, as `outcome::after_attempt` makes it.
+    fn delivered_now(d: &Delivery) -> Transition {
+        Transition {
+            record: DeliveryRecord {
+                attempts: 1,
+                last_attempt: Some(AttemptRecord {
+                    class: AttemptClass::Success,
+                    status_code: Some(200),
+                    response_body: None,
+                    ..attempt(1)
+                }),
+                ..record_of(d, DeliveryStatus::Delivered)
+            },
+            attempt: None,
+            dequeue: Some(*d),
+            enqueue: None,
+            dead: DeadOp::None,
+        }
+    }
+
+    #[tokio::test]
+    async fn first_deliveries_are_logged_in_groups() {
+        use DeliveryStatus::{Delivered, Pending, Retrying};
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (SubscriptionId::generate(), SubscriptionId::generate());
+        let day_us = 86_400_000_000u64;
+        let now = now_ms() as u64 * 1000;
+        let old = now - 10 * day_us;
+        let j = open(dir.path());
+        // An old implicit event (a, b, a), a recent one (b), and one whose delivery is not
+        // implicit (due later than created).
+        let e1 = implicit_event(old, "old", &[a, b, a]);
+        let d1 = e1.deliveries.clone();
+        let e2 = implicit_event(now - 10, "new", &[b]);
+        let d2 = e2.deliveries[0];
+        let explicit = delivery(now - 4, a, now - 5, 7);
+        ok(j.append(vec![e1, e2, new_event(event(now - 5, "x"), vec![explicit])])).await;
+        for d in [d1[0], d1[1], d2, explicit] {
+            j.record(delivered_now(&d));
+        }
+        let retry = Delivery {
+            attempts: 1,
+            due_at_ms: d1[2].due_at_ms + 5_000,
+            ..d1[2]
+        };
+        j.record(Transition {
+            record: record_of(&retry, Retrying),
+            attempt: Some(attempt(1)),
+            dequeue: Some(d1[2]),
+            enqueue: Some(retry),
+            dead: DeadOp::None,
+        });
+        ok(j.barrier()).await;
+
+        // The implicit deliveries delivered at once are in groups, with no record of their own;
+        // the retry and the explicit delivery have theirs.
+        let own = |id: DeliveryId| {
+            j.shared
+                .ks
+                .deliveries
+                .contains_key(codec::u64_key(id.0))
+                .unwrap()
+        };
+        assert_eq!(grouped_ids(&j), vec![d1[0].id.0, d1[1].id.0, d2.id.0]);
+        assert!(!own(d1[0].id) && !own(d1[1].id) && !own(d2.id));
+        assert!(own(d1[2].id) && own(explicit.id));
+        assert!(all_queued(&j, b).is_empty(), "their queue entries are gone");
+        assert_eq!(
+            j.delivery(d1[1].id).unwrap(),
+            Some(delivered_now(&d1[1]).record)
+        );
+        assert_eq!(
+            j.attempts(d1[1].id).unwrap(),
+            delivered_now(&d1[1])
+                .record
+                .last_attempt
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+
+        let ids = |q: DeliveryQuery| {
+            j.deliveries(&q)
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.id, r.status))
+                .collect::<Vec<_>>()
+        };
+        let q = |status: Option<DeliveryStatus>, sub: Option<SubscriptionId>| DeliveryQuery {
+            status,
+            subscription: sub,
+            limit: 10,
+            ..Default::default()
+        };
+        let whole = [
+            (explicit.id, Delivered),
+            (d2.id, Delivered),
+            (d1[2].id, Retrying),
+            (d1[1].id, Delivered),
+            (d1[0].id, Delivered),
+        ];
+        assert_eq!(ids(q(None, None)), whole);
+        assert_eq!(
+            ids(q(Some(Delivered), None)),
+            [whole[0], whole[1], whole[3], whole[4]]
+        );
+        assert_eq!(ids(q(Some(Pending), None)), []);
+        assert_eq!(ids(q(None, Some(a))), [whole[0], whole[2], whole[4]]);
+        assert_eq!(ids(q(None, Some(b))), [whole[1], whole[3]]);
+        // Paging through the groups, one at a time, and a window that starts between them.
+        let mut paged = Vec::new();
+        let mut page = q(None, None);
+        page.limit = 1;
+        loop {
+            let got = ids(page.clone());
+            let Some(&(last, _)) = got.last() else { break };
+            paged.extend(got);
+            page.before = Some(last);
+        }
+        assert_eq!(paged, whole);
+        let mut recent = q(None, None);
+        recent.since_ms = Some(((now - 10) / 1000) as i64);
+        assert_eq!(ids(recent), [whole[0], whole[1]]);
+
+        // A record written on its own later (a replay queues it again) takes over.
+        let replayed = Delivery {
+            attempts: 1,
+            cycle_start: 1,
+            due_at_ms: now_ms(),
+            ..d1[0]
+        };
+        j.record(Transition {
+            record: record_of(&replayed, Pending),
+            attempt: None,
+            dequeue: None,
+            enqueue: Some(replayed),
+            dead: DeadOp::None,
+        });
+        ok(j.barrier()).await;
+        assert_eq!(j.delivery(d1[0].id).unwrap().unwrap().status, Pending);
+        assert_eq!(ids(q(None, None))[4], (d1[0].id, Pending));
+        assert_eq!(ids(q(Some(Delivered), None)).len(), 3);
+        assert_eq!(ids(q(None, Some(a)))[2], (d1[0].id, Pending));
+
+        // Retention takes the old group, but not what a record of its own still holds.
+        let stats = j.sweep(Duration::from_secs(7 * 86_400)).unwrap();
+        assert_eq!(stats.deliveries, 1, "{stats:?}");
+        assert_eq!(grouped_ids(&j), vec![d2.id.0]);
+        assert_eq!(j.delivery(d1[1].id).unwrap(), None);
+        assert_eq!(j.delivery(d1[0].id).unwrap().unwrap().status, Pending);
+        assert_eq!(
+            ids(q(None, Some(b))),
+            [whole[1]],
+            "the index follows the log"
+        );
+        assert_eq!(
+            ids(q(None, None)),
+            [whole[0], whole[1], whole[2], (d1[0].id, Pending)]
+        );
+    }
+
+    #[tokio::test]
+    async fn start_up_counts_the_ids_a_delivered_group_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (SubscriptionId::generate(), SubscriptionId::generate());
+        {
+            let j = open(dir.path());
+            let ne = implicit_event(7_000_000, "e", &[a, b]);
+            let ds = ne.deliveries.clone();
+            ok(j.append(vec![ne])).await;
+            for d in &ds {
+                j.record(delivered_now(d));
+            }
+            ok(j.barrier()).await;
+            assert_eq!(grouped_ids(&j), vec![7_000_001, 7_000_002]);
+            // As if retention had taken the event: only the group knows the ids.
+            j.shared
+                .ks
+                .events
+                .remove(codec::u64_key(7_000_000))
+                .unwrap();
+            ok(j.flush()).await;
+        }
+        let j = open(dir.path());
+        assert_eq!(j.recover().unwrap().max_id, 7_000_002);
     }
 
     #[tokio::test]

@@ -52,6 +52,8 @@ impl SweepStats {
 pub(super) enum SweepChunk {
     /// Old delivery-log records that were finished (delivered or dead) when read.
     Deliveries(Vec<DeliveryId>),
+    /// Delivered groups keyed below the cutoff, by key.
+    Delivered(Vec<u64>),
     /// Old events no queued delivery or dead letter referenced, with their dedup keys.
     Events(Vec<(u64, Vec<u8>)>),
 }
@@ -119,7 +121,28 @@ pub(super) fn sweep(
     };
     let mut stats = SweepStats::default();
 
-    // 1. Finished delivery-log records older than the cutoff.
+    // 1. Delivered groups keyed below the cutoff: every record in them is finished. A group
+    // keyed just below it may hold ids up to a span past it, which go a little early; but then
+    // no group outlives a record of its own (written since for one of its ids, and removed
+    // below), which would show the group's older record again. Groups go first, so a reader
+    // between the two steps still sees the newer record.
+    let mut keys = Vec::with_capacity(CHUNK);
+    for (n, g) in ks.delivered.range(..codec::u64_key(cutoff)).enumerate() {
+        if n % ROWS_PER_STOP_CHECK == 0 && shared.stopping() {
+            return Err(JournalError::Closed);
+        }
+        if let Some(first) = codec::read_u64(&g.key().map_err(io)?) {
+            keys.push(first);
+        }
+        if keys.len() == CHUNK {
+            stats.add(apply(tx, SweepChunk::Delivered(std::mem::take(&mut keys)))?);
+        }
+    }
+    if !keys.is_empty() {
+        stats.add(apply(tx, SweepChunk::Delivered(keys))?);
+    }
+
+    // 2. Finished delivery-log records older than the cutoff.
     let mut ids = Vec::with_capacity(CHUNK);
     for (n, g) in ks.deliveries.range(..codec::u64_key(cutoff)).enumerate() {
         // A long backlog of old queued records yields no candidates for a while: look up
@@ -143,7 +166,7 @@ pub(super) fn sweep(
         stats.add(apply(tx, SweepChunk::Deliveries(ids))?);
     }
 
-    // 2. Events older than the cutoff that no queued delivery or dead letter points to.
+    // 3. Events older than the cutoff that no queued delivery or dead letter points to.
     // One snapshot for both keyspaces: a replay moves a delivery from `dead` to `queue` in
     // one commit, and reading them at two moments could miss it in both.
     // The same pass over the queue renews the floor of the implicit deliveries' ids.

@@ -23,7 +23,7 @@
 //! and so does anything that orders after them (a barrier, a flush, a sweep, closing): a
 //! transition sent before a barrier is committed by the time the barrier is answered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ use super::{Keyspaces, Shared};
 use crate::config::FsyncMode;
 use crate::journal::codec;
 use crate::journal::{AppendStatus, DeadOp, JournalError, NewEvent, QueuePos, Transition};
-use crate::model::{DeliveryId, DeliveryStatus, SubscriptionId, now_ms};
+use crate::model::{Delivery, DeliveryId, DeliveryStatus, SubscriptionId, now_ms};
 use crate::telemetry::metrics as m;
 
 /// Upper bound on the operations of one commit, whatever the commands: a steady stream of
@@ -182,9 +182,77 @@ impl Durable {
     }
 }
 
+/// How many appended events' implicit blocks the writer remembers (see [`Grouping`]): at
+/// 20,000 events a second, the last ~3 s. A delivery first attempted later than that gets a
+/// record of its own, as every delivery did before groups.
+const RECENT_BLOCKS: usize = 1 << 16;
+
+/// What the writer keeps across commits to write first transitions in `delivered` groups
+/// ("Delivered groups" in the module docs), and the buffers of the commit being assembled.
+#[derive(Default)]
+struct Grouping {
+    /// Recently appended events with implicit deliveries: sequence number → how many.
+    blocks: HashMap<u64, u32, foldhash::fast::RandomState>,
+    /// Their sequence numbers, oldest first, to forget them in order.
+    order: VecDeque<u64>,
+    /// This commit's grouped records: ids and where their encodings lie in `buf`.
+    entries: Vec<codec::DeliveredEntry>,
+    buf: Vec<u8>,
+    /// A group's value while it is built.
+    value: Vec<u8>,
+}
+
+impl Grouping {
+    fn note_block(&mut self, seq: u64, deliveries: usize) {
+        let n = u32::try_from(deliveries).unwrap_or(u32::MAX);
+        if self.blocks.insert(seq, n).is_none() {
+            self.order.push_back(seq);
+        }
+        if self.order.len() > RECENT_BLOCKS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.blocks.remove(&old);
+        }
+    }
+
+    /// Whether `d` is an implicit delivery of a recently appended event, still as ingest queued
+    /// it: then no record of it has been written (the first transition writes it).
+    fn untouched(&self, d: &Delivery) -> bool {
+        as_ingest_queued(d)
+            && self
+                .blocks
+                .get(&d.event_seq)
+                .is_some_and(|&n| d.id.0 > d.event_seq && d.id.0 - d.event_seq <= u64::from(n))
+    }
+}
+
+/// Whether `d` has the shape of a queue entry ingest wrote: never attempted, in its first
+/// cycle, due when it was created. A re-queued delivery never has it: `outcome::fresh_due`
+/// gives it a due time other than the one it had.
+fn as_ingest_queued(d: &Delivery) -> bool {
+    d.attempts == 0 && d.cycle_start == 0 && d.due_at_ms == d.created_at_ms
+}
+
+/// The queue entry a transition takes away, if the transition is a first attempt that
+/// delivered (no retry, no dead letter, nothing else queued): the one kind of record a
+/// `delivered` group holds.
+fn delivered_at_once(t: &Transition) -> Option<&Delivery> {
+    match t {
+        Transition {
+            dequeue: Some(d),
+            enqueue: None,
+            attempt: None,
+            dead: DeadOp::None,
+            record,
+        } if record.status == DeliveryStatus::Delivered && record.id == d.id => Some(d),
+        _ => None,
+    }
+}
+
 /// One commit being assembled.
 struct Commit<'a> {
     ks: &'a Keyspaces,
+    grouping: &'a mut Grouping,
     batch: fjall::OwnedWriteBatch,
     /// Answered once the batch is committed.
     written: Vec<(Reply<Vec<AppendStatus>>, Vec<AppendStatus>)>,
@@ -284,6 +352,7 @@ fn write(
     let mut batch_hint = 0;
     // A boundary put back while the transitions sent before it are committed.
     let mut deferred = false;
+    let mut grouping = Grouping::default();
     loop {
         let first = match carry.take() {
             Some(cmd) => Some(cmd),
@@ -314,7 +383,7 @@ fn write(
         // Committing what came before a boundary: nothing sent after it joins. The channel
         // holds fewer transitions than one commit has room for, so this takes them all.
         let records_only = carry.is_some();
-        let mut c = Commit::new(shared, batch_hint);
+        let mut c = Commit::new(shared, &mut grouping, batch_hint);
         let deadline = Instant::now() + opts.batch_window;
         c.take_records(records, shared);
         if let Some(first) = first {
@@ -421,9 +490,10 @@ fn write(
 }
 
 impl<'a> Commit<'a> {
-    fn new(shared: &'a Shared, capacity: usize) -> Self {
+    fn new(shared: &'a Shared, grouping: &'a mut Grouping, capacity: usize) -> Self {
         Commit {
             ks: &shared.ks,
+            grouping,
             // As `Database::batch` does: a commit writes through fjall's buffer to the OS, so a
             // crash of Herald (not of the machine) keeps it.
             batch: fjall::OwnedWriteBatch::with_capacity(shared.db.clone(), capacity)
@@ -450,7 +520,7 @@ impl<'a> Commit<'a> {
     /// Operations so far, counting each pending `by_sub` entry as one (at most that many
     /// groups are written).
     fn ops(&self) -> usize {
-        self.batch.len() + self.by_sub.len()
+        self.batch.len() + self.by_sub.len() + self.grouping.entries.len()
     }
 
     fn take_records(&mut self, records: &Records, shared: &Shared) {
@@ -535,6 +605,7 @@ impl<'a> Commit<'a> {
             if implicit {
                 self.implicit
                     .extend(ne.deliveries.iter().map(|d| d.subscription));
+                self.grouping.note_block(e.seq, ne.deliveries.len());
             }
             self.batch.insert(
                 &self.ks.events,
@@ -604,6 +675,20 @@ impl<'a> Commit<'a> {
 
     fn record(&mut self, t: &Transition) {
         let r = &t.record;
+        if let Some(d) = delivered_at_once(t).filter(|d| self.grouping.untouched(d)) {
+            // Delivered at its first attempt, with no record of its own yet: into the commit's
+            // delivered groups ("Delivered groups" in the module docs).
+            let g = &mut *self.grouping;
+            let at = g.buf.len();
+            codec::encode_record_into(&codec::RecordRef::from(r), &mut g.buf);
+            g.entries.push((r.id.0, at, g.buf.len() - at));
+            // Weak: see "Queue deletes" in the module docs.
+            self.batch.remove_weak(
+                &self.ks.queue,
+                codec::queue_key(d.subscription, QueuePos::of(d)),
+            );
+            return;
+        }
         self.batch.insert(
             &self.ks.deliveries,
             codec::u64_key(r.id.0),
@@ -696,10 +781,28 @@ impl<'a> Commit<'a> {
         self.by_sub.clear();
     }
 
+    /// Adds the commit's delivered records to the batch, in groups (`codec::delivered_groups`).
+    fn write_delivered(&mut self) {
+        let (batch, ks) = (&mut self.batch, self.ks);
+        let Grouping {
+            entries,
+            buf,
+            value,
+            ..
+        } = &mut *self.grouping;
+        codec::delivered_groups(entries, |group| {
+            codec::encode_delivered_group(group, buf, value);
+            batch.insert(&ks.delivered, codec::u64_key(group[0].0), value.as_slice());
+        });
+        entries.clear();
+        buf.clear();
+    }
+
     /// Applies the batch (journal write, handed to the OS, and memtables: readable from here
     /// on) and says whether its waiters still wait for an fsync.
     fn commit(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<bool, JournalError> {
         self.write_by_sub();
+        self.write_delivered();
         let batch = std::mem::replace(&mut self.batch, shared.db.batch());
         let sync = needs_sync(fsync, self.appends, self.sub_writes, self.flushes);
         if batch.is_empty() {
@@ -791,6 +894,32 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
             }
             remove_unlisted_groups(shared, &mut batch, &gone, &mut indexed)?;
         }
+        SweepChunk::Delivered(keys) => {
+            let mut gone = HashSet::with_capacity_and_hasher(keys.len(), Default::default());
+            let mut indexed = Vec::new();
+            for first in keys {
+                let key = codec::u64_key(first);
+                let Some(v) = ks.delivered.get(key).map_err(io)? else {
+                    continue;
+                };
+                for entry in codec::delivered_records(first, &v) {
+                    // Unreadable and old: nothing can use the rest.
+                    let Ok((id, bytes)) = entry else { break };
+                    // A record written on its own since stands for the delivery (and goes with
+                    // its own sweep, if finished).
+                    if ks.deliveries.contains_key(codec::u64_key(id)).map_err(io)? {
+                        continue;
+                    }
+                    if let Ok(r) = codec::decode_record(bytes) {
+                        indexed.push((r.subscription, id));
+                    }
+                    gone.insert(id);
+                    stats.deliveries += 1;
+                }
+                batch.remove(&ks.delivered, key);
+            }
+            remove_unlisted_groups(shared, &mut batch, &gone, &mut indexed)?;
+        }
         SweepChunk::Events(events) => {
             for (seq, dedup_key) in events {
                 batch.remove(&ks.events, codec::u64_key(seq));
@@ -848,7 +977,7 @@ fn remove_unlisted_groups(
             let at = run.partition_point(|&(_, id)| id < first);
             if run
                 .get(at)
-                .is_none_or(|&(_, id)| id - first >= codec::BY_SUB_SPAN)
+                .is_none_or(|&(_, id)| id - first >= codec::GROUP_SPAN)
             {
                 continue;
             }
@@ -891,6 +1020,123 @@ mod tests {
                 "{fsync:?} {appends} {events} {ops} {max}"
             );
         }
+    }
+
+    #[test]
+    fn only_a_first_attempt_that_delivered_an_untouched_implicit_delivery_is_grouped() {
+        use crate::model::{DeliveryRecord, DeliveryStatus::*};
+        let sub = SubscriptionId::generate();
+        // Event 1_000 took ids 1_001 and 1_002 for its implicit deliveries.
+        let mut g = Grouping::default();
+        g.note_block(1_000, 2);
+        let ingest = |id: u64| Delivery {
+            id: DeliveryId(id),
+            subscription: sub,
+            event_seq: 1_000,
+            attempts: 0,
+            cycle_start: 0,
+            due_at_ms: 1,
+            created_at_ms: 1,
+        };
+        let t = |d: Delivery, status, enqueue: Option<Delivery>, dead| Transition {
+            record: DeliveryRecord {
+                id: d.id,
+                subscription: sub,
+                event_seq: d.event_seq,
+                event_id: "e".into(),
+                event_type: "t".into(),
+                status,
+                attempts: d.attempts + 1,
+                created_at_ms: 1,
+                next_attempt_at_ms: None,
+                last_attempt: None,
+            },
+            attempt: None,
+            dequeue: Some(d),
+            enqueue,
+            dead,
+        };
+        let grouped = |t: &Transition| delivered_at_once(t).is_some_and(|d| g.untouched(d));
+        let d = ingest(1_001);
+        let cases = [
+            (t(d, Delivered, None, DeadOp::None), true),
+            (t(ingest(1_002), Delivered, None, DeadOp::None), true),
+            // Not of the block: the event itself, past its end (a replay's delivery).
+            (t(ingest(1_000), Delivered, None, DeadOp::None), false),
+            (t(ingest(1_003), Delivered, None, DeadOp::None), false),
+            // An event the writer does not know (before a restart, or long ago).
+            (
+                t(
+                    Delivery {
+                        event_seq: 2_000,
+                        ..ingest(2_001)
+                    },
+                    Delivered,
+                    None,
+                    DeadOp::None,
+                ),
+                false,
+            ),
+            // Moved on from its ingest entry: attempted, in a new cycle, re-queued.
+            (
+                t(Delivery { attempts: 1, ..d }, Delivered, None, DeadOp::None),
+                false,
+            ),
+            (
+                t(
+                    Delivery {
+                        cycle_start: 1,
+                        ..d
+                    },
+                    Delivered,
+                    None,
+                    DeadOp::None,
+                ),
+                false,
+            ),
+            (
+                t(
+                    Delivery { due_at_ms: 2, ..d },
+                    Delivered,
+                    None,
+                    DeadOp::None,
+                ),
+                false,
+            ),
+            // Anything but delivered at once.
+            (t(d, Dead, None, DeadOp::Insert), false),
+            (t(d, Retrying, Some(d), DeadOp::None), false),
+            (t(d, Delivered, None, DeadOp::Remove), false),
+        ];
+        for (i, (t, want)) in cases.iter().enumerate() {
+            assert_eq!(grouped(t), *want, "case {i}");
+        }
+        let mut with_attempt = t(d, Delivered, None, DeadOp::None);
+        with_attempt.attempt =
+            with_attempt
+                .record
+                .last_attempt
+                .clone()
+                .or(Some(crate::model::AttemptRecord {
+                    attempt: 1,
+                    started_at_ms: 1,
+                    duration_us: 1,
+                    class: crate::model::AttemptClass::Success,
+                    status_code: Some(200),
+                    error: None,
+                    response_body: None,
+                }));
+        assert!(!grouped(&with_attempt));
+        // The oldest blocks are forgotten first.
+        for seq in 0..RECENT_BLOCKS as u64 {
+            g.note_block(10_000 + seq * 10, 1);
+        }
+        assert!(!g.untouched(&d));
+        assert!(g.untouched(&Delivery {
+            event_seq: 10_000,
+            ..ingest(10_001)
+        }));
+        assert_eq!(g.blocks.len(), RECENT_BLOCKS);
     }
 
     #[test]
