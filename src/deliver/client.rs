@@ -201,6 +201,8 @@ impl Client {
                 }
                 Sender::H2(mut tx) => {
                     *http_req.uri_mut() = uri.clone();
+                    // A fixed URL's plan carries `Host` for HTTP/1.1; HTTP/2 has `:authority`.
+                    http_req.headers_mut().remove(HOST);
                     let sent = tokio::select! {
                         biased;
                         r = tx.try_send_request(http_req) => r,

@@ -212,7 +212,7 @@ impl Pool {
     ) -> Result<Checkout, ConnectError> {
         let started = Instant::now();
         let stream = connect::connect(&self.connector, uri, connect_timeout).await?;
-        let host = host_header(uri)?;
+        let host = crate::render::host_header(uri).map_err(ConnectError::BadTarget)?;
         if !stream.is_h2() {
             // An HTTP/1.1 handshake does no I/O; it only sets the connection up.
             let (tx, conn) = self
@@ -316,23 +316,6 @@ fn handshake_error(uri: &Uri, source: hyper::Error) -> ConnectError {
     }
 }
 
-/// `host[:port]`, the port only when it is not the scheme's default (as browsers send it).
-fn host_header(uri: &Uri) -> Result<HeaderValue, ConnectError> {
-    let host = uri
-        .host()
-        .ok_or(ConnectError::BadTarget("the URL has no host"))?;
-    let default_port = if uri.scheme_str() == Some("https") {
-        443
-    } else {
-        80
-    };
-    let value = match uri.port_u16() {
-        Some(port) if port != default_port => HeaderValue::from_str(&format!("{host}:{port}")),
-        _ => HeaderValue::from_str(host),
-    };
-    value.map_err(|_| ConnectError::BadTarget("the host is not a valid Host header"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,22 +347,5 @@ mod tests {
         );
         assert!(pool.contains_key(&key(false, "hooks.example:8080")));
         assert!(!pool.contains_key(&key(true, "hooks.example:8080")));
-    }
-
-    #[test]
-    fn host_headers() {
-        let table = [
-            ("http://example.com/x", "example.com"),
-            ("http://example.com:80/x", "example.com"),
-            ("http://example.com:8080/x", "example.com:8080"),
-            ("https://example.com:443/", "example.com"),
-            ("https://example.com:80/", "example.com:80"),
-            ("http://user:pw@example.com/", "example.com"),
-            ("http://[::1]:8080/", "[::1]:8080"),
-        ];
-        for (uri, want) in table {
-            let uri: Uri = uri.parse().unwrap();
-            assert_eq!(host_header(&uri).unwrap(), want, "{uri}");
-        }
     }
 }

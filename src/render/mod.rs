@@ -43,7 +43,49 @@ pub struct Request {
     /// Absolute `http`/`https` URI of the target.
     pub uri: http::Uri,
     /// Every header to send, including `content-type`, `user-agent`, the Standard Webhooks
-    /// headers and auth. `content-length` and `host` are set by the client.
+    /// headers and auth, and `host` for a fixed URL. `content-length` is set by the client, and
+    /// `host` for a templated URL.
     pub headers: http::HeaderMap,
     pub body: bytes::Bytes,
+}
+
+/// The `Host` header of a request to `uri`: `host[:port]`, the port only when it is not the
+/// scheme's default (as browsers send it).
+pub fn host_header(uri: &http::Uri) -> Result<http::HeaderValue, &'static str> {
+    let host = uri.host().ok_or("the URL has no host")?;
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let value = match uri.port_u16() {
+        Some(port) if port != default_port => {
+            http::HeaderValue::from_str(&format!("{host}:{port}"))
+        }
+        _ => http::HeaderValue::from_str(host),
+    };
+    value.map_err(|_| "the host is not a valid Host header")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::Uri;
+
+    #[test]
+    fn host_headers() {
+        let table = [
+            ("http://example.com/x", "example.com"),
+            ("http://example.com:80/x", "example.com"),
+            ("http://example.com:8080/x", "example.com:8080"),
+            ("https://example.com:443/", "example.com"),
+            ("https://example.com:80/", "example.com:80"),
+            ("http://user:pw@example.com/", "example.com"),
+            ("http://[::1]:8080/", "[::1]:8080"),
+        ];
+        for (uri, want) in table {
+            let uri: Uri = uri.parse().unwrap();
+            assert_eq!(host_header(&uri).unwrap(), want, "{uri}");
+        }
+    }
 }

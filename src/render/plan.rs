@@ -408,11 +408,19 @@ impl Plan {
         if signer.is_some() {
             per_attempt.push(WEBHOOK_SIGNATURE);
         }
-        let mut headers = HeaderMap::with_capacity(head.len() + per_attempt.len() + tail.len());
+        // A fixed URL's `Host` is known now (a header no subscription may set): in the plan,
+        // the client finds it instead of adding it to each attempt's copy of the map, which
+        // a clone holds at exactly its length, so that insert also grew it.
+        let host = match &target {
+            Some(Target::Fixed(uri)) => super::host_header(uri).ok(),
+            _ => None,
+        };
+        let mut headers = HeaderMap::with_capacity(head.len() + per_attempt.len() + tail.len() + 1);
         let all = head
             .into_iter()
             .chain(per_attempt.into_iter().map(|n| (n, placeholder.clone())))
-            .chain(tail);
+            .chain(tail)
+            .chain(host.map(|h| (header::HOST, h)));
         for (name, value) in all {
             headers.append(name, value);
         }
@@ -698,6 +706,7 @@ mod tests {
             ("x-api-key", "k-123"),
             ("x-plain", "plain value"),
             ("authorization", "Bearer tok-456"),
+            ("host", "hooks.example.com"),
         ];
         assert_eq!(got, want);
         // Secrets are marked sensitive (never HPACK-indexed, `Debug` shows `Sensitive`).
@@ -742,7 +751,7 @@ mod tests {
         assert!(!req.headers.contains_key(WEBHOOK_SIGNATURE));
         assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
         assert_eq!(req.headers[WEBHOOK_TIMESTAMP], "5");
-        assert_eq!(req.headers.len(), 4);
+        assert_eq!(req.headers.len(), 5);
     }
 
     #[test]
@@ -790,7 +799,7 @@ mod tests {
                 .expect("renders");
             assert_eq!(req.headers[name], value);
             assert!(req.headers[name].is_sensitive());
-            assert_eq!(req.headers.len(), 5);
+            assert_eq!(req.headers.len(), 6);
         }
     }
 
@@ -813,7 +822,8 @@ mod tests {
                 "content-type",
                 "user-agent",
                 "webhook-id",
-                "webhook-timestamp"
+                "webhook-timestamp",
+                "host"
             ]
         );
         assert_eq!(
@@ -896,12 +906,12 @@ mod tests {
                 )
                 .expect("renders");
             // The Standard Webhooks id and timestamp go on every dialect (no secret: no
-            // signature); everything else is the dialect's.
+            // signature), and `Host` on every request; everything else is the dialect's.
             let got: Vec<(&str, &str)> = req
                 .headers
                 .iter()
                 .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
-                .filter(|(n, _)| !n.starts_with("webhook-"))
+                .filter(|(n, _)| !n.starts_with("webhook-") && *n != "host")
                 .collect();
             assert_eq!(got, want, "{dialect:?}");
             assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
@@ -936,6 +946,12 @@ mod tests {
             "https://hooks.example.com/item/39830648?name=Mark%20Smith&status=updated"
         );
         assert_eq!(req.headers[header::CONTENT_TYPE], "application/json");
+        // A templated URL's `Host` is the client's to add; a fixed one's is in the plan, last.
+        assert!(!req.headers.contains_key(header::HOST));
+        let fixed = compile(&datocms_sub(None, "https://hooks.example.com:8443/in")).unwrap();
+        let req = fixed.render(&e, &ctx(1, 1)).unwrap();
+        assert_eq!(req.headers[header::HOST], "hooks.example.com:8443");
+        assert_eq!(req.headers.keys().last(), Some(&header::HOST));
         // A URL without tags is fixed at compile time, like any other.
         let plan = compile(&datocms_sub(
             Some("{{event_type}}"),
