@@ -188,10 +188,10 @@ impl Client {
                     // HTTP/1.1 wants origin-form and a Host header; HTTP/2 takes the absolute
                     // URI and sends the authority as `:authority`.
                     *http_req.uri_mut() = origin_form(&uri);
-                    http_req
-                        .headers_mut()
-                        .entry(HOST)
-                        .or_insert_with(|| checkout.host.clone());
+                    // Not `entry`: it reserves room first, and may grow the map for nothing.
+                    if !http_req.headers().contains_key(HOST) {
+                        http_req.headers_mut().insert(HOST, checkout.host.clone());
+                    }
                     let sent = tokio::select! {
                         biased;
                         r = tx.try_send_request(http_req) => r,

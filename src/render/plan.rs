@@ -291,10 +291,13 @@ fn percent_encode_invalid(rendered: &[u8]) -> String {
 pub struct Plan {
     method: Method,
     target: Target,
-    /// Every header in send order, values final except the `webhook-*` placeholders. Secret
-    /// values are marked sensitive: `Debug` shows `Sensitive` and HTTP/2 never indexes them.
-    /// Templated header values will be a list beside it, filled in per render the same way.
+    /// Every header in send order, values final except the per-attempt placeholders
+    /// (`webhook-*` and `content-length`). Secret values are marked sensitive: `Debug` shows
+    /// `Sensitive` and HTTP/2 never indexes them.
     headers: HeaderMap,
+    /// Where the per-attempt placeholders start in `headers`' order: right after the
+    /// dialect's leading headers, each with one value.
+    per_attempt_at: usize,
     /// Contensis header values with `{/pointer}` placeholders: rendered per attempt into their
     /// (empty) slot in `headers`.
     header_templates: Box<[HeaderTemplate]>,
@@ -408,6 +411,8 @@ impl Plan {
         if signer.is_some() {
             per_attempt.push(WEBHOOK_SIGNATURE);
         }
+        per_attempt.push(header::CONTENT_LENGTH);
+        let per_attempt_at = head.len();
         // A fixed URL's `Host` is known now (a header no subscription may set): in the plan,
         // the client finds it instead of adding it to each attempt's copy of the map, which
         // a clone holds at exactly its length, so that insert also grew it.
@@ -415,7 +420,11 @@ impl Plan {
             Some(Target::Fixed(uri)) => super::host_header(uri).ok(),
             _ => None,
         };
-        let mut headers = HeaderMap::with_capacity(head.len() + per_attempt.len() + tail.len() + 1);
+        // Headroom: `HeaderMap::entry` reserves a slot before it looks, and a clone keeps this
+        // map's table, so a table exactly full grew on every attempt (at the client's `Host`
+        // check, or hyper's `Transfer-Encoding` check).
+        let mut headers =
+            HeaderMap::with_capacity(head.len() + per_attempt.len() + tail.len() + 1 + 4);
         let all = head
             .into_iter()
             .chain(per_attempt.into_iter().map(|n| (n, placeholder.clone())))
@@ -435,6 +444,7 @@ impl Plan {
                     method: sub.method.to_http(),
                     target,
                     headers,
+                    per_attempt_at,
                     header_templates: header_templates.into_boxed_slice(),
                     signer,
                     body,
@@ -457,40 +467,66 @@ impl Plan {
                 source,
             })?;
 
-        // `webhook-id`, `webhook-timestamp` and the signature, written into one buffer of the
-        // exact size and shared by the three header values.
+        // `webhook-id`, `webhook-timestamp`, the signature and `content-length`, written into
+        // one buffer of the exact size and shared by the header values.
         let mut id = itoa::Buffer::new();
         let id = id.format(ctx.delivery.0).as_bytes();
         let mut timestamp = itoa::Buffer::new();
         let timestamp = timestamp.format(ctx.timestamp_s).as_bytes();
+        let mut length = itoa::Buffer::new();
+        let length = length.format(body.len()).as_bytes();
         let sig_len = if self.signer.is_some() {
             SIGNATURE_LEN
         } else {
             0
         };
-        let mut values = Vec::with_capacity(id.len() + timestamp.len() + sig_len);
+        let mut values = Vec::with_capacity(id.len() + timestamp.len() + sig_len + length.len());
         values.extend_from_slice(id);
         values.extend_from_slice(timestamp);
         if let Some(signer) = &self.signer {
             values.extend_from_slice(&signer.sign(id, timestamp, &body));
         }
+        values.extend_from_slice(length);
         let values = Bytes::from(values);
         let ts_end = id.len() + timestamp.len();
-
-        let mut headers = self.headers.clone();
-        let mut set = |name: HeaderName, range: std::ops::Range<usize>| {
-            let value = HeaderValue::from_maybe_shared(values.slice(range)).map_err(|_| {
-                RenderError::HeaderValue {
+        let sig_end = ts_end + sig_len;
+        let signature = self
+            .signer
+            .is_some()
+            .then_some((WEBHOOK_SIGNATURE, ts_end..sig_end));
+        let fill = [
+            Some((WEBHOOK_ID, 0..id.len())),
+            Some((WEBHOOK_TIMESTAMP, id.len()..ts_end)),
+            signature,
+            Some((header::CONTENT_LENGTH, sig_end..values.len())),
+        ]
+        .into_iter()
+        .flatten()
+        .map(
+            |(name, range)| match HeaderValue::from_maybe_shared(values.slice(range)) {
+                Ok(value) => Ok((name, value)),
+                Err(_) => Err(RenderError::HeaderValue {
                     field: name.as_str().into(),
-                }
-            })?;
+                }),
+            },
+        );
+
+        // The placeholders are filled where they are, in the map's order: no name is hashed
+        // or looked up again, and the map, a clone as long as the plan's, does not grow (as a
+        // `content-length` added by hyper made it).
+        let mut headers = self.headers.clone();
+        let mut slots = headers.iter_mut().skip(self.per_attempt_at);
+        let mut missed = Vec::new();
+        for filled in fill {
+            let (name, value) = filled?;
+            match slots.next() {
+                Some((slot_name, slot)) if *slot_name == name => *slot = value,
+                _ => missed.push((name, value)),
+            }
+        }
+        drop(slots);
+        for (name, value) in missed {
             headers.insert(name, value);
-            Ok::<_, RenderError>(())
-        };
-        set(WEBHOOK_ID, 0..id.len())?;
-        set(WEBHOOK_TIMESTAMP, id.len()..ts_end)?;
-        if self.signer.is_some() {
-            set(WEBHOOK_SIGNATURE, ts_end..ts_end + sig_len)?;
         }
         for h in &*self.header_templates {
             let (doc, sub_id) = scope.contensis_context();
@@ -696,6 +732,7 @@ mod tests {
             .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
             .collect();
         let sig = expected_signature(SECRET, "7123456789012345", "1714557600", &req.body);
+        let length = req.body.len().to_string();
         let ua = concat!("Herald/", env!("CARGO_PKG_VERSION"));
         let want = vec![
             ("content-type", "application/json"),
@@ -703,6 +740,7 @@ mod tests {
             ("webhook-id", "7123456789012345"),
             ("webhook-timestamp", "1714557600"),
             ("webhook-signature", sig.as_str()),
+            ("content-length", length.as_str()),
             ("x-api-key", "k-123"),
             ("x-plain", "plain value"),
             ("authorization", "Bearer tok-456"),
@@ -751,7 +789,13 @@ mod tests {
         assert!(!req.headers.contains_key(WEBHOOK_SIGNATURE));
         assert_eq!(req.headers[WEBHOOK_ID], "7123456789012345");
         assert_eq!(req.headers[WEBHOOK_TIMESTAMP], "5");
-        assert_eq!(req.headers.len(), 5);
+        assert_eq!(
+            req.headers[header::CONTENT_LENGTH],
+            req.body.len().to_string()
+        );
+        assert_eq!(req.headers.len(), 6);
+        // Room left for the client's and hyper's `entry` checks: they would grow a full map.
+        assert!(req.headers.capacity() > req.headers.len());
     }
 
     #[test]
@@ -799,7 +843,7 @@ mod tests {
                 .expect("renders");
             assert_eq!(req.headers[name], value);
             assert!(req.headers[name].is_sensitive());
-            assert_eq!(req.headers.len(), 6);
+            assert_eq!(req.headers.len(), 7);
         }
     }
 
@@ -823,6 +867,7 @@ mod tests {
                 "user-agent",
                 "webhook-id",
                 "webhook-timestamp",
+                "content-length",
                 "host"
             ]
         );
@@ -906,11 +951,10 @@ mod tests {
                 )
                 .expect("renders");
             // The Standard Webhooks id and timestamp go on every dialect (no secret: no
-            // signature), and `Host` on every request; everything else is the dialect's.
-            let got: Vec<(&str, &str)> = req
-                .headers
-                .iter()
-                .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            // signature), and `Host` and `Content-Length` on every request; everything else is
+            // the dialect's.
+            let got: Vec<(&str, &str)> = header_list(&req)
+                .into_iter()
                 .filter(|(n, _)| !n.starts_with("webhook-") && *n != "host")
                 .collect();
             assert_eq!(got, want, "{dialect:?}");
@@ -1083,10 +1127,13 @@ mod tests {
         e
     }
 
+    /// The headers but `content-length` (the body's, checked in
+    /// `every_header_present_in_order`).
     fn header_list(req: &Request) -> Vec<(&str, &str)> {
         req.headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .filter(|(n, _)| *n != "content-length")
             .collect()
     }
 
