@@ -151,7 +151,9 @@ pub fn by_sub_groups(
     pairs: &mut Vec<(SubscriptionId, u64)>,
     mut group: impl FnMut(SubscriptionId, &[(SubscriptionId, u64)]),
 ) {
-    pairs.sort_unstable();
+    // Keyed as integers (big-endian, so in the keys' byte order): `SubscriptionId`'s own order
+    // compares its bytes through `memcmp`, which made this sort ~900 instructions a delivery.
+    pairs.sort_unstable_by_key(|&(sub, id)| (sub.0.as_u128(), id));
     pairs.dedup();
     let mut rest = &pairs[..];
     while let Some(&(sub, first)) = rest.first() {

@@ -2212,8 +2212,10 @@ mod tests {
                 attempts,
                 ..delivery(id, a, id - 1, 0)
             };
+            // A dead letter queued again is pending in a new cycle, as a replay's new delivery
+            // is (`outcome::requeued`, `outcome::created`).
             Transition {
-                record: record_of(&d, DeliveryStatus::Retrying),
+                record: record_of(&d, DeliveryStatus::Pending),
                 attempt: None,
                 dequeue: None,
                 enqueue: Some(d),

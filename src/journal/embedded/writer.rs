@@ -715,10 +715,14 @@ impl<'a> Commit<'a> {
                 codec::encode_delivery(d),
             );
             // A queue entry that replaces none is a delivery created after ingest (a
-            // subscription replay) or a dead letter queued again, which ingest indexed already.
-            // Indexing that one again would write a group keyed by its id, and if a group is
-            // keyed so already (the id was its first), replace it and drop its other ids.
-            if t.dequeue.is_none() && !self.indexed(d.subscription, d.id.0) {
+            // subscription replay: never attempted, pending, no dead letter) or one queued again
+            // (a dead letter, or a delivered one), which ingest indexed already. Indexing that
+            // one again would write a group keyed by its id, and if a group is keyed so already
+            // (the id was its first), replace it and drop its other ids.
+            let created = t.record.attempts == 0
+                && t.record.status == DeliveryStatus::Pending
+                && t.dead == DeadOp::None;
+            if t.dequeue.is_none() && (created || !self.indexed(d.subscription, d.id.0)) {
                 self.by_sub.push((d.subscription, d.id.0));
             }
         }
