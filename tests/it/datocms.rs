@@ -683,6 +683,89 @@ async fn no_auto_retry_fails_once_and_resend_uses_current_settings() {
     assert_eq!(cap.count(), 2);
 }
 
+/// A call delivered at once is logged with the commit's other first deliveries (see the
+/// journal's "Delivered groups"); a resend logs its second attempt over it, and the call is
+/// still listed once, here and under its webhook.
+#[tokio::test]
+async fn resending_a_delivered_call_logs_it_once_with_both_attempts() {
+    let h = Herald::start().await;
+    let cap = Capture::start().await;
+    let id = create(
+        &h,
+        ADMIN_TOKEN,
+        &webhook_doc(
+            "ok",
+            &cap.url("/ok"),
+            json!([{"entity_type": "item", "event_types": ["update"]}]),
+            true,
+        ),
+    )
+    .await;
+    h.ingest(
+        "/v1/ingest/datocms",
+        "application/json",
+        item_update("d-1", "205"),
+    )
+    .await;
+    let v = calls_when(&h, ADMIN_TOKEN, "", |v| {
+        v["data"][0]["attributes"]["status"] == "success"
+    })
+    .await;
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+    let call_id = v["data"][0]["id"].as_str().unwrap().to_string();
+    let first_sent = v["data"][0]["attributes"]["last_sent_at"].clone();
+
+    let a = dato(
+        &h,
+        "POST",
+        &format!("/webhook_calls/{call_id}/resend_webhook"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 204, "{}", a.text());
+    let got = cap.wait_for(2, WAIT).await;
+    assert_eq!(got[1].header("webhook-id"), Some(call_id.as_str()));
+    assert_eq!(got[1].json()["attempted_auto_retries_count"], 1);
+    let resent = |v: &Value| {
+        let a = &v["data"][0]["attributes"];
+        a["status"] == "success" && a["last_sent_at"] != first_sent
+    };
+    for query in [
+        String::new(),
+        format!("?filter[fields][webhook_id][eq]={id}"),
+    ] {
+        let v = calls_when(&h, ADMIN_TOKEN, &query, resent).await;
+        let calls = v["data"].as_array().unwrap();
+        assert_eq!(calls.len(), 1, "{query}: {v}");
+        assert_eq!(calls[0]["id"], call_id.as_str());
+    }
+    let one = dato(&h, "GET", &format!("/webhook_calls/{call_id}"), None).await;
+    assert_eq!(one.status, 200, "{}", one.text());
+    assert_eq!(one.json()["data"]["attributes"]["status"], "success");
+    // The whole log (Herald's own API, no subscription filter) has it once too, with both
+    // attempts in its record and in its attempt log.
+    let v = h.api("GET", "/v1/deliveries", None).await.json();
+    let rows: Vec<&Value> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["id"] == call_id.as_str())
+        .collect();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["status"], "delivered");
+    assert_eq!(rows[0]["attempts"], 2);
+    let detail = h
+        .api("GET", &format!("/v1/deliveries/{call_id}"), None)
+        .await
+        .json();
+    assert_eq!(
+        detail["attempt_log"].as_array().unwrap().len(),
+        2,
+        "{detail}"
+    );
+    assert_eq!(cap.count(), 2);
+}
+
 #[tokio::test]
 async fn webhook_calls_filters_order_and_paging() {
     let h = Herald::start().await;
