@@ -611,6 +611,47 @@ async fn delivers_datocms_requests_byte_for_byte_and_logs_calls() {
     assert_eq!(one.json()["data"], *c);
 }
 
+/// `POST /webhook_calls/{id}/resend_webhook`, answered `204` with no body.
+async fn resend(h: &Herald, call_id: &str) {
+    let a = dato(
+        h,
+        "POST",
+        &format!("/webhook_calls/{call_id}/resend_webhook"),
+        None,
+    )
+    .await;
+    assert_eq!(a.status, 204, "{}", a.text());
+    assert!(a.body.is_empty());
+}
+
+/// A webhook for item updates to `url`, one item update sent, and the call listing once the
+/// call has `status`: the webhook's id and the listing.
+async fn webhook_with_one_call(
+    h: &Herald,
+    url: &str,
+    auto_retry: bool,
+    status: &str,
+) -> (String, Value) {
+    let events = json!([{"entity_type": "item", "event_types": ["update"]}]);
+    let id = create(
+        h,
+        ADMIN_TOKEN,
+        &webhook_doc("hook", url, events, auto_retry),
+    )
+    .await;
+    h.ingest(
+        "/v1/ingest/datocms",
+        "application/json",
+        item_update("one-call", "205"),
+    )
+    .await;
+    let v = calls_when(h, ADMIN_TOKEN, "", |v| {
+        v["data"][0]["attributes"]["status"] == status
+    })
+    .await;
+    (id, v)
+}
+
 #[tokio::test]
 async fn no_auto_retry_fails_once_and_resend_uses_current_settings() {
     let h = Herald::start().await;
@@ -619,27 +660,7 @@ async fn no_auto_retry_fails_once_and_resend_uses_current_settings() {
         ..Reply::status(500)
     })
     .await;
-    let id = create(
-        &h,
-        ADMIN_TOKEN,
-        &webhook_doc(
-            "failing",
-            &cap.url("/old"),
-            json!([{"entity_type": "item", "event_types": ["update"]}]),
-            false,
-        ),
-    )
-    .await;
-    h.ingest(
-        "/v1/ingest/datocms",
-        "application/json",
-        item_update("f-1", "205"),
-    )
-    .await;
-    let v = calls_when(&h, ADMIN_TOKEN, "", |v| {
-        v["data"][0]["attributes"]["status"] == "failed"
-    })
-    .await;
+    let (id, v) = webhook_with_one_call(&h, &cap.url("/old"), false, "failed").await;
     // Failed for good after its one attempt: no retry is scheduled.
     assert_eq!(cap.count(), 1);
     let c = &v["data"][0];
@@ -656,15 +677,7 @@ async fn no_auto_retry_fails_once_and_resend_uses_current_settings() {
         "attributes": {"url": cap.url("/new"), "headers": {"X-Fixed": "yes"}}}});
     let a = dato(&h, "PUT", &format!("/webhooks/{id}"), Some(&put)).await;
     assert_eq!(a.status, 200, "{}", a.text());
-    let a = dato(
-        &h,
-        "POST",
-        &format!("/webhook_calls/{call_id}/resend_webhook"),
-        None,
-    )
-    .await;
-    assert_eq!(a.status, 204, "{}", a.text());
-    assert!(a.body.is_empty());
+    resend(&h, &call_id).await;
     let got = cap.wait_for(2, WAIT).await;
     assert_eq!(got[1].path, "/new");
     assert_eq!(got[1].header("x-fixed"), Some("yes"));
@@ -690,39 +703,12 @@ async fn no_auto_retry_fails_once_and_resend_uses_current_settings() {
 async fn resending_a_delivered_call_logs_it_once_with_both_attempts() {
     let h = Herald::start().await;
     let cap = Capture::start().await;
-    let id = create(
-        &h,
-        ADMIN_TOKEN,
-        &webhook_doc(
-            "ok",
-            &cap.url("/ok"),
-            json!([{"entity_type": "item", "event_types": ["update"]}]),
-            true,
-        ),
-    )
-    .await;
-    h.ingest(
-        "/v1/ingest/datocms",
-        "application/json",
-        item_update("d-1", "205"),
-    )
-    .await;
-    let v = calls_when(&h, ADMIN_TOKEN, "", |v| {
-        v["data"][0]["attributes"]["status"] == "success"
-    })
-    .await;
+    let (id, v) = webhook_with_one_call(&h, &cap.url("/ok"), true, "success").await;
     assert_eq!(v["data"].as_array().unwrap().len(), 1);
     let call_id = v["data"][0]["id"].as_str().unwrap().to_string();
     let first_sent = v["data"][0]["attributes"]["last_sent_at"].clone();
 
-    let a = dato(
-        &h,
-        "POST",
-        &format!("/webhook_calls/{call_id}/resend_webhook"),
-        None,
-    )
-    .await;
-    assert_eq!(a.status, 204, "{}", a.text());
+    resend(&h, &call_id).await;
     let got = cap.wait_for(2, WAIT).await;
     assert_eq!(got[1].header("webhook-id"), Some(call_id.as_str()));
     assert_eq!(got[1].json()["attempted_auto_retries_count"], 1);

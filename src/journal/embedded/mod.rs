@@ -2380,18 +2380,7 @@ mod tests {
             enqueue: None,
             dead: DeadOp::None,
         });
-        let retry = Delivery {
-            attempts: 1,
-            due_at_ms: 5_000,
-            ..d1[2]
-        };
-        j.record(Transition {
-            record: record_of(&retry, Retrying),
-            attempt: Some(attempt(1)),
-            dequeue: Some(d1[2]),
-            enqueue: Some(retry),
-            dead: DeadOp::None,
-        });
+        j.record(retried(&d1[2], 5_000));
         ok(j.barrier()).await;
         assert_eq!(j.delivery(d1[0].id).unwrap().unwrap().status, Delivered);
         assert_eq!(
@@ -2546,23 +2535,33 @@ mod tests {
     }
 
     /// A transition of `d` delivered at its first attempt, as `outcome::after_attempt` makes it.
-    fn delivered_now(d: &Delivery) -> Transition {
+    /// A transition of `d` (never attempted) after its first attempt failed: due again at
+    /// `due_at_ms`.
+    fn retried(d: &Delivery, due_at_ms: i64) -> Transition {
+        let retry = Delivery {
+            attempts: 1,
+            due_at_ms,
+            ..*d
+        };
         Transition {
-            record: DeliveryRecord {
-                attempts: 1,
-                last_attempt: Some(AttemptRecord {
-                    class: AttemptClass::Success,
-                    status_code: Some(200),
-                    response_body: None,
-                    ..attempt(1)
-                }),
-                ..record_of(d, DeliveryStatus::Delivered)
-            },
-            attempt: None,
+            record: record_of(&retry, DeliveryStatus::Retrying),
+            attempt: Some(attempt(1)),
             dequeue: Some(*d),
-            enqueue: None,
+            enqueue: Some(retry),
             dead: DeadOp::None,
         }
+    }
+
+    fn delivered_now(d: &Delivery) -> Transition {
+        let mut t = delivered(d);
+        t.record.attempts = 1;
+        t.record.last_attempt = Some(AttemptRecord {
+            class: AttemptClass::Success,
+            status_code: Some(200),
+            response_body: None,
+            ..attempt(1)
+        });
+        t
     }
 
     #[tokio::test]
@@ -2585,18 +2584,7 @@ mod tests {
         for d in [d1[0], d1[1], d2, explicit] {
             j.record(delivered_now(&d));
         }
-        let retry = Delivery {
-            attempts: 1,
-            due_at_ms: d1[2].due_at_ms + 5_000,
-            ..d1[2]
-        };
-        j.record(Transition {
-            record: record_of(&retry, Retrying),
-            attempt: Some(attempt(1)),
-            dequeue: Some(d1[2]),
-            enqueue: Some(retry),
-            dead: DeadOp::None,
-        });
+        j.record(retried(&d1[2], d1[2].due_at_ms + 5_000));
         ok(j.barrier()).await;
 
         // The implicit deliveries delivered at once are in groups, with no record of their own;
