@@ -517,8 +517,8 @@ impl<'a> Commit<'a> {
     /// first: a transition sent after that nudges again, so none is left waiting unseen; one
     /// whose sender found the flag still set was sent before the clear (the swap acquires
     /// the sender's), so the drain below sees it.
-    /// Operations so far, counting each pending `by_sub` entry as one (at most that many
-    /// groups are written).
+    /// Operations so far, counting each pending `by_sub` entry and grouped record as one (at
+    /// most that many groups are written).
     fn ops(&self) -> usize {
         self.batch.len() + self.by_sub.len() + self.grouping.entries.len()
     }
