@@ -43,8 +43,8 @@ pub struct Request {
     /// Absolute `http`/`https` URI of the target.
     pub uri: http::Uri,
     /// Every header to send, including `content-type`, `user-agent`, the Standard Webhooks
-    /// headers and auth, and `host` for a fixed URL. `content-length` is set by the client, and
-    /// `host` for a templated URL.
+    /// headers, `content-length` and auth, and `host` for a fixed URL (the client adds a
+    /// templated URL's, and hyper `content-length` to a request made without one).
     pub headers: http::HeaderMap,
     pub body: bytes::Bytes,
 }

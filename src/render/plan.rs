@@ -10,11 +10,14 @@
 //! stages share one per subscription behind an `Arc`.
 //!
 //! The headers are compiled into a ready `HeaderMap` with empty placeholders for the
-//! per-attempt `webhook-*` values: rendering clones it (no hashing of the fixed names) and
-//! replaces the placeholders in place, and those three values share one small allocation.
+//! per-attempt values (`webhook-*` and `content-length`): rendering clones it and fills the
+//! placeholders where they stand, in the map's order, hashing no name; the values share one
+//! small allocation. The map has room to spare, since `HeaderMap::entry` (the client's and
+//! hyper's checks) grows a full one before it looks.
 //!
 //! Headers go out in a fixed order: `content-type`, `user-agent`, `webhook-id`,
-//! `webhook-timestamp`, `webhook-signature`, the subscription's headers, then auth. A
+//! `webhook-timestamp`, `webhook-signature`, `content-length`, the subscription's headers,
+//! auth, then `host` for a fixed URL (the client adds a templated URL's). A
 //! subscription header named `content-type` or `user-agent` (or `accept`) replaces the default
 //! instead of adding a second one. Contensis bodies go out as `application/json;
 //! charset=utf-8` (spec §2.6). DatoCMS-dialect subscriptions send what DatoCMS sends
