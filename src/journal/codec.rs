@@ -76,7 +76,32 @@ pub fn by_sub_first(k: &[u8]) -> Option<u64> {
 /// The lowest `by_sub` key of `sub` whose group can hold `id` (or a later one): groups keyed
 /// up to a span below it may.
 pub fn by_sub_key_reaching(sub: SubscriptionId, id: u64) -> [u8; 24] {
-    by_sub_key(sub, DeliveryId(id.saturating_sub(GROUP_SPAN - 1)))
+    by_sub_key(sub, DeliveryId(lowest_reaching(id)))
+}
+
+/// The lowest `delivered` key whose group can hold `id` (or a later one).
+pub fn delivered_key_reaching(id: u64) -> [u8; 8] {
+    u64_key(lowest_reaching(id))
+}
+
+/// The lowest first id of a group (either kind) that can hold `id`.
+fn lowest_reaching(id: u64) -> u64 {
+    id.saturating_sub(GROUP_SPAN - 1)
+}
+
+/// Calls `group` with each run of `items` (sorted), in order: a run goes on while `fits(first
+/// of the run, item)` and it is shorter than `max`.
+fn runs<T>(items: &[T], max: usize, fits: impl Fn(&T, &T) -> bool, mut group: impl FnMut(&[T])) {
+    let mut rest = items;
+    while let Some(first) = rest.first() {
+        let n = rest
+            .iter()
+            .take(max)
+            .position(|item| !fits(first, item))
+            .unwrap_or(rest.len().min(max));
+        group(&rest[..n]);
+        rest = &rest[n..];
+    }
 }
 
 /// How far apart (in delivery ids, which are microseconds) the ids of one group (`by_sub` or
@@ -155,15 +180,12 @@ pub fn by_sub_groups(
     // compares its bytes through `memcmp`, which made this sort ~900 instructions a delivery.
     pairs.sort_unstable_by_key(|&(sub, id)| (sub.0.as_u128(), id));
     pairs.dedup();
-    let mut rest = &pairs[..];
-    while let Some(&(sub, first)) = rest.first() {
-        let n = rest
-            .iter()
-            .position(|&(s, id)| s != sub || id - first >= GROUP_SPAN)
-            .unwrap_or(rest.len());
-        group(sub, &rest[..n]);
-        rest = &rest[n..];
-    }
+    runs(
+        pairs,
+        usize::MAX,
+        |&(sub, first), &(s, id)| s == sub && id - first < GROUP_SPAN,
+        |run| group(run[0].0, run),
+    );
 }
 
 /// Merges groups (`by_sub` or `delivered`) read newest key first into one stream of ids, newest
@@ -221,22 +243,15 @@ pub type DeliveredEntry = (u64, usize, usize);
 /// Splits a commit's delivered records into `delivered` groups: sorted by id (a duplicate id
 /// keeps its first record), each group's ids less than [`GROUP_SPAN`] above its first, at most
 /// [`MAX_DELIVERED_GROUP`] of them. Calls `group` with each.
-pub fn delivered_groups(
-    entries: &mut Vec<DeliveredEntry>,
-    mut group: impl FnMut(&[DeliveredEntry]),
-) {
+pub fn delivered_groups(entries: &mut Vec<DeliveredEntry>, group: impl FnMut(&[DeliveredEntry])) {
     entries.sort_by_key(|e| e.0);
     entries.dedup_by_key(|e| e.0);
-    let mut rest = &entries[..];
-    while let Some(&(first, ..)) = rest.first() {
-        let n = rest
-            .iter()
-            .take(MAX_DELIVERED_GROUP)
-            .position(|&(id, ..)| id - first >= GROUP_SPAN)
-            .unwrap_or(rest.len().min(MAX_DELIVERED_GROUP));
-        group(&rest[..n]);
-        rest = &rest[n..];
-    }
+    runs(
+        entries,
+        MAX_DELIVERED_GROUP,
+        |&(first, ..), &(id, ..)| id - first < GROUP_SPAN,
+        group,
+    );
 }
 
 /// A `delivered` group's value (its key is its first id): per record, ascending by id, the

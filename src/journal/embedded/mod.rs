@@ -799,7 +799,7 @@ fn grouped_record(
     ks: &Keyspaces,
     id: DeliveryId,
 ) -> Result<Option<DeliveryRecord>, JournalError> {
-    let lo = codec::u64_key(id.0.saturating_sub(codec::GROUP_SPAN - 1));
+    let lo = codec::delivered_key_reaching(id.0);
     for g in snap.range(&ks.delivered, lo..=codec::u64_key(id.0)).rev() {
         let (k, v) = kv(g)?;
         let first = codec::read_u64(&k).unwrap_or(0);
@@ -1001,7 +1001,7 @@ impl Written {
             _ => u64::MAX,
         };
         // Groups keyed below the floor by less than the span may hold ids in range.
-        let reaching = codec::u64_key(floor.saturating_sub(codec::GROUP_SPAN - 1));
+        let reaching = codec::delivered_key_reaching(floor);
         Written {
             logged: snap.range(&ks.deliveries, range),
             logged_head: None,

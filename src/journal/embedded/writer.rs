@@ -675,25 +675,21 @@ impl<'a> Commit<'a> {
 
     fn record(&mut self, t: &Transition) {
         let r = &t.record;
-        if let Some(d) = delivered_at_once(t).filter(|d| self.grouping.untouched(d)) {
+        if delivered_at_once(t).is_some_and(|d| self.grouping.untouched(d)) {
             // Delivered at its first attempt, with no record of its own yet: into the commit's
-            // delivered groups ("Delivered groups" in the module docs).
+            // delivered groups ("Delivered groups" in the module docs). Such a transition has
+            // nothing else to write but its queue delete, below.
             let g = &mut *self.grouping;
             let at = g.buf.len();
             codec::encode_record_into(&codec::RecordRef::from(r), &mut g.buf);
             g.entries.push((r.id.0, at, g.buf.len() - at));
-            // Weak: see "Queue deletes" in the module docs.
-            self.batch.remove_weak(
-                &self.ks.queue,
-                codec::queue_key(d.subscription, QueuePos::of(d)),
+        } else {
+            self.batch.insert(
+                &self.ks.deliveries,
+                codec::u64_key(r.id.0),
+                codec::encode_record(r),
             );
-            return;
         }
-        self.batch.insert(
-            &self.ks.deliveries,
-            codec::u64_key(r.id.0),
-            codec::encode_record(r),
-        );
         if let Some(a) = &t.attempt {
             self.batch.insert(
                 &self.ks.attempts,
