@@ -28,7 +28,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dashmap::DashMap;
@@ -596,7 +596,10 @@ async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
                 if std::mem::take(&mut parked) {
                     st.parked -= 1;
                 }
-                st.promote(now_ms());
+                // Only a retry waits in `delayed`; at load it is empty, and the clock is not read.
+                if !st.delayed.is_empty() {
+                    st.promote(now_ms());
+                }
                 let linger_left = !linger.is_zero()
                     && linger_until.is_none_or(|t| t > tokio::time::Instant::now());
                 match lane_step(&st, inner.stopping.load(Ordering::SeqCst), linger_left) {
@@ -840,7 +843,6 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
     };
     let number = d.attempts + 1;
     let started_at_ms = now_ms();
-    let started = Instant::now();
     let ctx = AttemptCtx {
         delivery: d.id,
         attempt: number,
@@ -870,7 +872,7 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
             class: AttemptClass::Refused,
             status: None,
             retry_after: None,
-            duration: started.elapsed(),
+            duration: Duration::from_millis(now_ms().saturating_sub(started_at_ms) as u64),
             error: Some(format!("cannot render the request: {e}")),
             response_body: None,
         },
@@ -896,8 +898,18 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
         },
     };
     let policy = sub.retry.as_deref().unwrap_or(&cfg.retry);
-    let (next, t) =
-        outcome::after_attempt(&d, ev, record, &summary, policy, fastrand::f64(), now_ms());
+    // The attempt's end, from its start and the duration the client measured: one clock read
+    // less per attempt.
+    let ended_at_ms = started_at_ms.saturating_add(record.duration_us as i64 / 1000);
+    let (next, t) = outcome::after_attempt(
+        &d,
+        ev,
+        record,
+        &summary,
+        policy,
+        fastrand::f64(),
+        ended_at_ms,
+    );
     inner.journal.record(t);
     match &next {
         Next::Delivered => {
