@@ -350,7 +350,26 @@ struct Phase {
     store_bg_cpu_s: f64,
     /// CPU seconds of this process (sink and feeders) in the window.
     bench_cpu_s: f64,
+    /// The worst latency stalls of the window, in time order.
+    stalls: Vec<Stall>,
 }
+
+/// A run of the window's latency timeline at or over [`STALL_MS`]: when its events were sent
+/// (ms since the window opened), the worst latency among them, and what Herald's threads ran
+/// from [`STALL_LEAD_MS`] before it until its last event arrived.
+struct Stall {
+    from_ms: u64,
+    to_ms: u64,
+    worst_ms: f64,
+    threads: daemon::SpanThreads,
+}
+
+/// A latency at or over this is a stall (the half-rate target).
+const STALL_MS: u64 = 10;
+/// How far before a stall its threads' run time is counted.
+const STALL_LEAD_MS: u64 = 100;
+/// Stalls reported per phase, the worst ones.
+const STALLS_KEPT: usize = 8;
 
 /// Feeds `h` with `plan` for `secs` after a warm-up, then waits for the phase's deliveries to
 /// the `counted` endpoint slots (`fanout` per accepted event) to arrive.
@@ -365,9 +384,14 @@ async fn phase(
     let stats = &ctx.sink.stats;
     let sum = |c: &[u64; sink::ENDPOINTS]| counted.iter().map(|&i| c[i]).sum::<u64>();
     let before = stats.counts();
+    // The paced (half-rate) phases are the latency ones: what Herald's threads did around a
+    // stall is sampled there only (reading `/proc` costs the bench ~1 % of a core).
+    let paced = plan.rate.is_some();
     let feed = Feed::start(plan, ctx.payload.clone(), ctx.clock.clone()).await?;
     tokio::time::sleep(ctx.warmup()).await;
     let from = stats.open_window();
+    let sampler = paced
+        .then(|| daemon::ThreadSampler::start(h.pid(), Instant::now(), Duration::from_millis(25)));
     feed.stats.open_window(from);
     feed.stats.reset_ack();
     let me = std::process::id();
@@ -408,6 +432,27 @@ async fn phase(
         }
     }
     let drain_s = (!counted.is_empty()).then(|| stopped.elapsed().as_secs_f64());
+    let stalls = match sampler {
+        None => Vec::new(),
+        Some(sampler) => {
+            let mut runs = stats.stalls(STALL_MS * 1000);
+            runs.sort_by_key(|r| std::cmp::Reverse(r.2));
+            runs.truncate(STALLS_KEPT);
+            runs.sort_by_key(|r| r.0);
+            // Until the last of the stall's events arrived.
+            let spans: Vec<(u64, u64)> = runs.iter().map(|r| (r.0, r.1 + r.2 / 1000)).collect();
+            let cpu = sampler.finish(&spans, STALL_LEAD_MS);
+            runs.into_iter()
+                .zip(cpu)
+                .map(|((from_ms, to_ms, worst_us), threads)| Stall {
+                    from_ms,
+                    to_ms,
+                    worst_ms: worst_us as f64 / 1000.0,
+                    threads,
+                })
+                .collect()
+        }
+    };
     // Deliveries of the events sent inside the window, whenever they arrived (the drain above
     // waited for them): a backlog carried across the window's edges neither adds nor takes.
     let w = stats.window_counts();
@@ -440,6 +485,7 @@ async fn phase(
         cpu_s: cpu,
         store_bg_cpu_s: p1.store_bg_cpu_s - p0.store_bg_cpu_s,
         bench_cpu_s: b1.cpu_s - b0.cpu_s,
+        stalls,
     })
 }
 
@@ -593,6 +639,26 @@ async fn deliveries(
         s.set("half_rate_ack_p99_ms", v);
     }
     s.set("half_rate_late_batches", half.late);
+    // When the half-rate p99 fails, whether it is a tail or a few stalls, and what ran then.
+    let stalls: Vec<Value> = half
+        .stalls
+        .iter()
+        .map(|st| {
+            let t = &st.threads;
+            let map = |v: Vec<(&str, Value)>| {
+                Value::Object(v.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            };
+            json!({
+                "from_ms": st.from_ms,
+                "to_ms": st.to_ms,
+                "worst_ms": round(st.worst_ms, 1),
+                "run_ms": map(t.run_ms.iter().map(|(k, ms)| (*k, json!(round(*ms, 1)))).collect()),
+                "blocked_samples": map(t.blocked.iter().map(|(k, n)| (*k, json!(n))).collect()),
+                "runnable_samples": map(t.runnable.iter().map(|(k, n)| (*k, json!(n))).collect()),
+            })
+        })
+        .collect();
+    s.set("half_rate_stalls", Value::Array(stalls));
     if let Some(d) = peak.drain_s {
         s.set("peak_drain_s", round(d, 2));
     }

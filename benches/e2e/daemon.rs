@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -131,6 +132,140 @@ pub fn proc_stats(pid: u32, ticks: f64) -> ProcStats {
         out.hwm = kb("VmHWM:");
     }
     out
+}
+
+/// Threads sampled for the stall report, by name (tokio's blocking threads share the workers').
+const SAMPLED_THREADS: [&str; 5] = [
+    "herald-worker",
+    "herald-journal",
+    "herald-sync",
+    "fjall:worker",
+    "herald-reaper",
+];
+
+/// Samples the run time of a process's named threads (`/proc/<pid>/task/<tid>/schedstat`,
+/// nanoseconds) every `every` until stopped: what ran around a latency stall.
+pub struct ThreadSampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<Sample>>,
+}
+
+/// One look at the sampled threads: when (seconds since the epoch), each group's cumulative
+/// run time (ns), and how many of its threads were blocked in the kernel (`D`) or waiting to run.
+struct Sample {
+    at: f64,
+    run_ns: [u64; SAMPLED_THREADS.len()],
+    blocked: [u32; SAMPLED_THREADS.len()],
+    runnable: [u32; SAMPLED_THREADS.len()],
+}
+
+/// What a span's threads did: run time (ms) per group, and, over the span's samples, how many
+/// times a thread of the group was found blocked in the kernel or runnable (waiting for or on a
+/// CPU).
+pub struct SpanThreads {
+    pub run_ms: Vec<(&'static str, f64)>,
+    pub blocked: Vec<(&'static str, u32)>,
+    pub runnable: Vec<(&'static str, u32)>,
+}
+
+impl ThreadSampler {
+    /// Starts sampling `pid`; sample times are seconds since `epoch`.
+    pub fn start(pid: u32, epoch: Instant, every: Duration) -> ThreadSampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            // tid → index in SAMPLED_THREADS, read once per thread (tids are not reused
+            // within a run of this length).
+            let mut known: std::collections::HashMap<String, Option<usize>> = Default::default();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut run_ns = [0u64; SAMPLED_THREADS.len()];
+                let mut blocked = [0u32; SAMPLED_THREADS.len()];
+                let mut runnable = [0u32; SAMPLED_THREADS.len()];
+                if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+                    for task in tasks.flatten() {
+                        let tid = task.file_name().to_string_lossy().into_owned();
+                        let slot = *known.entry(tid).or_insert_with(|| {
+                            let comm = std::fs::read_to_string(task.path().join("comm"))
+                                .unwrap_or_default();
+                            SAMPLED_THREADS.iter().position(|n| *n == comm.trim_end())
+                        });
+                        let Some(slot) = slot else { continue };
+                        let ns = std::fs::read_to_string(task.path().join("schedstat"))
+                            .ok()
+                            .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
+                            .unwrap_or(0);
+                        run_ns[slot] += ns;
+                        let stat =
+                            std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                        match stat
+                            .rsplit_once(')')
+                            .and_then(|(_, r)| r.trim_start().chars().next())
+                        {
+                            Some('D') => blocked[slot] += 1,
+                            Some('R') => runnable[slot] += 1,
+                            _ => {}
+                        }
+                    }
+                }
+                samples.push(Sample {
+                    at: epoch.elapsed().as_secs_f64(),
+                    run_ns,
+                    blocked,
+                    runnable,
+                });
+                std::thread::sleep(every);
+            }
+            samples
+        });
+        ThreadSampler { stop, thread }
+    }
+
+    /// Stops and returns, per span `(from_ms, to_ms)` since the epoch, what the sampled
+    /// threads did over `[from − lead, to]` (only the groups that ran, or were seen blocked or
+    /// runnable).
+    pub fn finish(self, spans: &[(u64, u64)], lead_ms: u64) -> Vec<SpanThreads> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = self.thread.join().unwrap_or_default();
+        // The cumulative run time at `t` seconds: the last sample at or before it.
+        let run_at = |t: f64| {
+            samples
+                .iter()
+                .take_while(|s| s.at <= t)
+                .last()
+                .or(samples.first())
+                .map_or([0; SAMPLED_THREADS.len()], |s| s.run_ns)
+        };
+        spans
+            .iter()
+            .map(|&(from, to)| {
+                let (t0, t1) = (
+                    from.saturating_sub(lead_ms) as f64 / 1000.0,
+                    to as f64 / 1000.0,
+                );
+                let (a, b) = (run_at(t0), run_at(t1));
+                let inside = || samples.iter().filter(move |s| s.at >= t0 && s.at <= t1);
+                let count = |pick: fn(&Sample) -> &[u32; SAMPLED_THREADS.len()]| {
+                    SAMPLED_THREADS
+                        .iter()
+                        .enumerate()
+                        .map(|(i, name)| (*name, inside().map(|s| pick(s)[i]).sum::<u32>()))
+                        .filter(|(_, n)| *n > 0)
+                        .collect()
+                };
+                SpanThreads {
+                    run_ms: SAMPLED_THREADS
+                        .iter()
+                        .enumerate()
+                        .map(|(i, name)| (*name, b[i].saturating_sub(a[i]) as f64 / 1e6))
+                        .filter(|(_, ms)| *ms > 0.0)
+                        .collect(),
+                    blocked: count(|s| &s.blocked),
+                    runnable: count(|s| &s.runnable),
+                }
+            })
+            .collect()
+    }
 }
 
 /// User + system CPU seconds of a `/proc/.../stat` line (0 if it cannot be read).

@@ -40,6 +40,11 @@ pub const FILLER_SLOT: usize = ENDPOINTS - 2;
 const SHARDS: usize = 16;
 /// Largest latency recorded, µs (one hour); anything above is clamped to it.
 const MAX_LATENCY_US: u64 = 3_600_000_000;
+/// The latency timeline's resolution: the worst latency of the events sent in each slice of
+/// this many ms of the window.
+pub const TIMELINE_SLICE_MS: u64 = 10;
+/// Slices of the timeline (a window longer than this many slices folds its end into the last).
+const TIMELINE_SLICES: usize = 8192;
 
 /// The bench's clock: every send and arrival time is nanoseconds since this instant, so the
 /// feeder and the sink (both in this process) compare readings of one monotonic clock.
@@ -83,6 +88,8 @@ pub struct SinkStats {
     window_from: AtomicU64,
     window_until: AtomicU64,
     shards: Vec<Mutex<Histogram<u64>>>,
+    /// Per slice of send time since the window opened: the worst latency, µs (0: none sent).
+    timeline: Vec<AtomicU64>,
     next_conn: AtomicUsize,
     /// Delay of `/slow/` endpoints.
     slow: Duration,
@@ -121,7 +128,7 @@ impl SinkStats {
         for i in 0..SHARDS {
             self.shard(i).reset();
         }
-        for c in &self.window_per_endpoint {
+        for c in self.window_per_endpoint.iter().chain(&self.timeline) {
             c.store(0, Ordering::Relaxed);
         }
         self.window_until.store(u64::MAX, Ordering::Relaxed);
@@ -153,6 +160,18 @@ impl SinkStats {
         all
     }
 
+    /// The stalls of the current (or last) window: runs of consecutive timeline slices whose
+    /// worst latency is at least `over_us`, as (start ms, end ms, worst µs) from the window's
+    /// start, in time order.
+    pub fn stalls(&self, over_us: u64) -> Vec<(u64, u64, u64)> {
+        let worst: Vec<u64> = self
+            .timeline
+            .iter()
+            .map(|t| t.load(Ordering::Relaxed))
+            .collect();
+        stall_runs(&worst, over_us)
+    }
+
     fn record(&self, shard: usize, slot: usize, slow: bool, body: &[u8]) {
         let arrived = self.clock.ns();
         let counter = if slow {
@@ -175,7 +194,30 @@ impl SinkStats {
         self.window_per_endpoint[slot].fetch_add(1, Ordering::Relaxed);
         let us = (arrived.saturating_sub(sent) / 1000).clamp(1, MAX_LATENCY_US);
         self.shard(shard).saturating_record(us);
+        let slice =
+            (sent - self.window_from.load(Ordering::Relaxed)) / 1_000_000 / TIMELINE_SLICE_MS;
+        self.timeline[(slice as usize).min(TIMELINE_SLICES - 1)].fetch_max(us, Ordering::Relaxed);
     }
+}
+
+/// Runs of consecutive slices whose worst latency is at least `over_us`: (start ms, end ms,
+/// worst µs of the run).
+fn stall_runs(worst: &[u64], over_us: u64) -> Vec<(u64, u64, u64)> {
+    let mut runs: Vec<(u64, u64, u64)> = Vec::new();
+    let mut open = false;
+    for (i, &us) in worst.iter().enumerate() {
+        let at = i as u64 * TIMELINE_SLICE_MS;
+        match (us >= over_us, open, runs.last_mut()) {
+            (true, true, Some(run)) => {
+                run.1 = at + TIMELINE_SLICE_MS;
+                run.2 = run.2.max(us);
+            }
+            (true, _, _) => runs.push((at, at + TIMELINE_SLICE_MS, us)),
+            (false, _, _) => {}
+        }
+        open = us >= over_us;
+    }
+    runs
 }
 
 /// The send time in a body: the digits after the first `"sentns":"`.
@@ -234,6 +276,7 @@ impl Sink {
             window_from: AtomicU64::new(u64::MAX),
             window_until: AtomicU64::new(u64::MAX),
             shards: (0..SHARDS).map(|_| Mutex::new(histogram())).collect(),
+            timeline: (0..TIMELINE_SLICES).map(|_| AtomicU64::new(0)).collect(),
             next_conn: AtomicUsize::new(0),
             slow,
             clock,
