@@ -194,8 +194,10 @@ impl SinkStats {
         self.window_per_endpoint[slot].fetch_add(1, Ordering::Relaxed);
         let us = (arrived.saturating_sub(sent) / 1000).clamp(1, MAX_LATENCY_US);
         self.shard(shard).saturating_record(us);
-        let slice =
-            (sent - self.window_from.load(Ordering::Relaxed)) / 1_000_000 / TIMELINE_SLICE_MS;
+        // Saturating: a window opened since the check above moves its start past `sent`.
+        let slice = sent.saturating_sub(self.window_from.load(Ordering::Relaxed))
+            / 1_000_000
+            / TIMELINE_SLICE_MS;
         self.timeline[(slice as usize).min(TIMELINE_SLICES - 1)].fetch_max(us, Ordering::Relaxed);
     }
 }
