@@ -701,6 +701,8 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
     let mut st = ep.lock();
     let finished = st.refilling.take().unwrap_or_default();
     let rows = result?;
+    inner.metrics.refills.increment(1);
+    inner.metrics.refill_rows.increment(rows.len() as u64);
     let now = now_ms();
     let mut skipped_finished = false;
     let mut read_all = rows.len() < room;

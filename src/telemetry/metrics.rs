@@ -14,6 +14,10 @@ pub const DELIVERIES_CREATED: &str = "herald_deliveries_created_total";
 pub const DELIVERY_ATTEMPTS: &str = "herald_delivery_attempts_total";
 /// Attempt duration histogram, seconds.
 pub const DELIVERY_DURATION: &str = "herald_delivery_duration_seconds";
+/// Reads of a spilled endpoint's queue back from the store (its backlog outgrew
+/// `[storage] memory_window`), and the queue rows they read.
+pub const DELIVERY_REFILLS: &str = "herald_delivery_refills_total";
+pub const DELIVERY_REFILL_ROWS: &str = "herald_delivery_refill_rows_total";
 /// Deliveries waiting for a retry (gauge).
 pub const RETRY_QUEUE_DEPTH: &str = "herald_retry_queue_depth";
 /// Dead letters kept (gauge).
@@ -123,6 +127,14 @@ fn describe() {
         "Deliveries created by matching subscriptions."
     );
     describe_counter!(DELIVERY_ATTEMPTS, "Delivery attempts, by result class.");
+    describe_counter!(
+        DELIVERY_REFILLS,
+        "Reads of a spilled endpoint's queue back from the store (its backlog outgrew the memory window)."
+    );
+    describe_counter!(
+        DELIVERY_REFILL_ROWS,
+        "Queue rows read back from the store for spilled endpoints."
+    );
     describe_histogram!(
         DELIVERY_DURATION,
         Unit::Seconds,
@@ -179,6 +191,8 @@ fn describe() {
     metrics::counter!(EVENTS_DUPLICATE).absolute(0);
     metrics::counter!(DELIVERIES_CREATED).absolute(0);
     metrics::counter!(SUBSCRIPTIONS_AUTO_DISABLED).absolute(0);
+    metrics::counter!(DELIVERY_REFILLS).absolute(0);
+    metrics::counter!(DELIVERY_REFILL_ROWS).absolute(0);
     for g in [
         RETRY_QUEUE_DEPTH,
         DEAD_LETTERS,
@@ -202,6 +216,8 @@ pub struct DeliveryMetrics {
     pub dead: metrics::Counter,
     pub created: metrics::Counter,
     pub auto_disabled: metrics::Counter,
+    pub refills: metrics::Counter,
+    pub refill_rows: metrics::Counter,
 }
 
 impl DeliveryMetrics {
@@ -220,6 +236,8 @@ impl DeliveryMetrics {
             dead: metrics::counter!(DELIVERIES, "outcome" => "dead"),
             created: metrics::counter!(DELIVERIES_CREATED),
             auto_disabled: metrics::counter!(SUBSCRIPTIONS_AUTO_DISABLED),
+            refills: metrics::counter!(DELIVERY_REFILLS),
+            refill_rows: metrics::counter!(DELIVERY_REFILL_ROWS),
         }
     }
 

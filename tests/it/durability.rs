@@ -510,6 +510,10 @@ async fn a_backlog_larger_than_the_memory_window_is_delivered_from_disk() {
         0.0
     );
     assert_eq!(h.metric("herald_pending_deliveries").await, 0.0);
+    // Everything past the window (4) was read back from the store, at least once.
+    assert!(h.metric("herald_delivery_refills_total").await >= 1.0);
+    let rows = h.metric("herald_delivery_refill_rows_total").await;
+    assert!(rows >= 296.0, "{rows} queue rows read back");
 }
 
 /// Events keep arriving, from concurrent requests, while an endpoint is spilled: refills read
