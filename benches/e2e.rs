@@ -677,6 +677,11 @@ async fn deliveries(
     if let Ok(c) = h.metric("herald_journal_commits_total").await {
         s.set("journal_commits", c);
     }
+    // Queue rows read back from the store: an endpoint's backlog outgrew `memory_window`
+    // (a spill), which costs more per delivery than the in-memory path.
+    if let Ok(r) = h.metric("herald_delivery_refill_rows_total").await {
+        s.set("refill_rows", r);
+    }
     journal_stalls(s, h).await;
     if let (Ok(created), Ok(received)) = (
         h.metric("herald_deliveries_created_total").await,
