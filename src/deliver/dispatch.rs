@@ -800,8 +800,12 @@ fn body_excerpt(body: &Option<Bytes>) -> Option<String> {
 async fn attempt(inner: &Arc<Inner>, ep: &Endpoint, item: Item) {
     let d = item.delivery;
     let next = run_attempt(inner, &item).await;
-    inner.inflight.fetch_sub(1, Ordering::SeqCst);
-    inner.idle.notify_waiters();
+    // Only the last attempt out wakes a drain (which waits for none in flight): Notify's
+    // `notify_waiters` takes its lock even with nobody waiting, one lock both workers took
+    // for every attempt.
+    if inner.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
+        inner.idle.notify_waiters();
+    }
     let window = inner.cfg.memory_window;
     let wake = {
         let mut st = ep.lock();

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::delivery::cloudevent;
-use crate::support::{Capture, Herald, Reply};
+use crate::support::{Capture, Herald, Options, Reply};
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
@@ -61,7 +61,13 @@ async fn health_readiness_and_metrics() {
 
 #[tokio::test]
 async fn sigterm_drains_in_flight_attempts_and_exits_zero() {
-    let mut h = Herald::start().await;
+    // A drain timeout far past the wait below: Herald must exit as soon as the attempt in
+    // flight ends (it is woken by the last one out), not when the timeout runs out.
+    let mut h = Herald::start_with(Options {
+        server: "drain_timeout = \"120s\"\n".into(),
+        ..Default::default()
+    })
+    .await;
     let cap = Capture::with_default(Reply::status(200).delay(Duration::from_millis(800))).await;
     h.subscribe(json!({"name": "slowish", "url": cap.url("/")}))
         .await;
