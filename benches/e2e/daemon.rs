@@ -198,10 +198,7 @@ impl ThreadSampler {
                         run_ns[slot] += ns;
                         let stat =
                             std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-                        match stat
-                            .rsplit_once(')')
-                            .and_then(|(_, r)| r.trim_start().chars().next())
-                        {
+                        match after_comm(&stat).and_then(|r| r.chars().next()) {
                             Some('D') => blocked[slot] += 1,
                             Some('R') => runnable[slot] += 1,
                             _ => {}
@@ -270,14 +267,19 @@ impl ThreadSampler {
 
 /// User + system CPU seconds of a `/proc/.../stat` line (0 if it cannot be read).
 fn stat_cpu_s(stat: &str, ticks: f64) -> f64 {
-    // The command name (field 2) may hold spaces; fields after its `)` are plain.
-    let Some((_, rest)) = stat.rsplit_once(')') else {
+    let Some(rest) = after_comm(stat) else {
         return 0.0;
     };
     let f: Vec<&str> = rest.split_whitespace().collect();
     // rest starts at field 3 (state): utime is field 14, stime field 15.
     let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (tick(11) + tick(12)) / ticks
+}
+
+/// The fields of a `/proc/.../stat` line after the command name, from field 3 (the state) on:
+/// the name (field 2) may hold spaces and parentheses, the fields after its last `)` are plain.
+fn after_comm(stat: &str) -> Option<&str> {
+    stat.rsplit_once(')').map(|(_, rest)| rest.trim_start())
 }
 
 /// `text` without ANSI escape sequences (Herald's human log format colours its fields even
