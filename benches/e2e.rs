@@ -652,6 +652,10 @@ async fn deliveries(
                 "from_ms": st.from_ms,
                 "to_ms": st.to_ms,
                 "worst_ms": round(st.worst_ms, 1),
+                "herald_ms": round(t.herald_ms, 1),
+                "bench_ms": round(t.bench_ms, 1),
+                "others_ms": round(t.others_ms, 1),
+                "steal_ms": round(t.steal_ms, 1),
                 "run_ms": map(t.run_ms.iter().map(|(k, ms)| (*k, json!(round(*ms, 1)))).collect()),
                 "blocked_samples": map(t.blocked.iter().map(|(k, n)| (*k, json!(n))).collect()),
                 "runnable_samples": map(t.runnable.iter().map(|(k, n)| (*k, json!(n))).collect()),
@@ -1504,7 +1508,12 @@ async fn run(ctx: Ctx) -> anyhow::Result<(Vec<Scenario>, Vec<Target>, Value)> {
     }
     let t = targets(&all);
     let disk_after = fsync_probe(&ctx.tmp, 200)?;
+    // An online-discard mount makes fsyncs wait for TRIMs (`journal/embedded/mount.rs`).
+    let mount = herald::journal::embedded::mount::mount_holding(&ctx.tmp);
     let disk = json!({
+        "mount_point": mount.as_ref().map(|m| m.point.display().to_string()),
+        "fs_type": mount.as_ref().map(|m| m.fs_type.clone()),
+        "online_discard": mount.as_ref().map(|m| m.online_discard),
         "fdatasync_4k_p50_ms_before": ms(&disk_before, 0.5),
         "fdatasync_4k_p99_ms_before": ms(&disk_before, 0.99),
         "fdatasync_4k_p50_ms_after": ms(&disk_after, 0.5),
@@ -1592,7 +1601,12 @@ fn main() -> anyhow::Result<()> {
 
     println!("\n{}", table(&all, &targets));
     println!(
-        "disk fdatasync 4 KiB p50/p99: {}/{} ms before, {}/{} ms after; load average {} before, {} after; total {elapsed:.0} s",
+        "disk {}{}, fdatasync 4 KiB p50/p99: {}/{} ms before, {}/{} ms after; load average {} before, {} after; total {elapsed:.0} s",
+        disk["fs_type"].as_str().unwrap_or("?"),
+        match disk["online_discard"].as_bool() {
+            Some(true) => " with online discard",
+            _ => "",
+        },
         fmt(disk["fdatasync_4k_p50_ms_before"].as_f64(), 2),
         fmt(disk["fdatasync_4k_p99_ms_before"].as_f64(), 2),
         fmt(disk["fdatasync_4k_p50_ms_after"].as_f64(), 2),

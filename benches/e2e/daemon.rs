@@ -155,6 +155,8 @@ pub struct ThreadSampler {
 struct Sample {
     at: f64,
     run_ns: [u64; SAMPLED_THREADS.len()],
+    /// The machine and the two processes, cumulative: see [`Machine`].
+    machine: Machine,
     blocked: [u32; SAMPLED_THREADS.len()],
     runnable: [u32; SAMPLED_THREADS.len()],
 }
@@ -164,6 +166,13 @@ struct Sample {
 /// CPU).
 pub struct SpanThreads {
     pub run_ms: Vec<(&'static str, f64)>,
+    /// What the whole machine did over the span (ms of CPU): all of Herald's threads, the
+    /// bench's own (sink, feeders, this sampler), everything else that ran, and the time the
+    /// hypervisor ran something else on the box's virtual CPUs (steal).
+    pub herald_ms: f64,
+    pub bench_ms: f64,
+    pub others_ms: f64,
+    pub steal_ms: f64,
     pub blocked: Vec<(&'static str, u32)>,
     pub runnable: Vec<(&'static str, u32)>,
 }
@@ -175,6 +184,7 @@ impl ThreadSampler {
         let stopped = stop.clone();
         let thread = std::thread::spawn(move || {
             let mut samples = Vec::new();
+            let tick_ns = 1e9 / clock_ticks();
             // tid → index in SAMPLED_THREADS, read once per thread (tids are not reused
             // within a run of this length).
             let mut known: std::collections::HashMap<String, Option<usize>> = Default::default();
@@ -208,6 +218,7 @@ impl ThreadSampler {
                 samples.push(Sample {
                     at: epoch.elapsed().as_secs_f64(),
                     run_ns,
+                    machine: Machine::read(pid, tick_ns),
                     blocked,
                     runnable,
                 });
@@ -233,6 +244,14 @@ impl ThreadSampler {
                 .or(samples.first())
                 .map_or([0; SAMPLED_THREADS.len()], |s| s.run_ns)
         };
+        let machine_at = |t: f64| {
+            samples
+                .iter()
+                .take_while(|s| s.at <= t)
+                .last()
+                .or(samples.first())
+                .map_or(Machine::default(), |s| s.machine)
+        };
         spans
             .iter()
             .map(|&(from, to)| {
@@ -241,6 +260,9 @@ impl ThreadSampler {
                     to as f64 / 1000.0,
                 );
                 let (a, b) = (run_at(t0), run_at(t1));
+                let (ma, mb) = (machine_at(t0), machine_at(t1));
+                let ms = |f: fn(&Machine) -> u64| f(&mb).saturating_sub(f(&ma)) as f64 / 1e6;
+                let (herald_ms, bench_ms) = (ms(|m| m.herald_ns), ms(|m| m.bench_ns));
                 let inside = || samples.iter().filter(move |s| s.at >= t0 && s.at <= t1);
                 let count = |pick: fn(&Sample) -> &[u32; SAMPLED_THREADS.len()]| {
                     SAMPLED_THREADS
@@ -257,12 +279,69 @@ impl ThreadSampler {
                         .map(|(i, name)| (*name, b[i].saturating_sub(a[i]) as f64 / 1e6))
                         .filter(|(_, ms)| *ms > 0.0)
                         .collect(),
+                    herald_ms,
+                    bench_ms,
+                    others_ms: (ms(|m| m.busy_ns) - herald_ms - bench_ms).max(0.0),
+                    steal_ms: ms(|m| m.steal_ns),
                     blocked: count(|s| &s.blocked),
                     runnable: count(|s| &s.runnable),
                 }
             })
             .collect()
     }
+}
+
+/// Cumulative CPU time (ns) of the machine and of the two processes at one sample. `/proc/stat`
+/// counts in clock ticks (10 ms), so `busy_ns` and `steal_ns` are only as fine as that; the
+/// processes' figures sum their threads' `schedstat` (ns).
+#[derive(Clone, Copy, Default)]
+struct Machine {
+    /// Every CPU's time not idle and not waiting for I/O (user, nice, system, irq, softirq).
+    busy_ns: u64,
+    /// Time the hypervisor gave the box's virtual CPUs to something else.
+    steal_ns: u64,
+    herald_ns: u64,
+    bench_ns: u64,
+}
+
+impl Machine {
+    fn read(herald: u32, tick_ns: f64) -> Machine {
+        let (mut busy_ns, mut steal_ns) = (0, 0);
+        if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+            // cpu  user nice system idle iowait irq softirq steal …
+            let f: Vec<u64> = stat
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .skip(1)
+                .map(|v| v.parse().unwrap_or(0))
+                .collect();
+            let at = |i: usize| f.get(i).copied().unwrap_or(0);
+            busy_ns = ((at(0) + at(1) + at(2) + at(5) + at(6)) as f64 * tick_ns) as u64;
+            steal_ns = (at(7) as f64 * tick_ns) as u64;
+        }
+        Machine {
+            busy_ns,
+            steal_ns,
+            herald_ns: threads_run_ns(&format!("/proc/{herald}/task")),
+            bench_ns: threads_run_ns("/proc/self/task"),
+        }
+    }
+}
+
+/// The summed run time (ns, `schedstat`) of every thread under a `/proc/<pid>/task`.
+fn threads_run_ns(dir: &str) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let l = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
+            l.split_whitespace().next()?.parse::<u64>().ok()
+        })
+        .sum()
 }
 
 /// User + system CPU seconds of a `/proc/.../stat` line (0 if it cannot be read).

@@ -41,6 +41,9 @@ pub const JOURNAL_SYNC_SECONDS: &str = "herald_journal_sync_seconds";
 pub const JOURNAL_ERRORS: &str = "herald_journal_errors_total";
 /// 1 when the journal accepts writes, 0 when it is failing (disk full, I/O error).
 pub const JOURNAL_HEALTHY: &str = "herald_journal_healthy";
+/// 1 when the data directory's filesystem discards freed blocks online (ext4 or XFS mounted
+/// with `discard`), which makes fsyncs wait for TRIMs (`journal/embedded/mount.rs`).
+pub const JOURNAL_ONLINE_DISCARD: &str = "herald_journal_online_discard";
 /// Management API requests answered with an error, by `dialect` and `status` class.
 pub const API_ERRORS: &str = "herald_api_errors_total";
 
@@ -171,6 +174,10 @@ fn describe() {
     describe_gauge!(
         JOURNAL_HEALTHY,
         "1 when the journal accepts writes, 0 when failing."
+    );
+    describe_gauge!(
+        JOURNAL_ONLINE_DISCARD,
+        "1 when the data directory's filesystem discards freed blocks online (fsyncs wait for TRIMs)."
     );
     describe_counter!(
         API_ERRORS,

@@ -126,3 +126,45 @@ fn check_config_reports_every_error_with_its_key() {
         String::from_utf8_lossy(&ok.stderr)
     );
 }
+
+/// Whether the filesystem holding `dir` is mounted with online discard, read the plain way:
+/// the longest mount point of `/proc/self/mountinfo` above `dir` (this test's directories have
+/// no spaces to unescape), and `discard` among its options unless `nodiscard` or btrfs's
+/// `discard=async` follows it.
+fn mounted_with_discard(dir: &std::path::Path) -> bool {
+    let dir = std::fs::canonicalize(dir).unwrap();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut best: Option<(usize, bool)> = None;
+    for line in info.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let point = std::path::Path::new(f[4]);
+        if !dir.starts_with(point) {
+            continue;
+        }
+        let on = line.split([' ', ',']).fold(false, |on, o| match o {
+            "discard" | "discard=sync" => true,
+            "nodiscard" | "discard=async" => false,
+            _ => on,
+        });
+        let depth = point.components().count();
+        if best.is_none_or(|(d, _)| depth >= d) {
+            best = Some((depth, on));
+        }
+    }
+    best.expect("a mount holds the data directory").1
+}
+
+/// A data directory on a filesystem that discards freed blocks online gets one warning at
+/// start, and `herald_journal_online_discard` says which it is either way (on CI's and this
+/// project's boxes the root filesystem is ext4 with `discard`, so the warning is what runs).
+#[tokio::test]
+async fn online_discard_under_the_data_directory_is_reported() {
+    let h = Herald::start().await;
+    let on = mounted_with_discard(&h.dir.path().join("data"));
+    assert_eq!(
+        h.metric("herald_journal_online_discard").await,
+        if on { 1.0 } else { 0.0 }
+    );
+    let warned = h.log().contains("mounted with online discard");
+    assert_eq!(warned, on, "log:\n{}", h.log());
+}

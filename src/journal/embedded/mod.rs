@@ -168,6 +168,7 @@
 //! journal write or fsync: from then on every write fails until Herald is restarted, which is
 //! fjall's documented recovery path for I/O errors. Reads keep working.
 
+pub mod mount;
 mod reaper;
 mod retention;
 mod sync;
@@ -584,6 +585,25 @@ pub struct EmbeddedJournal {
     threads: Mutex<Threads>,
 }
 
+/// Says once, in the log and the `herald_journal_online_discard` gauge, whether the data
+/// directory's filesystem discards freed blocks online (see `mount.rs`).
+fn warn_of_online_discard(dir: &std::path::Path) {
+    let mount = mount::mount_holding(dir);
+    let on = mount.as_ref().is_some_and(|m| m.online_discard);
+    metrics::gauge!(m::JOURNAL_ONLINE_DISCARD).set(if on { 1.0 } else { 0.0 });
+    if let Some(mount) = mount.filter(|m| m.online_discard) {
+        tracing::warn!(
+            path = %dir.display(),
+            mount = %mount.point.display(),
+            fs = %mount.fs_type,
+            device = %mount.source,
+            "journal: the data directory's filesystem is mounted with online discard: fsyncs \
+             wait for the TRIM of every file the store deletes; mount it with `nodiscard` and \
+             trim periodically (fstrim.timer) instead"
+        );
+    }
+}
+
 impl EmbeddedJournal {
     /// Opens (or creates) the journal in `cfg.path` and starts its writer and retention
     /// threads. `dedup_window` is `[ingest] dedup_window` (zero disables dedup).
@@ -599,6 +619,7 @@ impl EmbeddedJournal {
     ) -> Result<Self, JournalError> {
         std::fs::create_dir_all(&cfg.path)
             .map_err(|e| JournalError::Io(format!("creating {}: {e}", cfg.path.display())))?;
+        warn_of_online_discard(&cfg.path);
         let db = Database::builder(&cfg.path)
             .cache_size(cfg.cache_bytes)
             .max_journaling_size(MAX_JOURNAL_BYTES)
