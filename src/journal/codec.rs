@@ -405,12 +405,20 @@ pub fn encode_event(e: &Event) -> Vec<u8> {
 /// and their queue entries until their first transition writes one (`journal::embedded`,
 /// "Implicit pending records").
 pub fn encode_event_with(e: &Event, implicit: &[SubscriptionId]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    encode_event_into(e, implicit, &mut buf);
+    buf
+}
+
+/// [`encode_event_with`] into `buf` (cleared first), for a caller that reuses one buffer.
+pub fn encode_event_into(e: &Event, implicit: &[SubscriptionId], buf: &mut Vec<u8>) {
     let attr_len: usize = e
         .attributes
         .iter()
         .map(|(n, v)| 8 + n.len() + v.len())
         .sum();
-    let mut buf = Vec::with_capacity(
+    buf.clear();
+    buf.reserve(
         32 + e.id.len()
             + e.source.len()
             + e.event_type.len()
@@ -426,23 +434,22 @@ pub fn encode_event_with(e: &Event, implicit: &[SubscriptionId]) -> Vec<u8> {
     for sub in implicit {
         buf.extend_from_slice(sub.as_bytes());
     }
-    put_str(&mut buf, &e.id);
-    put_str(&mut buf, &e.source);
-    put_str(&mut buf, &e.event_type);
+    put_str(buf, &e.id);
+    put_str(buf, &e.source);
+    put_str(buf, &e.event_type);
     match &e.time {
         Some(t) => {
             buf.push(1);
-            put_str(&mut buf, t);
+            put_str(buf, t);
         }
         None => buf.push(0),
     }
     buf.extend_from_slice(&(e.attributes.len() as u32).to_be_bytes());
     for (n, v) in &e.attributes {
-        put_str(&mut buf, n);
-        put_str(&mut buf, v);
+        put_str(buf, n);
+        put_str(buf, v);
     }
     buf.extend_from_slice(&e.payload);
-    buf
 }
 
 struct Reader<'a> {

@@ -154,6 +154,27 @@
 //! flight. The `reaper` thread keeps a reference to each memtable, so that fjall's drop only
 //! decrements a count, and frees it itself once fjall has let go of it (see `reaper.rs`).
 //!
+//! ## Arenas
+//!
+//! A memtable entry was three allocations: fjall's skip-list node and, through `Slice`, one
+//! each for its key and its value, every one of them on its own cache line somewhere in the
+//! heap. The reaper frees them again block by block once the memtable is flushed, and mimalloc
+//! frees a block another thread allocated with an atomic push onto its page's list. So the
+//! writer copies the keys and values of the keyspaces it writes per event or delivery
+//! (`events`, `queue`, `dedup`, `by_sub`, `delivered`) into 64 KiB chunks, one chunk in use
+//! per keyspace, and hands fjall slices of them (`bytes::Bytes`, which fjall's `Slice` wraps
+//! without a copy): a free is then the node and two reference counts on a chunk header its
+//! neighbours share. A chunk holds one keyspace's entries, so it is freed with the memtables
+//! they went into and not kept by another keyspace that flushes later. Reads copy what they
+//! keep (`event` does already, for the block cache's sake), so nothing else holds a chunk for
+//! long. Measured with `fanout-1 --duration 10`, builds interleaved, over three rounds against
+//! four: the reaper's CPU per 1,000 deliveries fell from 1.5–1.6 ms to 0.6 ms, Herald's peak
+//! RSS from 425–450 MB to 267–274 MB, and its CPU per 1,000 deliveries at half rate from
+//! 0.040–0.050 s to 0.034–0.039 s. The writer itself runs ~1 % more instructions (callgrind:
+//! 49,210 → 49,721 per delivery at fan-out 1, 31,063 → 31,218 at fan-out 10): splitting a
+//! chunk costs about what the allocations did, and an event is encoded into a reused buffer
+//! and then copied into its chunk.
+//!
 //! ## Disk trouble
 //!
 //! Before an append is written the writer compares the free space under the data directory

@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use fjall::{PersistMode, Readable as _};
 use tokio::sync::oneshot;
@@ -200,6 +201,54 @@ struct Grouping {
     buf: Vec<u8>,
     /// A group's value while it is built.
     value: Vec<u8>,
+    /// Where the hot keyspaces' keys and values go.
+    arenas: Arenas,
+}
+
+/// The size of an [`Arena`]'s chunks.
+const ARENA_CHUNK: usize = 64 * 1024;
+/// A key or value larger than this gets an allocation of its own: a chunk would hold little
+/// else, and the rest of its room would wait for the next item.
+const ARENA_MAX_ITEM: usize = ARENA_CHUNK / 8;
+
+/// Keys and values copied into shared chunks for the memtables ("Arenas" in
+/// `journal::embedded`'s docs):
+/// each slice handed to fjall is a reference into a chunk, not an allocation of its own.
+#[derive(Default)]
+struct Arena {
+    /// The unused rest of the current chunk (`split` hands out what was written).
+    chunk: BytesMut,
+}
+
+impl Arena {
+    /// `b`, copied into the current chunk (a new one when it does not fit).
+    fn copy(&mut self, b: &[u8]) -> Bytes {
+        if b.is_empty() {
+            return Bytes::new();
+        }
+        if b.len() > ARENA_MAX_ITEM {
+            return Bytes::copy_from_slice(b);
+        }
+        if self.chunk.capacity() < b.len() {
+            self.chunk = BytesMut::with_capacity(ARENA_CHUNK);
+        }
+        self.chunk.extend_from_slice(b);
+        self.chunk.split().freeze()
+    }
+}
+
+/// One [`Arena`] per keyspace written for every event or delivery: a chunk then holds one
+/// keyspace's entries and is freed with the memtables they went into, not kept by another
+/// keyspace's, which flushes at another time.
+#[derive(Default)]
+struct Arenas {
+    events: Arena,
+    queue: Arena,
+    dedup: Arena,
+    by_sub: Arena,
+    delivered: Arena,
+    /// An event's encoding before it is copied into `events`.
+    scratch: Vec<u8>,
 }
 
 impl Grouping {
@@ -590,10 +639,11 @@ impl<'a> Commit<'a> {
                     statuses.push(AppendStatus::Duplicate { original_seq });
                     continue;
                 }
+                let a = &mut self.grouping.arenas.dedup;
                 self.batch.insert(
                     &self.ks.dedup,
-                    key.as_slice(),
-                    codec::dedup_value(e.seq, now),
+                    a.copy(&key),
+                    a.copy(&codec::dedup_value(e.seq, now)),
                 );
                 self.seen.insert(key, e.seq);
             }
@@ -607,16 +657,19 @@ impl<'a> Commit<'a> {
                     .extend(ne.deliveries.iter().map(|d| d.subscription));
                 self.grouping.note_block(e.seq, ne.deliveries.len());
             }
+            let a = &mut self.grouping.arenas;
+            codec::encode_event_into(e, &self.implicit, &mut a.scratch);
             self.batch.insert(
                 &self.ks.events,
-                codec::u64_key(e.seq),
-                codec::encode_event_with(e, &self.implicit),
+                a.events.copy(&codec::u64_key(e.seq)),
+                a.events.copy(&a.scratch),
             );
             for d in &ne.deliveries {
+                let q = &mut self.grouping.arenas.queue;
                 self.batch.insert(
                     &self.ks.queue,
-                    codec::queue_key(d.subscription, QueuePos::of(d)),
-                    codec::encode_delivery(d),
+                    q.copy(&codec::queue_key(d.subscription, QueuePos::of(d))),
+                    q.copy(&codec::encode_delivery(d)),
                 );
                 self.by_sub.push((d.subscription, d.id.0));
                 if implicit {
@@ -699,16 +752,18 @@ impl<'a> Commit<'a> {
         }
         if let Some(d) = &t.dequeue {
             // Weak: see "Queue deletes" in the module docs.
+            let q = &mut self.grouping.arenas.queue;
             self.batch.remove_weak(
                 &self.ks.queue,
-                codec::queue_key(d.subscription, QueuePos::of(d)),
+                q.copy(&codec::queue_key(d.subscription, QueuePos::of(d))),
             );
         }
         if let Some(d) = &t.enqueue {
+            let q = &mut self.grouping.arenas.queue;
             self.batch.insert(
                 &self.ks.queue,
-                codec::queue_key(d.subscription, QueuePos::of(d)),
-                codec::encode_delivery(d),
+                q.copy(&codec::queue_key(d.subscription, QueuePos::of(d))),
+                q.copy(&codec::encode_delivery(d)),
             );
             // A queue entry that replaces none is a delivery created after ingest (a
             // subscription replay: never attempted, pending, no dead letter) or one queued again
@@ -768,15 +823,16 @@ impl<'a> Commit<'a> {
     /// Adds the commit's `by_sub` index entries to the batch, one group per subscription.
     fn write_by_sub(&mut self) {
         let (batch, ks) = (&mut self.batch, self.ks);
+        let Grouping { value, arenas, .. } = &mut *self.grouping;
         codec::by_sub_groups(&mut self.by_sub, |sub, run| {
-            let key = codec::by_sub_key(sub, DeliveryId(run[0].1));
-            if run.len() == 1 {
-                batch.insert(&ks.by_sub, key, []);
-            } else {
-                let mut value = Vec::with_capacity(run.len() * 2);
-                codec::encode_by_sub_group(run.iter().map(|&(_, id)| id), &mut value);
-                batch.insert(&ks.by_sub, key, value);
+            let key = arenas
+                .by_sub
+                .copy(&codec::by_sub_key(sub, DeliveryId(run[0].1)));
+            value.clear();
+            if run.len() > 1 {
+                codec::encode_by_sub_group(run.iter().map(|&(_, id)| id), value);
             }
+            batch.insert(&ks.by_sub, key, arenas.by_sub.copy(value));
         });
         self.by_sub.clear();
     }
@@ -788,11 +844,17 @@ impl<'a> Commit<'a> {
             entries,
             buf,
             value,
+            arenas,
             ..
         } = &mut *self.grouping;
+        let a = &mut arenas.delivered;
         codec::delivered_groups(entries, |group| {
             codec::encode_delivered_group(group, buf, value);
-            batch.insert(&ks.delivered, codec::u64_key(group[0].0), value.as_slice());
+            batch.insert(
+                &ks.delivered,
+                a.copy(&codec::u64_key(group[0].0)),
+                a.copy(value),
+            );
         });
         entries.clear();
         buf.clear();
@@ -1000,6 +1062,47 @@ fn remove_unlisted_groups(
 mod tests {
     use super::*;
     use FsyncMode::{Always, Batch, Never};
+
+    #[test]
+    fn an_arena_hands_out_copies_side_by_side_in_one_chunk() {
+        let mut a = Arena::default();
+        let (k, v) = (a.copy(b"key-1"), a.copy(b"value"));
+        assert_eq!((&k[..], &v[..]), (&b"key-1"[..], &b"value"[..]));
+        // Adjacent in one chunk: not an allocation each.
+        assert_eq!(k.as_ptr().wrapping_add(k.len()), v.as_ptr());
+        // A slice outlives the arena and its neighbours (the chunk is reference-counted).
+        drop((a, k));
+        assert_eq!(&v[..], b"value");
+
+        let mut a = Arena::default();
+        let first = a.copy(&[1; 100]);
+        // What does not fit in the rest of the chunk starts a new one.
+        let mut last = first.clone();
+        let mut chunks = 1;
+        for _ in 0..ARENA_CHUNK / 100 + 1 {
+            let next = a.copy(&[2; 100]);
+            if last.as_ptr().wrapping_add(100) != next.as_ptr() {
+                chunks += 1;
+            }
+            last = next;
+        }
+        assert_eq!(chunks, 2);
+        assert_eq!(&first[..], &[1; 100][..]);
+        assert_eq!(&last[..], &[2; 100][..]);
+    }
+
+    #[test]
+    fn an_arena_gives_large_items_their_own_allocation() {
+        let mut a = Arena::default();
+        let small = a.copy(b"s");
+        let big = a.copy(&vec![7; ARENA_MAX_ITEM + 1]);
+        assert_eq!(big.len(), ARENA_MAX_ITEM + 1);
+        assert!(big.iter().all(|&b| b == 7));
+        // The chunk's room was not spent on it: the next small item follows the first.
+        let next = a.copy(b"t");
+        assert_eq!(small.as_ptr().wrapping_add(1), next.as_ptr());
+        assert!(a.copy(b"").is_empty());
+    }
 
     #[test]
     fn commit_sizing_policy() {
