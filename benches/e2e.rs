@@ -350,6 +350,8 @@ struct Phase {
     store_bg_cpu_s: f64,
     /// CPU seconds of this process (sink and feeders) in the window.
     bench_cpu_s: f64,
+    /// CPU seconds the hypervisor took from the box in the window (all CPUs).
+    steal_s: f64,
     /// The worst latency stalls of the window, in time order.
     stalls: Vec<Stall>,
 }
@@ -403,6 +405,7 @@ async fn phase(
         daemon::proc_stats(me, ctx.ticks),
         Instant::now(),
     );
+    let steal0 = daemon::steal_s(ctx.ticks);
     let recording = perf.and_then(|out| daemon::Perf::start(h.pid(), &out));
     tokio::time::sleep(secs).await;
     let (c1, a1, p1, b1, dt) = (
@@ -412,6 +415,7 @@ async fn phase(
         daemon::proc_stats(me, ctx.ticks),
         t0.elapsed().as_secs_f64(),
     );
+    let steal_s = daemon::steal_s(ctx.ticks) - steal0;
     let until = stats.close_window();
     feed.stats.close_window(until);
     if let Some(p) = recording {
@@ -485,6 +489,7 @@ async fn phase(
         cpu_s: cpu,
         store_bg_cpu_s: p1.store_bg_cpu_s - p0.store_bg_cpu_s,
         bench_cpu_s: b1.cpu_s - b0.cpu_s,
+        steal_s,
         stalls,
     })
 }
@@ -675,6 +680,9 @@ async fn deliveries(
         ("peak_store_bg_cores", peak.store_bg_cpu_s, &peak),
         ("half_rate_herald_cores", half.cpu_s, &half),
         ("half_rate_store_bg_cores", half.store_bg_cpu_s, &half),
+        // A virtual machine's neighbours: CPU time the box did not get.
+        ("peak_steal_cores", peak.steal_s, &peak),
+        ("half_rate_steal_cores", half.steal_s, &half),
     ] {
         s.set(key, round(cpu_s / p.window_s, 2));
     }
@@ -1040,6 +1048,9 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
     let (mut ten, mut million, mut ten_events) = (0.0, 0.0, 0.0);
     let mut slices = Vec::new();
     for r in 0..2 {
+        // What the idle daemon of the pair does meanwhile (its store's flushes, compactions)
+        // takes CPU from the measured one.
+        let idle0 = h.stats(ctx.ticks).cpu_s;
         let c = phase(
             ctx,
             &h10,
@@ -1049,6 +1060,8 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
             None,
         )
         .await?;
+        let idle1 = h10.stats(ctx.ticks).cpu_s;
+        let million_idle_cores = (h.stats(ctx.ticks).cpu_s - idle0) / c.window_s;
         ten += c.deliveries_per_s / 2.0;
         ten_events += c.events_per_s / 2.0;
         check_phase(&mut s, &format!("ten_subs_{r}"), &c);
@@ -1063,9 +1076,19 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
         .await?;
         million += m.deliveries_per_s / 2.0;
         check_phase(&mut s, &format!("million_{r}"), &m);
-        slices.push(
-            json!({"ten": round(c.deliveries_per_s, 0), "million": round(m.deliveries_per_s, 0)}),
-        );
+        let ten_idle_cores = (h10.stats(ctx.ticks).cpu_s - idle1) / m.window_s;
+        slices.push(json!({
+            "ten": round(c.deliveries_per_s, 0),
+            "million": round(m.deliveries_per_s, 0),
+            "ten_store_bg_cores": round(c.store_bg_cpu_s / c.window_s, 2),
+            "million_store_bg_cores": round(m.store_bg_cpu_s / m.window_s, 2),
+            // The other daemon's CPU during each slice (roughly: from before the slice's
+            // warm-up to after its drain).
+            "million_idle_cores": round(million_idle_cores, 2),
+            "ten_idle_cores": round(ten_idle_cores, 2),
+            "ten_steal_cores": round(c.steal_s / c.window_s, 2),
+            "million_steal_cores": round(m.steal_s / m.window_s, 2),
+        }));
     }
     s.set("interleaved_slices", Value::Array(slices));
     h10.stop(Duration::from_secs(5)).await;
@@ -1350,7 +1373,7 @@ fn fmt_k(v: Option<f64>) -> String {
 /// The one-line extra a person wants per scenario.
 fn note(s: &Scenario) -> String {
     let g = |k: &str| s.get(k);
-    match s.name.as_str() {
+    let note = match s.name.as_str() {
         "million-subs" => format!(
             "{} subs; vs 10 stored {}; {} B/sub; start {} s; API {}/s",
             fmt(g("subscriptions"), 0),
@@ -1387,6 +1410,17 @@ fn note(s: &Scenario) -> String {
             fmt(g("peak_p99_ms"), 1),
             fmt(g("ceiling_p99_ms"), 2)
         ),
+    };
+    // The hypervisor's share, when it took enough to matter: a figure to read with care.
+    let (peak, half) = (g("peak_steal_cores"), g("half_rate_steal_cores"));
+    if peak.into_iter().chain(half).any(|c| c >= 0.02) {
+        format!(
+            "{note}; steal {}/{} cores (peak/half)",
+            fmt(peak, 2),
+            fmt(half, 2)
+        )
+    } else {
+        note
     }
 }
 

@@ -344,6 +344,22 @@ fn threads_run_ns(dir: &str) -> u64 {
         .sum()
 }
 
+/// Seconds the hypervisor gave this box's virtual CPUs to something else, all CPUs together,
+/// since boot (`/proc/stat`'s `steal`; 0 where it cannot be read or on bare metal).
+pub fn steal_s(ticks: f64) -> f64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()?
+                .split_whitespace()
+                .nth(8)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |t| t / ticks)
+}
+
 /// User + system CPU seconds of a `/proc/.../stat` line (0 if it cannot be read).
 fn stat_cpu_s(stat: &str, ticks: f64) -> f64 {
     let Some(rest) = after_comm(stat) else {
