@@ -1057,7 +1057,7 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
             closed(ctx, &h10, &counted),
             &counted,
             ctx.secs() / 2,
-            None,
+            ctx.perf_path(&format!("million-subs-slice-ten-{r}")),
         )
         .await?;
         let idle1 = h10.stats(ctx.ticks).cpu_s;
@@ -1071,7 +1071,7 @@ async fn million_subs(ctx: &Ctx) -> anyhow::Result<Scenario> {
             closed(ctx, &h, &counted),
             &counted,
             ctx.secs() / 2,
-            None,
+            ctx.perf_path(&format!("million-subs-slice-million-{r}")),
         )
         .await?;
         million += m.deliveries_per_s / 2.0;

@@ -175,6 +175,18 @@
 //! chunk costs about what the allocations did, and an event is encoded into a reused buffer
 //! and then copied into its chunk.
 //!
+//! ## Closing
+//!
+//! Closing (a clean stop) flushes every memtable once the writer has committed and synced its
+//! last commit, so the next start replays nothing: fjall skips what a table already holds.
+//! Without it a start after a clean stop replayed the write-ahead journal into memtables,
+//! held them (memory) until they filled or the journal's size forced their flush, and that
+//! flush then landed in the first minutes of work. On the load bench's million-subs daemon,
+//! started on a store its seed had just written and closed, such a flush took 0.41 cores in
+//! one of the slices it is compared in (34k deliveries a second against 52k in the slice
+//! before). A flush of full memtables takes a second or so; closing waits at most
+//! [`CLOSE_FLUSH_TIMEOUT`] and otherwise leaves them to the replay, as a crash does.
+//!
 //! ## Disk trouble
 //!
 //! Before an append is written the writer compares the free space under the data directory
@@ -335,6 +347,25 @@ impl Keyspaces {
             }
         }
         Ok(rotated)
+    }
+
+    /// Rotates every memtable that holds anything and waits, up to `within`, until fjall's
+    /// worker has flushed them all. `Ok(false)`: some were still waiting when time ran out.
+    fn flush_all(&self, within: Duration) -> Result<bool, JournalError> {
+        use fjall::AbstractTree as _;
+        self.rotate_full(1)?;
+        let deadline = Instant::now() + within;
+        while self
+            .all()
+            .iter()
+            .any(|ks| ks.tree.sealed_memtable_count() > 0)
+        {
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(true)
     }
 
     fn open(db: &Database) -> Result<Self, JournalError> {
@@ -604,6 +635,9 @@ pub struct EmbeddedJournal {
     /// Transitions: their own channel, so that they do not wake the writer one by one.
     records: Sender<Box<Transition>>,
     threads: Mutex<Threads>,
+    /// Whether closing flushes the memtables: always, but for a test journal that never
+    /// rotates them (`rotate_at` of `u64::MAX`, to leave a store for start-up to replay).
+    flush_on_close: bool,
 }
 
 /// Says once, in the log and the `herald_journal_online_discard` gauge, whether the data
@@ -739,6 +773,7 @@ impl EmbeddedJournal {
                 reaper,
                 reaper_stop: Some(reaper_stop),
             }),
+            flush_on_close: rotate_at != u64::MAX,
         })
     }
 
@@ -769,6 +804,31 @@ impl EmbeddedJournal {
     fn set_min_free_bytes(&self, n: u64) {
         self.shared.space.min_free_bytes.store(n, Ordering::Relaxed);
         *self.shared.space.last.lock().unwrap() = None;
+    }
+}
+
+/// How long closing waits for the memtables' flush before it leaves them to the next start.
+const CLOSE_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl EmbeddedJournal {
+    /// Flushes every memtable once the writer has stopped ("Closing" in the module docs).
+    fn flush_memtables(&self) {
+        let started = Instant::now();
+        match self.shared.ks.flush_all(CLOSE_FLUSH_TIMEOUT) {
+            Ok(true) => tracing::debug!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "journal: memtables flushed"
+            ),
+            Ok(false) => tracing::warn!(
+                "journal: memtables not flushed within {CLOSE_FLUSH_TIMEOUT:?}; the next start \
+                 replays them from the write-ahead journal"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "journal: cannot flush the memtables; the next start replays them from the \
+                 write-ahead journal"
+            ),
+        }
     }
 }
 
@@ -1512,9 +1572,13 @@ impl Journal for EmbeddedJournal {
         if let Some(h) = t.retention.take() {
             let _ = h.join();
         }
-        if let Some(h) = t.writer.take() {
+        let writer = t.writer.take();
+        if let Some(h) = writer {
             let _ = self.tx.send(Command::Close);
             let _ = h.join();
+            if self.flush_on_close {
+                self.flush_memtables();
+            }
         }
         drop(t.reaper_stop.take());
         if let Some(h) = t.reaper.take() {
@@ -1765,6 +1829,35 @@ mod tests {
         assert!(active < 2 * AT, "active memtable holds {active} bytes");
         tables_above(&j, tables, "new writes").await;
         assert_eq!(j.recover().unwrap().subscriptions.len(), 2000);
+    }
+
+    /// A clean close flushes every memtable: the next start replays nothing, and reads
+    /// everything from tables.
+    #[tokio::test]
+    async fn closing_flushes_every_memtable() {
+        use fjall::AbstractTree as _;
+        let dir = tempfile::tempdir().unwrap();
+        let a = SubscriptionId::generate();
+        let d = delivery(1_000_101, a, 1_000_100, 5);
+        {
+            let j = open(dir.path());
+            ok(j.save_subscription(&subscription(a))).await;
+            ok(j.append(vec![new_event(event(1_000_100, "x"), vec![d])])).await;
+            j.close();
+        }
+        let j = open(dir.path());
+        for ks in j.shared.ks.all() {
+            assert_eq!(
+                ks.tree.active_memtable().size(),
+                0,
+                "{} was replayed",
+                ks.name()
+            );
+        }
+        assert!(j.shared.ks.events.tree.table_count() > 0);
+        assert_eq!(j.event(1_000_100).unwrap(), Some(event(1_000_100, "x")));
+        assert_eq!(all_queued(&j, a), vec![d]);
+        assert_eq!(j.recover().unwrap().subscriptions.len(), 1);
     }
 
     #[tokio::test]
