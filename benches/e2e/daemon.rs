@@ -235,23 +235,16 @@ impl ThreadSampler {
     pub fn finish(self, spans: &[(u64, u64)], lead_ms: u64) -> Vec<SpanThreads> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let samples = self.thread.join().unwrap_or_default();
-        // The cumulative run time at `t` seconds: the last sample at or before it.
-        let run_at = |t: f64| {
+        // The cumulative figures at `t` seconds: the last sample at or before it.
+        let sample_at = |t: f64| {
             samples
                 .iter()
                 .take_while(|s| s.at <= t)
                 .last()
                 .or(samples.first())
-                .map_or([0; SAMPLED_THREADS.len()], |s| s.run_ns)
         };
-        let machine_at = |t: f64| {
-            samples
-                .iter()
-                .take_while(|s| s.at <= t)
-                .last()
-                .or(samples.first())
-                .map_or(Machine::default(), |s| s.machine)
-        };
+        let run_at = |t: f64| sample_at(t).map_or([0; SAMPLED_THREADS.len()], |s| s.run_ns);
+        let machine_at = |t: f64| sample_at(t).map_or(Machine::default(), |s| s.machine);
         spans
             .iter()
             .map(|&(from, to)| {

@@ -1576,8 +1576,7 @@ impl Journal for EmbeddedJournal {
         if let Some(h) = t.retention.take() {
             let _ = h.join();
         }
-        let writer = t.writer.take();
-        if let Some(h) = writer {
+        if let Some(h) = t.writer.take() {
             let _ = self.tx.send(Command::Close);
             let _ = h.join();
             if self.flush_on_close {
