@@ -192,8 +192,11 @@ impl ThreadSampler {
                 let mut run_ns = [0u64; SAMPLED_THREADS.len()];
                 let mut blocked = [0u32; SAMPLED_THREADS.len()];
                 let mut runnable = [0u32; SAMPLED_THREADS.len()];
+                let mut herald_ns = 0;
                 if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
                     for task in tasks.flatten() {
+                        let ns = schedstat_ns(&task.path());
+                        herald_ns += ns;
                         let tid = task.file_name().to_string_lossy().into_owned();
                         let slot = *known.entry(tid).or_insert_with(|| {
                             let comm = std::fs::read_to_string(task.path().join("comm"))
@@ -201,10 +204,6 @@ impl ThreadSampler {
                             SAMPLED_THREADS.iter().position(|n| *n == comm.trim_end())
                         });
                         let Some(slot) = slot else { continue };
-                        let ns = std::fs::read_to_string(task.path().join("schedstat"))
-                            .ok()
-                            .and_then(|l| l.split_whitespace().next()?.parse::<u64>().ok())
-                            .unwrap_or(0);
                         run_ns[slot] += ns;
                         let stat =
                             std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
@@ -218,7 +217,7 @@ impl ThreadSampler {
                 samples.push(Sample {
                     at: epoch.elapsed().as_secs_f64(),
                     run_ns,
-                    machine: Machine::read(pid, tick_ns),
+                    machine: Machine::read(herald_ns, tick_ns),
                     blocked,
                     runnable,
                 });
@@ -298,59 +297,54 @@ struct Machine {
 }
 
 impl Machine {
-    fn read(herald: u32, tick_ns: f64) -> Machine {
-        let (mut busy_ns, mut steal_ns) = (0, 0);
-        if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
-            // cpu  user nice system idle iowait irq softirq steal …
-            let f: Vec<u64> = stat
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .split_whitespace()
-                .skip(1)
-                .map(|v| v.parse().unwrap_or(0))
-                .collect();
-            let at = |i: usize| f.get(i).copied().unwrap_or(0);
-            busy_ns = ((at(0) + at(1) + at(2) + at(5) + at(6)) as f64 * tick_ns) as u64;
-            steal_ns = (at(7) as f64 * tick_ns) as u64;
-        }
+    /// The machine now, with Herald's threads' summed run time as the sampler just read it.
+    fn read(herald_ns: u64, tick_ns: f64) -> Machine {
+        let at = cpu_ticks();
+        let ns = |t: u64| (t as f64 * tick_ns) as u64;
         Machine {
-            busy_ns,
-            steal_ns,
-            herald_ns: threads_run_ns(&format!("/proc/{herald}/task")),
-            bench_ns: threads_run_ns("/proc/self/task"),
+            busy_ns: ns(at[USER] + at[NICE] + at[SYSTEM] + at[IRQ] + at[SOFTIRQ]),
+            steal_ns: ns(at[STEAL]),
+            herald_ns,
+            bench_ns: std::fs::read_dir("/proc/self/task").map_or(0, |tasks| {
+                tasks.flatten().map(|t| schedstat_ns(&t.path())).sum()
+            }),
         }
     }
 }
 
-/// The summed run time (ns, `schedstat`) of every thread under a `/proc/<pid>/task`.
-fn threads_run_ns(dir: &str) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| {
-            let l = std::fs::read_to_string(t.path().join("schedstat")).ok()?;
-            l.split_whitespace().next()?.parse::<u64>().ok()
-        })
-        .sum()
+/// A thread's run time so far (ns, the first field of its `schedstat`; 0 if unreadable).
+fn schedstat_ns(task: &Path) -> u64 {
+    std::fs::read_to_string(task.join("schedstat"))
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Fields of `/proc/stat`'s `cpu` line (clock ticks, all CPUs together).
+const USER: usize = 0;
+const NICE: usize = 1;
+const SYSTEM: usize = 2;
+const IRQ: usize = 5;
+const SOFTIRQ: usize = 6;
+const STEAL: usize = 7;
+
+/// `/proc/stat`'s `cpu` line: user, nice, system, idle, iowait, irq, softirq, steal (zeros
+/// where it cannot be read).
+fn cpu_ticks() -> [u64; 8] {
+    let mut out = [0; 8];
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+        let fields = stat.lines().next().unwrap_or_default().split_whitespace();
+        for (o, v) in out.iter_mut().zip(fields.skip(1)) {
+            *o = v.parse().unwrap_or(0);
+        }
+    }
+    out
 }
 
 /// Seconds the hypervisor gave this box's virtual CPUs to something else, all CPUs together,
 /// since boot (`/proc/stat`'s `steal`; 0 where it cannot be read or on bare metal).
 pub fn steal_s(ticks: f64) -> f64 {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()?
-                .split_whitespace()
-                .nth(8)?
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |t| t / ticks)
+    cpu_ticks()[STEAL] as f64 / ticks
 }
 
 /// User + system CPU seconds of a `/proc/.../stat` line (0 if it cannot be read).
