@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::decode;
 use crate::deliver::Client;
 use crate::deliver::dispatch::{DispatchConfig, Dispatcher};
+use crate::fds;
 use crate::ingest::accept::Ingest;
 use crate::ingest::server::{self, Listeners};
 use crate::journal::Journal;
@@ -50,6 +51,32 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
+/// Raises the open-file limit and fits the connection limits into it (`crate::fds`).
+fn fit_descriptors(config: &mut Config) -> anyhow::Result<()> {
+    let limit = fds::raise_limit();
+    let (server, delivery) = (
+        config.server.max_connections,
+        config.delivery.max_connections,
+    );
+    let plan = fds::plan(limit, server, delivery)?;
+    if plan.shrunk {
+        tracing::warn!(
+            open_file_limit = limit,
+            server_max_connections = plan.server,
+            delivery_max_connections = plan.delivery,
+            configured_server = server,
+            configured_delivery = delivery,
+            "the open-file limit cannot hold the configured connection limits and the store's \
+             files; using lower connection limits (raise LimitNOFILE to keep them)"
+        );
+    } else {
+        tracing::debug!(open_file_limit = limit, "file descriptors fit");
+    }
+    config.server.max_connections = plan.server;
+    config.delivery.max_connections = plan.delivery;
+    Ok(())
+}
+
 /// Runs Herald until `shutdown` resolves, then drains and returns.
 pub async fn run(
     config: Config,
@@ -58,6 +85,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
+    let mut config = config;
+    fit_descriptors(&mut config)?;
     std::fs::create_dir_all(&config.storage.path).with_context(|| {
         format!(
             "cannot create the data directory {}",
@@ -179,6 +208,7 @@ pub async fn run(
         listeners,
         app.clone(),
         config.server.header_read_timeout,
+        config.server.max_connections,
         config.server.drain_timeout,
         async move {
             let _ = stop_rx.await;

@@ -12,8 +12,8 @@
 //! ```
 //!
 //! `model` holds the plain data every stage shares, `config` the validated configuration,
-//! `telemetry` metric names and logging, `alloc` the allocator, and `daemon` wires the stages
-//! together.
+//! `telemetry` metric names and logging, `alloc` the allocator, `fds` the file-descriptor
+//! budget, and `daemon` wires the stages together.
 
 pub mod alloc;
 pub mod api;
@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod decode;
 pub mod deliver;
+pub mod fds;
 pub mod ingest;
 pub mod journal;
 pub mod model;

@@ -48,6 +48,9 @@ pub struct ServerConfig {
     pub drain_timeout: Duration,
     /// A client that has not sent its request head within this is disconnected.
     pub header_read_timeout: Duration,
+    /// Client connections (TCP and unix socket together) served at once; further ones wait in
+    /// the listen backlog. Part of Herald's file-descriptor budget (`crate::fds`).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +141,10 @@ pub struct DeliveryConfig {
     pub user_agent: String,
     pub pool_idle_timeout: Duration,
     pub pool_max_idle_per_origin: usize,
+    /// Delivery connections open at once across every subscription, in flight and idle
+    /// together; an attempt beyond it waits for one. Part of Herald's file-descriptor budget
+    /// (`crate::fds`).
+    pub max_connections: usize,
     /// Extra trusted CA certificates (PEM contents, read at validation).
     pub extra_roots_pem: Vec<Vec<u8>>,
     /// Where those came from (for `check-config` output and logs).
@@ -160,6 +167,7 @@ pub mod defaults {
     pub const MAX_JSON_DEPTH: u64 = 64;
     pub const DRAIN_TIMEOUT: &str = "30s";
     pub const HEADER_READ_TIMEOUT: &str = "10s";
+    pub const SERVER_MAX_CONNECTIONS: u64 = 1024;
     pub const STORAGE_PATH: &str = "./herald-data";
     pub const FSYNC: &str = "batch";
     pub const BATCH_WINDOW: &str = "0s";
@@ -179,6 +187,7 @@ pub mod defaults {
     pub const MAX_RESPONSE_BODY_BYTES: u64 = 64 * 1024;
     pub const POOL_IDLE_TIMEOUT: &str = "90s";
     pub const POOL_MAX_IDLE_PER_ORIGIN: u64 = 512;
+    pub const DELIVERY_MAX_CONNECTIONS: u64 = 2048;
     pub const LOG_FORMAT: &str = "human";
     pub const LOG_LEVEL: &str = "info";
 

@@ -30,6 +30,7 @@ pub struct RawServer {
     pub worker_threads: Option<u64>,
     pub drain_timeout: Option<String>,
     pub header_read_timeout: Option<String>,
+    pub max_connections: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -82,6 +83,7 @@ pub struct RawDelivery {
     pub user_agent: Option<String>,
     pub pool_idle_timeout: Option<String>,
     pub pool_max_idle_per_origin: Option<u64>,
+    pub max_connections: Option<u64>,
     pub ca_files: Option<Vec<String>>,
 }
 

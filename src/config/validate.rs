@@ -29,6 +29,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "server.worker_threads",
     "server.drain_timeout",
     "server.header_read_timeout",
+    "server.max_connections",
     "storage.path",
     "storage.fsync",
     "storage.batch_window",
@@ -53,6 +54,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "delivery.user_agent",
     "delivery.pool_idle_timeout",
     "delivery.pool_max_idle_per_origin",
+    "delivery.max_connections",
     "delivery.ca_files",
     "log.format",
     "log.level",
@@ -230,6 +232,13 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             s.header_read_timeout.as_deref(),
             defaults::HEADER_READ_TIMEOUT,
             Duration::from_millis(100),
+        ),
+        max_connections: errs.count(
+            "server.max_connections",
+            s.max_connections,
+            defaults::SERVER_MAX_CONNECTIONS,
+            1,
+            1_000_000,
         ),
     };
 
@@ -504,6 +513,13 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             defaults::POOL_MAX_IDLE_PER_ORIGIN,
             0,
             100_000,
+        ),
+        max_connections: errs.count(
+            "delivery.max_connections",
+            d.max_connections,
+            defaults::DELIVERY_MAX_CONNECTIONS,
+            1,
+            1_000_000,
         ),
         extra_roots_pem,
         ca_files,

@@ -124,6 +124,7 @@ impl Client {
                 connector,
                 cfg.pool_idle_timeout,
                 cfg.pool_max_idle_per_origin,
+                cfg.max_connections,
             )),
         })
     }

@@ -160,6 +160,10 @@ struct Inner {
     endpoints: DashMap<SubscriptionId, Arc<Endpoint>, foldhash::fast::RandomState>,
     stopping: AtomicBool,
     inflight: AtomicUsize,
+    /// One per delivery connection allowed (`[delivery] max_connections`): a lane holds one
+    /// while it runs attempts, so attempts in flight never want more connections than the pool
+    /// may open, and an attempt that has to wait does so before its timeout starts.
+    slots: tokio::sync::Semaphore,
     metrics: DeliveryMetrics,
     idle: Notify,
 }
@@ -193,6 +197,7 @@ impl Dispatcher {
         client: Client,
         subs: Arc<Subscriptions>,
     ) -> Dispatcher {
+        let slots = tokio::sync::Semaphore::new(cfg.delivery.max_connections.max(1));
         Dispatcher {
             inner: Arc::new(Inner {
                 cfg,
@@ -202,6 +207,7 @@ impl Dispatcher {
                 endpoints: DashMap::default(),
                 stopping: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
+                slots,
                 metrics: DeliveryMetrics::new(),
                 idle: Notify::new(),
             }),
@@ -366,6 +372,8 @@ impl Dispatcher {
     /// many were still running when it gave up (they stay queued in the journal).
     pub async fn drain(&self, deadline: Duration) -> usize {
         self.inner.stopping.store(true, Ordering::SeqCst);
+        // Lanes waiting for a connection slot wake up, see `stopping` and end.
+        self.inner.slots.close();
         for ep in self.inner.endpoints.iter() {
             ep.wake.notify_one();
             ep.work.notify_waiters();
@@ -479,6 +487,21 @@ fn lanes_to_start(st: &State, lane_limit: usize) -> usize {
         .min(lane_limit.saturating_sub(st.lanes))
 }
 
+/// Moves the front of `ready` to `inflight` (the lane saw ready work under this lock).
+fn take_ready(st: &mut State) -> Item {
+    let item = st.ready.pop_front().expect("lane_step saw ready work");
+    st.inflight.insert(item.delivery.id);
+    item
+}
+
+/// What a lane's look at its endpoint came to, acted on once the lock is released.
+enum Turn {
+    Run(Item),
+    /// Ready work, but no connection slot free.
+    WaitForSlot,
+    Park,
+}
+
 /// What a lane does next, decided under the endpoint lock.
 #[derive(Debug, PartialEq, Eq)]
 enum LaneStep {
@@ -590,6 +613,9 @@ async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
     let linger = inner.cfg.delivery.lane_linger;
     let mut linger_until: Option<tokio::time::Instant> = None;
     let mut parked = false;
+    // The lane's connection slot: taken before its first attempt, kept while it runs attempts
+    // one after another (no semaphore traffic per attempt), given back when it parks or ends.
+    let mut slot: Option<tokio::sync::SemaphorePermit<'_>> = None;
     loop {
         // The wait lives in this inner loop only, so the lane's future does not carry it
         // through the attempt.
@@ -608,18 +634,24 @@ async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
                 let linger_left = !linger.is_zero()
                     && linger_until.is_none_or(|t| t > tokio::time::Instant::now());
                 match lane_step(&st, inner.stopping.load(Ordering::SeqCst), linger_left) {
-                    LaneStep::Take => {
-                        let item = st.ready.pop_front().expect("lane_step saw ready work");
-                        st.inflight.insert(item.delivery.id);
-                        Some(item)
-                    }
+                    LaneStep::Take if slot.is_none() => match inner.slots.try_acquire() {
+                        Ok(s) => {
+                            slot = Some(s);
+                            Turn::Run(take_ready(&mut st))
+                        }
+                        // Every connection is spoken for: wait (the work stays queued, where
+                        // another lane or a manual retry sees it), then look again.
+                        Err(_) => Turn::WaitForSlot,
+                    },
+                    LaneStep::Take => Turn::Run(take_ready(&mut st)),
                     LaneStep::Park => {
                         st.parked += 1;
                         parked = true;
+                        slot = None;
                         // Registered under the lock, so work pushed once it is released
                         // wakes this lane.
                         notified.as_mut().enable();
-                        None
+                        Turn::Park
                     }
                     LaneStep::Exit => {
                         st.lanes -= 1;
@@ -630,8 +662,15 @@ async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
                     }
                 }
             };
-            if let Some(item) = turn {
-                break item;
+            match turn {
+                Turn::Run(item) => break item,
+                Turn::WaitForSlot => {
+                    inner.metrics.connection_waits.increment(1);
+                    // Closed only by `drain`: the next look sees `stopping`.
+                    slot = inner.slots.acquire().await.ok();
+                    continue;
+                }
+                Turn::Park => {}
             }
             let until = *linger_until.get_or_insert_with(|| tokio::time::Instant::now() + linger);
             tokio::select! {

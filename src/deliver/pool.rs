@@ -14,9 +14,15 @@
 //! for at most `pool_idle_timeout`). An HTTP/2 connection is shared by every request to its
 //! origin; a burst that dials several before the first is known to speak h2 keeps up to
 //! [`MAX_H2_PER_ORIGIN`] of them and spreads requests over them (one h2 connection is capped by
-//! one task on one core). The pool does not limit connections: the dispatcher bounds attempts
-//! in flight per endpoint, which bounds connections too. A background task drops expired and
-//! closed connections and forgets origins with none left.
+//! one task on one core). A background task drops expired and closed connections and forgets
+//! origins with none left.
+//!
+//! Connections are file descriptors, so their number is bounded (`crate::fds`): every
+//! connection holds a permit of [`Pool::sockets`] (`[delivery] max_connections`) from before its
+//! socket is opened until its connection task has ended. The dispatcher lets at most that many
+//! attempts run at once, so when a dial finds every permit taken, at least one is held by an idle
+//! connection or one that is closing: the dial closes the coldest idle connection of any origin
+//! and waits for a permit, which is then moments away.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,9 +35,11 @@ use http::{HeaderValue, Uri};
 use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::connect::{self, ConnectError, ConnectorShared};
+use crate::telemetry::metrics as m;
 
 /// HTTP/2 connections kept per origin (PERF-NOTES: 2–4 connections beat one by ~40 %).
 pub const MAX_H2_PER_ORIGIN: usize = 4;
@@ -88,6 +96,10 @@ pub(super) struct Pool {
     h2: http2::Builder<TokioExecutor>,
     origins: Mutex<Origins>,
     sweeper_started: AtomicBool,
+    /// One permit per connection allowed; held by each connection's task (see the module docs).
+    sockets: Arc<Semaphore>,
+    limit: usize,
+    open: metrics::Gauge,
 }
 
 type Origins = HashMap<OriginKey, Origin, foldhash::fast::RandomState>;
@@ -105,7 +117,9 @@ impl Pool {
         connector: ConnectorShared,
         idle_timeout: Duration,
         max_idle_per_origin: usize,
+        max_connections: usize,
     ) -> Pool {
+        let limit = max_connections.max(1);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
         Pool {
@@ -116,6 +130,9 @@ impl Pool {
             h2,
             origins: Mutex::new(HashMap::default()),
             sweeper_started: AtomicBool::new(false),
+            sockets: Arc::new(Semaphore::new(limit)),
+            limit,
+            open: metrics::gauge!(m::DELIVERY_CONNECTIONS),
         }
     }
 
@@ -211,6 +228,7 @@ impl Pool {
         connect_timeout: Duration,
     ) -> Result<Checkout, ConnectError> {
         let started = Instant::now();
+        let socket = self.socket_permit().await;
         let stream = connect::connect(&self.connector, uri, connect_timeout).await?;
         let host = crate::render::host_header(uri).map_err(ConnectError::BadTarget)?;
         if !stream.is_h2() {
@@ -220,11 +238,7 @@ impl Pool {
                 .handshake(TokioIo::new(stream))
                 .await
                 .map_err(|source| handshake_error(uri, source))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "delivery connection ended");
-                }
-            });
+            self.spawn_conn(conn, socket);
             return Ok(Checkout {
                 sender: Sender::H1(tx),
                 reused: false,
@@ -236,11 +250,7 @@ impl Pool {
             .await
             .map_err(|_| ConnectError::Timeout(connect_timeout))?
             .map_err(|source| handshake_error(uri, source))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "delivery connection ended");
-            }
-        });
+        self.spawn_conn(conn, socket);
         if self.max_idle_per_origin > 0 {
             let now = Instant::now();
             let mut origins = self.lock();
@@ -258,6 +268,67 @@ impl Pool {
             reused: false,
             host,
         })
+    }
+
+    /// A connection permit: at once if one is free; else after closing the coldest idle
+    /// connection (any origin), whose task gives its permit back as it ends.
+    async fn socket_permit(&self) -> Option<OwnedSemaphorePermit> {
+        let permit = match self.sockets.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                drop(self.close_coldest());
+                self.sockets.clone().acquire_owned().await.ok()
+            }
+        };
+        self.open
+            .set((self.limit - self.sockets.available_permits()) as f64);
+        permit
+    }
+
+    /// Takes the idle HTTP/1.1 connection that has been idle longest out of the pool (an HTTP/2
+    /// one, least recently used, if there is none) and returns it, to be dropped outside the
+    /// lock: dropping it ends its connection task, which gives its permit back.
+    fn close_coldest(&self) -> Option<Sender> {
+        let mut origins = self.lock();
+        let coldest_h1 = origins
+            .iter()
+            .filter_map(|(k, o)| o.h1.first().map(|(_, since)| (*since, k.clone())))
+            .min_by_key(|(since, _)| *since);
+        if let Some((_, key)) = coldest_h1 {
+            let origin = origins.get_mut(&key)?;
+            let (tx, _) = origin.h1.remove(0);
+            return Some(Sender::H1(tx));
+        }
+        let coldest_h2 = origins
+            .iter()
+            .filter_map(|(k, o)| {
+                o.h2.iter()
+                    .map(|(_, used)| *used)
+                    .min()
+                    .map(|used| (used, k.clone()))
+            })
+            .min_by_key(|(used, _)| *used);
+        let (used, key) = coldest_h2?;
+        let origin = origins.get_mut(&key)?;
+        let at = origin.h2.iter().position(|(_, u)| *u == used)?;
+        let (tx, _) = origin.h2.remove(at);
+        Some(Sender::H2(tx))
+    }
+
+    /// Runs a connection until it closes, holding its permit until then.
+    fn spawn_conn<F>(&self, conn: F, socket: Option<OwnedSemaphorePermit>)
+    where
+        F: std::future::Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        let sockets = self.sockets.clone();
+        let (open, limit) = (self.open.clone(), self.limit);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "delivery connection ended");
+            }
+            drop(socket);
+            open.set((limit - sockets.available_permits()) as f64);
+        });
     }
 
     /// Drops expired and closed connections and forgets origins with none left.

@@ -22,9 +22,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api::error::Response;
 use crate::config::ServerConfig;
+use crate::telemetry::metrics as m;
 
 /// The bound listeners.
 #[derive(Debug)]
@@ -96,11 +98,15 @@ pub trait Handler: Send + Sync + 'static {
 }
 
 /// Serves `handler` on every listener until `shutdown` resolves, then stops accepting and
-/// waits up to `grace` for open requests to finish.
+/// waits up to `grace` for open requests to finish. At most `max_connections` connections
+/// (both listeners together) are served at once: a loop takes a slot before it accepts, so
+/// clients beyond wait in the kernel's backlog and no descriptor is taken for them
+/// (`crate::fds`).
 pub async fn serve<H: Handler>(
     listeners: Listeners,
     handler: Arc<H>,
     header_read_timeout: Duration,
+    max_connections: usize,
     grace: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -113,24 +119,29 @@ pub async fn serve<H: Handler>(
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let builder = Arc::new(builder);
+    let slots = Arc::new(Semaphore::new(max_connections));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut loops = tokio::task::JoinSet::new();
     let Listeners { tcp, unix } = listeners;
     if let Some(l) = tcp {
-        let (b, h, g, mut stop) = (
+        let (b, h, g, s, mut stop) = (
             builder.clone(),
             handler.clone(),
             graceful.clone(),
+            slots.clone(),
             stop_rx.clone(),
         );
         loops.spawn(async move {
             loop {
+                let Some(slot) = take_slot(&s, &mut stop).await else {
+                    return;
+                };
                 tokio::select! {
                     accepted = l.accept() => match accepted {
                         Ok((stream, _)) => {
                             let _ = stream.set_nodelay(true);
-                            spawn_conn(&b, &h, &g, TokioIo::new(stream));
+                            spawn_conn(&b, &h, &g, TokioIo::new(stream), slot);
                         }
                         Err(e) => accept_error(e).await,
                     },
@@ -142,17 +153,21 @@ pub async fn serve<H: Handler>(
     let mut socket_path = None;
     if let Some((l, path)) = unix {
         socket_path = Some(path);
-        let (b, h, g, mut stop) = (
+        let (b, h, g, s, mut stop) = (
             builder.clone(),
             handler.clone(),
             graceful.clone(),
+            slots.clone(),
             stop_rx.clone(),
         );
         loops.spawn(async move {
             loop {
+                let Some(slot) = take_slot(&s, &mut stop).await else {
+                    return;
+                };
                 tokio::select! {
                     accepted = l.accept() => match accepted {
-                        Ok((stream, _)) => spawn_conn(&b, &h, &g, TokioIo::new(stream)),
+                        Ok((stream, _)) => spawn_conn(&b, &h, &g, TokioIo::new(stream), slot),
                         Err(e) => accept_error(e).await,
                     },
                     _ = stop.changed() => return,
@@ -179,6 +194,22 @@ pub async fn serve<H: Handler>(
     }
 }
 
+/// A connection slot, waited for; `None` once the server stops. A loop that has to wait
+/// counts it in `herald_server_connection_waits_total`.
+async fn take_slot(
+    slots: &Arc<Semaphore>,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(slot) = slots.clone().try_acquire_owned() {
+        return Some(slot);
+    }
+    metrics::counter!(m::SERVER_CONNECTION_WAITS).increment(1);
+    tokio::select! {
+        slot = slots.clone().acquire_owned() => slot.ok(),
+        _ = stop.changed() => None,
+    }
+}
+
 async fn accept_error(e: io::Error) {
     // Running out of file descriptors must not spin the loop; back off briefly.
     tracing::warn!(error = %e, "accept failed");
@@ -190,6 +221,7 @@ fn spawn_conn<H, I>(
     handler: &Arc<H>,
     graceful: &GracefulShutdown,
     io: I,
+    slot: OwnedSemaphorePermit,
 ) where
     H: Handler,
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -208,5 +240,7 @@ fn spawn_conn<H, I>(
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
+        // The connection and its descriptor are gone: the next client may be accepted.
+        drop(slot);
     });
 }

@@ -18,6 +18,12 @@ pub const DELIVERY_DURATION: &str = "herald_delivery_duration_seconds";
 /// `[storage] memory_window`), and the queue rows they read.
 pub const DELIVERY_REFILLS: &str = "herald_delivery_refills_total";
 pub const DELIVERY_REFILL_ROWS: &str = "herald_delivery_refill_rows_total";
+/// Delivery connections open (in use, idle or closing), gauge; and how often an attempt had to
+/// wait for one because `[delivery] max_connections` were open (`crate::fds`).
+pub const DELIVERY_CONNECTIONS: &str = "herald_delivery_connections";
+pub const DELIVERY_CONNECTION_WAITS: &str = "herald_delivery_connection_waits_total";
+/// How often the server waited to accept because `[server] max_connections` were open.
+pub const SERVER_CONNECTION_WAITS: &str = "herald_server_connection_waits_total";
 /// Deliveries waiting for a retry (gauge).
 pub const RETRY_QUEUE_DEPTH: &str = "herald_retry_queue_depth";
 /// Dead letters kept (gauge).
@@ -144,6 +150,18 @@ fn describe() {
         "Duration of one delivery attempt."
     );
     describe_gauge!(
+        DELIVERY_CONNECTIONS,
+        "Delivery connections open (in use, idle or closing)."
+    );
+    describe_counter!(
+        DELIVERY_CONNECTION_WAITS,
+        "Delivery attempts that waited for a connection because [delivery] max_connections were open."
+    );
+    describe_counter!(
+        SERVER_CONNECTION_WAITS,
+        "Times the server waited to accept because [server] max_connections were open."
+    );
+    describe_gauge!(
         RETRY_QUEUE_DEPTH,
         "Deliveries waiting for a retry after a failure."
     );
@@ -200,7 +218,10 @@ fn describe() {
     metrics::counter!(SUBSCRIPTIONS_AUTO_DISABLED).absolute(0);
     metrics::counter!(DELIVERY_REFILLS).absolute(0);
     metrics::counter!(DELIVERY_REFILL_ROWS).absolute(0);
+    metrics::counter!(DELIVERY_CONNECTION_WAITS).absolute(0);
+    metrics::counter!(SERVER_CONNECTION_WAITS).absolute(0);
     for g in [
+        DELIVERY_CONNECTIONS,
         RETRY_QUEUE_DEPTH,
         DEAD_LETTERS,
         INFLIGHT_DELIVERIES,
@@ -225,6 +246,7 @@ pub struct DeliveryMetrics {
     pub auto_disabled: metrics::Counter,
     pub refills: metrics::Counter,
     pub refill_rows: metrics::Counter,
+    pub connection_waits: metrics::Counter,
 }
 
 impl DeliveryMetrics {
@@ -245,6 +267,7 @@ impl DeliveryMetrics {
             auto_disabled: metrics::counter!(SUBSCRIPTIONS_AUTO_DISABLED),
             refills: metrics::counter!(DELIVERY_REFILLS),
             refill_rows: metrics::counter!(DELIVERY_REFILL_ROWS),
+            connection_waits: metrics::counter!(DELIVERY_CONNECTION_WAITS),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod connections;
 mod contensis;
 mod datocms;
 mod delivery;

@@ -23,6 +23,9 @@ pub struct Herald {
     pub socket: Option<PathBuf>,
     pub dir: Arc<tempfile::TempDir>,
     config: String,
+    /// The open-file limit it runs under (`Options::open_files`), and its seccomp filter.
+    open_files: Option<u64>,
+    syscall_filter: Option<SyscallFilter>,
     notify: UnixDatagram,
     /// Every notify message seen so far.
     pub notices: Vec<String>,
@@ -64,6 +67,20 @@ pub struct Options {
     pub ingest: String,
     /// Replaces the default `allow_networks = ["127.0.0.0/8"]`.
     pub no_loopback: bool,
+    /// Runs Herald with this open-file limit, soft and hard (`ulimit -n`).
+    pub open_files: Option<u64>,
+    /// Runs Herald under this seccomp filter.
+    pub syscall_filter: Option<SyscallFilter>,
+}
+
+/// A compiled seccomp filter, installed in Herald's process before it starts.
+#[derive(Clone)]
+pub struct SyscallFilter(pub Arc<seccompiler::BpfProgram>);
+
+impl std::fmt::Debug for SyscallFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SyscallFilter({} instructions)", self.0.len())
+    }
 }
 
 fn config_text(dir: &Path, o: &Options) -> String {
@@ -115,7 +132,7 @@ impl Herald {
     pub async fn start_with(o: Options) -> Herald {
         let dir = Arc::new(tempfile::tempdir().unwrap());
         let config = config_text(dir.path(), &o);
-        Herald::launch(dir, config).await
+        Herald::launch(dir, config, o.open_files, o.syscall_filter).await
     }
 
     /// Starts again on the same data directory and config (after a kill or a clean stop).
@@ -123,11 +140,17 @@ impl Herald {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let (dir, config) = (self.dir.clone(), self.config.clone());
+        let (open_files, filter) = (self.open_files, self.syscall_filter.clone());
         drop(self);
-        Herald::launch(dir, config).await
+        Herald::launch(dir, config, open_files, filter).await
     }
 
-    async fn launch(dir: Arc<tempfile::TempDir>, config: String) -> Herald {
+    async fn launch(
+        dir: Arc<tempfile::TempDir>,
+        config: String,
+        open_files: Option<u64>,
+        syscall_filter: Option<SyscallFilter>,
+    ) -> Herald {
         let cfg_path = dir.path().join("herald.toml");
         std::fs::write(&cfg_path, &config).unwrap();
         let notify_path = dir.path().join("notify.sock");
@@ -139,7 +162,27 @@ impl Herald {
             .append(true)
             .open(dir.path().join("herald.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        let mut command = match open_files {
+            Some(n) => {
+                // `ulimit -n` in a POSIX shell sets the soft and the hard limit.
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_herald"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_herald")),
+        };
+        if let Some(SyscallFilter(program)) = syscall_filter.clone() {
+            // SAFETY: between fork and exec the closure only makes two system calls (prctl and
+            // seccomp) on a program compiled before the fork; it allocates only on error.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+                    seccompiler::apply_filter(&program).map_err(std::io::Error::other)
+                });
+            }
+        }
+        let child = command
             .arg("serve")
             .arg("--config")
             .arg(&cfg_path)
@@ -156,6 +199,8 @@ impl Herald {
             socket: None,
             dir,
             config,
+            open_files,
+            syscall_filter,
             notify,
             notices: Vec::new(),
         };
@@ -204,6 +249,11 @@ impl Herald {
     }
 
     /// `kill -9`.
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

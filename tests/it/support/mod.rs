@@ -4,4 +4,4 @@ pub mod capture;
 pub mod daemon;
 
 pub use capture::{Capture, Reply};
-pub use daemon::{ADMIN_TOKEN, Herald, Options, eventually};
+pub use daemon::{ADMIN_TOKEN, Herald, Options, SyscallFilter, eventually};
