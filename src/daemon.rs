@@ -136,6 +136,7 @@ pub async fn run(
         DispatchConfig {
             delivery: config.delivery.clone(),
             memory_window: config.storage.memory_window,
+            memory_budget: config.storage.memory_budget,
         },
         journal.clone(),
         client,

@@ -90,6 +90,9 @@ pub struct StorageConfig {
     pub retention_interval: Duration,
     /// Deliveries held in memory per endpoint; the rest of a backlog stays on disk.
     pub memory_window: usize,
+    /// Deliveries held in memory across all endpoints (each may still hold its fair share of
+    /// it); the rest stays on disk.
+    pub memory_budget: usize,
     /// Block cache of the embedded store.
     pub cache_bytes: u64,
     /// Appends are refused (`503`) while free space under `path` is below this, so the disk
@@ -175,6 +178,7 @@ pub mod defaults {
     pub const RETENTION: &str = "7d";
     pub const RETENTION_INTERVAL: &str = "10m";
     pub const MEMORY_WINDOW: u64 = 1024;
+    pub const MEMORY_BUDGET: u64 = 262_144;
     pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
     pub const MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
     pub const DEDUP_WINDOW: &str = "24h";

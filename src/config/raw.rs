@@ -43,6 +43,7 @@ pub struct RawStorage {
     pub retention: Option<String>,
     pub retention_interval: Option<String>,
     pub memory_window: Option<u64>,
+    pub memory_budget: Option<u64>,
     pub cache_bytes: Option<u64>,
     pub min_free_bytes: Option<u64>,
 }

@@ -37,6 +37,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "storage.retention",
     "storage.retention_interval",
     "storage.memory_window",
+    "storage.memory_budget",
     "storage.cache_bytes",
     "storage.min_free_bytes",
     "ingest.dedup_window",
@@ -295,6 +296,13 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             defaults::MEMORY_WINDOW,
             2,
             1_000_000,
+        ),
+        memory_budget: errs.count(
+            "storage.memory_budget",
+            st.memory_budget,
+            defaults::MEMORY_BUDGET,
+            1,
+            1 << 32,
         ),
         cache_bytes: errs.count(
             "storage.cache_bytes",

@@ -19,6 +19,15 @@
 //! millions to a dead endpoint therefore lives on disk, and start-up only marks endpoints
 //! spilled instead of loading their queues.
 //!
+//! A window per endpoint does not bound the whole: with thousands of subscriptions each could
+//! hold its window (2,000 subscriptions to one dead receiver held 2 million deliveries, 700 MB
+//! and growing, before this). So all endpoints together hold at most `[storage] memory_budget`
+//! deliveries, give or take one admission per worker thread. Past it, an endpoint still takes
+//! work into memory while it holds less than its fair share (the budget over the endpoints with
+//! work, at least one), so a dead receiver's retries cannot starve a healthy one; beyond that it
+//! spills. A spilled endpoint whose refill finds no room waits in a queue of such endpoints and
+//! is woken, oldest first, when deliveries leave memory ([`Budget`]).
+//!
 //! Re-reading must never resurrect a delivery that just finished but whose journal write is
 //! still in the writer's channel. A refill therefore (1) notes which deliveries are in memory
 //! and starts recording completions, (2) waits for a journal barrier, so every earlier write is
@@ -44,7 +53,7 @@ use crate::model::{
 use crate::outcome::{self, AttemptSummary, DeadReason, EventRef, Next};
 use crate::render::AttemptCtx;
 use crate::route::store::Subscriptions;
-use crate::telemetry::metrics::DeliveryMetrics;
+use crate::telemetry::metrics::{self as m, DeliveryMetrics};
 
 /// What the dispatcher needs from the configuration.
 #[derive(Debug, Clone)]
@@ -52,6 +61,109 @@ pub struct DispatchConfig {
     pub delivery: DeliveryConfig,
     /// Deliveries held in memory per endpoint.
     pub memory_window: usize,
+    /// Deliveries held in memory across all endpoints.
+    pub memory_budget: usize,
+}
+
+/// How many more deliveries an endpoint holding `held` may take into memory, with `total`
+/// held by all endpoints together. `endpoints` (the endpoints with work) is asked only when the
+/// budget is spent: then the endpoint may still fill its fair share of the budget.
+fn room(
+    held: usize,
+    window: usize,
+    total: usize,
+    budget: usize,
+    endpoints: impl FnOnce() -> usize,
+) -> usize {
+    let window_room = window.saturating_sub(held);
+    let budget_room = budget.saturating_sub(total);
+    if budget_room >= window_room {
+        return window_room;
+    }
+    let fair = (budget / endpoints().max(1)).max(1);
+    window_room.min(budget_room.max(fair.saturating_sub(held)))
+}
+
+/// The memory budget's books: deliveries held by all endpoints, and the spilled endpoints
+/// waiting for room to refill, oldest first.
+struct Budget {
+    limit: usize,
+    held: AtomicUsize,
+    waiting: Mutex<VecDeque<std::sync::Weak<Endpoint>>>,
+    /// `waiting.len()`, read without the lock on every release.
+    waiters: AtomicUsize,
+    gauge: metrics::Gauge,
+    waiters_gauge: metrics::Gauge,
+}
+
+impl Budget {
+    fn total(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    /// Books an endpoint's change from holding `before` to `after` deliveries; a release wakes
+    /// as many waiting endpoints as deliveries left, once the total is under the budget.
+    fn account(&self, before: usize, after: usize) {
+        if after > before {
+            self.take(after - before);
+        } else if before > after {
+            self.release(before - after);
+        }
+    }
+
+    fn take(&self, n: usize) {
+        let total = self.held.fetch_add(n, Ordering::Relaxed) + n;
+        self.gauge.set(total as f64);
+    }
+
+    fn release(&self, n: usize) {
+        let total = self.held.fetch_sub(n, Ordering::Relaxed) - n;
+        self.gauge.set(total as f64);
+        if total < self.limit && self.waiters.load(Ordering::Acquire) > 0 {
+            self.wake(n);
+        }
+    }
+
+    /// Takes `n` from the budget for a refill about to read; what it does not use goes back
+    /// when the [`Reservation`] is dropped.
+    fn reserve(&self, n: usize) -> Reservation<'_> {
+        self.take(n);
+        Reservation {
+            budget: self,
+            left: n,
+        }
+    }
+
+    /// Queues a spilled endpoint for room, unless it is queued already.
+    fn wait_for_room(&self, ep: &Arc<Endpoint>) {
+        if ep.awaiting_room.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        waiting.push_back(Arc::downgrade(ep));
+        self.waiters.store(waiting.len(), Ordering::Release);
+        self.waiters_gauge.set(waiting.len() as f64);
+    }
+
+    fn wake(&self, mut n: usize) {
+        let mut woken = Vec::new();
+        {
+            let mut waiting = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+            while n > 0 {
+                let Some(ep) = waiting.pop_front() else { break };
+                if let Some(ep) = ep.upgrade() {
+                    ep.awaiting_room.store(false, Ordering::Release);
+                    woken.push(ep);
+                    n -= 1;
+                }
+            }
+            self.waiters.store(waiting.len(), Ordering::Release);
+            self.waiters_gauge.set(waiting.len() as f64);
+        }
+        for ep in woken {
+            ep.wake.notify_one();
+        }
+    }
 }
 
 /// One delivery in memory: its queued form (whose due time is part of its journal key, so it is
@@ -134,9 +246,26 @@ impl State {
     }
 }
 
+/// Room in the budget held for a refill: each delivery it takes into memory uses one (the
+/// budget counted it already); the rest is given back on drop, on every way out of the refill.
+struct Reservation<'a> {
+    budget: &'a Budget,
+    left: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.left > 0 {
+            self.budget.release(self.left);
+        }
+    }
+}
+
 struct Endpoint {
     id: SubscriptionId,
     state: Mutex<State>,
+    /// Queued in [`Budget::waiting`] (set and cleared with that queue, not under `state`).
+    awaiting_room: AtomicBool,
     /// Wakes the driver.
     wake: Notify,
     /// Wakes a parked lane: ready work it takes instead of a new lane being started.
@@ -164,11 +293,40 @@ struct Inner {
     /// while it runs attempts, so attempts in flight never want more connections than the pool
     /// may open, and an attempt that has to wait does so before its timeout starts.
     slots: tokio::sync::Semaphore,
+    budget: Budget,
     metrics: DeliveryMetrics,
     idle: Notify,
 }
 
 impl Inner {
+    /// Whether a spilled endpoint holding `held` reads more back now ([`refill_due`]). When the
+    /// budget, not its window, keeps it from that,
+    /// it is queued to be woken as deliveries leave memory: before the driver waits (its
+    /// `notified` is already enabled, so a release after this wakes it), then looked at again,
+    /// in case room was made just before. Meanwhile the driver still sleeps until its next retry.
+    fn refill_due(&self, ep: &Arc<Endpoint>, held: usize) -> bool {
+        let window = self.cfg.memory_window;
+        if refill_due(held, window, self.room(held)) {
+            return true;
+        }
+        if self.room(held) < window.saturating_sub(held) {
+            self.budget.wait_for_room(ep);
+            return refill_due(held, window, self.room(held));
+        }
+        false
+    }
+
+    /// [`room`] for an endpoint holding `held`.
+    fn room(&self, held: usize) -> usize {
+        room(
+            held,
+            self.cfg.memory_window,
+            self.budget.total(),
+            self.budget.limit,
+            || self.endpoints.len(),
+        )
+    }
+
     /// Lanes (attempts in flight) per endpoint at most.
     fn lane_limit(&self) -> usize {
         self.cfg.delivery.max_in_flight_per_endpoint.max(1)
@@ -198,6 +356,7 @@ impl Dispatcher {
         subs: Arc<Subscriptions>,
     ) -> Dispatcher {
         let slots = tokio::sync::Semaphore::new(cfg.delivery.max_connections.max(1));
+        let budget = cfg.memory_budget;
         Dispatcher {
             inner: Arc::new(Inner {
                 cfg,
@@ -208,6 +367,14 @@ impl Dispatcher {
                 stopping: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
                 slots,
+                budget: Budget {
+                    limit: budget.max(1),
+                    held: AtomicUsize::new(0),
+                    waiting: Mutex::new(VecDeque::new()),
+                    waiters: AtomicUsize::new(0),
+                    gauge: metrics::gauge!(m::DELIVERIES_IN_MEMORY),
+                    waiters_gauge: metrics::gauge!(m::ENDPOINTS_AWAITING_MEMORY),
+                },
                 metrics: DeliveryMetrics::new(),
                 idle: Notify::new(),
             }),
@@ -407,6 +574,7 @@ impl Dispatcher {
                 Arc::new(Endpoint {
                     id: sub,
                     state: Mutex::new(State::default()),
+                    awaiting_room: AtomicBool::new(false),
                     wake: Notify::new(),
                     work: Notify::new(),
                 })
@@ -427,7 +595,9 @@ impl Dispatcher {
                     .remove_if(&sub, |_, e| Arc::ptr_eq(e, &ep));
                 continue;
             }
+            let before = st.held();
             f(&mut st);
+            self.inner.budget.account(before, st.held());
             let start = !st.running;
             st.running = true;
             let wake = !start && driver_has_work(&st, self.inner.lane_limit());
@@ -446,10 +616,10 @@ impl Dispatcher {
     }
 
     fn push(&self, sub: SubscriptionId, item: Item) {
-        let window = self.inner.cfg.memory_window;
         let now = now_ms();
+        let inner = &self.inner;
         self.with_endpoint(sub, |st| {
-            if st.spilled || st.held() >= window {
+            if st.spilled || inner.room(st.held()) == 0 {
                 st.spill();
             } else {
                 st.push(item, now);
@@ -530,7 +700,6 @@ fn lane_step(st: &State, stopping: bool, linger_left: bool) -> LaneStep {
 /// One endpoint's driver: starts lanes while there is ready work and a lane free, sleeps until
 /// the next retry is due, refills from disk when spilled, and exits when the endpoint is idle.
 async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
-    let window = inner.cfg.memory_window;
     let limit = inner.lane_limit();
     loop {
         if inner.stopping.load(Ordering::SeqCst) {
@@ -551,7 +720,7 @@ async fn drive(inner: Arc<Inner>, ep: Arc<Endpoint>) {
             let step = if start > 0 {
                 st.lanes += start;
                 Step::Lanes(start)
-            } else if st.spilled && st.held() <= window / 2 && st.refilling.is_none() {
+            } else if st.spilled && st.refilling.is_none() && inner.refill_due(&ep, st.held()) {
                 Step::Refill
             } else if let Some((&(due, _), _)) = st.delayed.first_key_value() {
                 Step::Sleep((due - now).max(1) as u64)
@@ -698,12 +867,17 @@ async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
 /// order with everything else.
 async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalError> {
     let window = inner.cfg.memory_window;
-    let (gen_at_start, after, room) = {
+    let (gen_at_start, after, asked, mut room) = {
         let mut st = ep.lock();
         st.refilling = Some(HashSet::new());
-        // Read no more than there is room for now (the driver refills at half the window):
-        // rows read past it were read, and their events loaded, again by the next refill.
-        (st.spill_gen, st.cursor, refill_rows(window, st.held()))
+        // Read no more than there is room for now (the driver refills at half the window, and
+        // within the budget): rows read past it were read, and their events loaded, again by
+        // the next refill. The room is reserved in the budget before the read, so refills
+        // running side by side cannot load more events than the budget between them.
+        let (held, room) = (st.held(), inner.room(st.held()));
+        let budget_bound = room < window.saturating_sub(held);
+        let rows = refill_rows(room, st.cursor.is_none(), held, budget_bound);
+        (st.spill_gen, st.cursor, rows, inner.budget.reserve(room))
     };
     let result = async {
         inner
@@ -714,7 +888,7 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
         let journal = inner.journal.clone();
         let sub = ep.id;
         tokio::task::spawn_blocking(move || {
-            let rows = journal.scan_queue(sub, after, room)?;
+            let rows = journal.scan_queue(sub, after, asked)?;
             let mut last: Option<Arc<Event>> = None;
             let loaded = rows
                 .into_iter()
@@ -744,7 +918,7 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
     inner.metrics.refill_rows.increment(rows.len() as u64);
     let now = now_ms();
     let mut skipped_finished = false;
-    let mut read_all = rows.len() < room;
+    let mut read_all = rows.len() < asked;
     let mut queued = st.queued_ids();
     let holds =
         |st: &State, queued: &HashSet<_, _>, id| st.inflight.contains(&id) || queued.contains(&id);
@@ -755,7 +929,8 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
             read_all = true;
             break;
         }
-        if st.held() >= window && !holds(&st, &queued, d.id) && !finished.contains(&d.id) {
+        let full = room.left == 0 || st.held() >= window;
+        if full && !holds(&st, &queued, d.id) && !finished.contains(&d.id) {
             // No room: the cursor stays before this one.
             read_all = false;
             break;
@@ -777,6 +952,7 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
             },
             now,
         );
+        room.left -= 1;
     }
     let (restart, unspill) = after_pass(
         after.is_some(),
@@ -793,12 +969,25 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
     Ok(())
 }
 
-/// How many queue rows a refill reads: the room left in the endpoint's window, at least one.
-/// Also from the start, where what the endpoint holds comes first and is skipped: reading a
-/// whole window there loaded those rows' events for nothing (measured slower, 34–42k against
-/// 41–46k deliveries a second with an endpoint spilling at fan-out 1).
-fn refill_rows(window: usize, held: usize) -> usize {
-    window.saturating_sub(held).max(1)
+/// Whether a spilled endpoint holding `held` with `room` for more (`window` its own limit) reads
+/// more back: with the window alone, once it has drained below half of it, so a refill is worth
+/// its scan; when the budget is what limits it, as soon as it has any room.
+fn refill_due(held: usize, window: usize, room: usize) -> bool {
+    let budget_bound = room < window.saturating_sub(held);
+    room > held || (budget_bound && room > 0)
+}
+
+/// How many queue rows a refill reads: the endpoint's [`room`], at least one (so that a pass
+/// ends). A pass from the start meets what the endpoint holds among the first rows (the
+/// earliest due) and skips them, so when the budget limits the endpoint it reads those too:
+/// with room for fewer rows than it holds, it would otherwise read only rows it holds, find
+/// nothing new, and do the same again (an endpoint spun on scans so). With the window alone it
+/// has room for more than it holds whenever it refills. Also from the start, where what the endpoint holds comes first and is skipped:
+/// reading a whole window there loaded those rows' events for nothing (measured slower, 34–42k
+/// against 41–46k deliveries a second with an endpoint spilling at fan-out 1).
+fn refill_rows(room: usize, from_start: bool, held: usize, budget_bound: bool) -> usize {
+    let skipped = if from_start && budget_bound { held } else { 0 };
+    (room + skipped).max(1)
 }
 
 /// What a refill pass that `read_all` it could (the queue's end, or the present) means for
@@ -845,15 +1034,15 @@ async fn attempt(inner: &Arc<Inner>, ep: &Endpoint, item: Item) {
     if inner.inflight.fetch_sub(1, Ordering::SeqCst) == 1 {
         inner.idle.notify_waiters();
     }
-    let window = inner.cfg.memory_window;
     let wake = {
         let mut st = ep.lock();
+        let before = st.held();
         st.inflight.remove(&d.id);
         if let Some(r) = st.refilling.as_mut() {
             r.insert(d.id);
         }
         if let Some(Next::Retry(retry)) = &next {
-            if st.spilled || st.held() >= window {
+            if st.spilled || inner.room(st.held()) == 0 {
                 st.spill();
             } else {
                 st.push(
@@ -866,6 +1055,7 @@ async fn attempt(inner: &Arc<Inner>, ep: &Endpoint, item: Item) {
                 );
             }
         }
+        inner.budget.account(before, st.held());
         // A retry to time or a spill to read back is the driver's; ready work is this lane's.
         !st.delayed.is_empty() || st.spilled
     };
@@ -1035,13 +1225,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_refill_reads_only_what_fits_in_the_window() {
-        assert_eq!(refill_rows(1024, 0), 1024);
-        assert_eq!(refill_rows(1024, 512), 512);
-        assert_eq!(refill_rows(1024, 1023), 1);
-        // Over the window (retries pushed back meanwhile): still one row, so a pass ends.
-        assert_eq!(refill_rows(1024, 1024), 1);
-        assert_eq!(refill_rows(1024, 2000), 1);
+    fn an_endpoints_room_is_its_window_while_the_budget_lasts() {
+        let unasked =
+            || -> usize { panic!("the endpoints are counted only once the budget is spent") };
+        assert_eq!(room(0, 1024, 0, 262_144, unasked), 1024);
+        assert_eq!(room(512, 1024, 100_000, 262_144, unasked), 512);
+        assert_eq!(room(1024, 1024, 100_000, 262_144, unasked), 0);
+        // Over the window (retries pushed back meanwhile).
+        assert_eq!(room(2000, 1024, 100_000, 262_144, unasked), 0);
+    }
+
+    #[test]
+    fn past_the_budget_an_endpoint_fills_its_fair_share() {
+        // Budget 100 over 10 endpoints with work: a share of 10 each.
+        assert_eq!(room(3, 1024, 100, 100, || 10), 7);
+        assert_eq!(room(10, 1024, 100, 100, || 10), 0);
+        assert_eq!(room(15, 1024, 150, 100, || 10), 0);
+        // Some budget left: the larger of what is left and the share.
+        assert_eq!(room(3, 1024, 95, 100, || 10), 7);
+        assert_eq!(room(9, 1024, 80, 100, || 10), 20);
+        // Never past the window.
+        assert_eq!(room(3, 5, 100, 100, || 10), 2);
+        // A share is at least one delivery, however many endpoints.
+        assert_eq!(room(0, 1024, 100, 100, || 1_000_000), 1);
+        assert_eq!(room(1, 1024, 100, 100, || 1_000_000), 0);
+        assert_eq!(room(0, 1024, 100, 100, || 0), 100);
+    }
+
+    #[test]
+    fn a_spilled_endpoint_refills_below_half_its_window_or_with_any_budget_room() {
+        // The window alone (1024): below half of it.
+        assert!(refill_due(511, 1024, 1024 - 511));
+        assert!(!refill_due(512, 1024, 1024 - 512));
+        // The budget leaves less than the window would: any room.
+        assert!(refill_due(2, 1024, 1));
+        assert!(refill_due(0, 1024, 1));
+        assert!(!refill_due(2, 1024, 0));
+        assert!(!refill_due(0, 1024, 0));
+    }
+
+    #[test]
+    fn a_refill_reads_its_room_and_at_least_one_row() {
+        assert_eq!(refill_rows(512, false, 512, false), 512);
+        assert_eq!(refill_rows(512, true, 512, false), 512);
+        // No room (retries pushed back meanwhile): still one row, so a pass ends.
+        assert_eq!(refill_rows(0, false, 3, false), 1);
+        // Held back by the budget, from the start: past what it holds, then its room.
+        assert_eq!(refill_rows(1, true, 130, true), 131);
+        assert_eq!(refill_rows(1, false, 130, true), 1);
     }
 
     #[test]

@@ -24,6 +24,11 @@ pub const DELIVERY_CONNECTIONS: &str = "herald_delivery_connections";
 pub const DELIVERY_CONNECTION_WAITS: &str = "herald_delivery_connection_waits_total";
 /// How often the server waited to accept because `[server] max_connections` were open.
 pub const SERVER_CONNECTION_WAITS: &str = "herald_server_connection_waits_total";
+/// Deliveries held in memory by the dispatcher (gauge; at most about `[storage]
+/// memory_budget`).
+pub const DELIVERIES_IN_MEMORY: &str = "herald_deliveries_in_memory";
+/// Endpoints with deliveries on disk waiting for room in `[storage] memory_budget` (gauge).
+pub const ENDPOINTS_AWAITING_MEMORY: &str = "herald_endpoints_awaiting_memory";
 /// Deliveries waiting for a retry (gauge).
 pub const RETRY_QUEUE_DEPTH: &str = "herald_retry_queue_depth";
 /// Dead letters kept (gauge).
@@ -150,6 +155,14 @@ fn describe() {
         "Duration of one delivery attempt."
     );
     describe_gauge!(
+        DELIVERIES_IN_MEMORY,
+        "Deliveries held in memory by the dispatcher (ready, in flight, waiting for a retry)."
+    );
+    describe_gauge!(
+        ENDPOINTS_AWAITING_MEMORY,
+        "Endpoints with deliveries on disk waiting for room in the memory budget."
+    );
+    describe_gauge!(
         DELIVERY_CONNECTIONS,
         "Delivery connections open (in use, idle or closing)."
     );
@@ -222,6 +235,8 @@ fn describe() {
     metrics::counter!(SERVER_CONNECTION_WAITS).absolute(0);
     for g in [
         DELIVERY_CONNECTIONS,
+        DELIVERIES_IN_MEMORY,
+        ENDPOINTS_AWAITING_MEMORY,
         RETRY_QUEUE_DEPTH,
         DEAD_LETTERS,
         INFLIGHT_DELIVERIES,

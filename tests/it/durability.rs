@@ -560,3 +560,140 @@ async fn events_arriving_during_a_spill_are_all_delivered_once() {
     h.wait_metric("herald_pending_deliveries", 0.0, Duration::from_secs(10))
         .await;
 }
+
+/// Twenty subscriptions whose receiver is down for a while, a memory budget of 40 deliveries:
+/// together the endpoints hold about the budget (each at least its share of it, 40 / 20), the
+/// rest waits on disk and is read back, and once the receiver is up every delivery arrives
+/// exactly once and memory is empty again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_bounds_what_all_endpoints_hold_together() {
+    const SUBS: usize = 20;
+    const EVENTS: usize = 50;
+    const BUDGET: f64 = 40.0;
+    let h = Herald::start_with(Options {
+        storage: "memory_budget = 40\n".into(),
+        delivery: "max_in_flight_per_endpoint = 2\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let cap = Capture::start().await;
+    cap.script((0..300).map(|_| Reply::status(503)));
+    for i in 0..SUBS {
+        h.subscribe(json!({"name": format!("b{i}"), "url": cap.url(&format!("/s{i}")), "format": "raw",
+                           "retry": {"schedule": ["50ms", "100ms", "200ms", "400ms", "800ms", "1600ms"], "jitter": 0}}))
+            .await;
+    }
+    let lines: Vec<String> = (0..EVENTS)
+        .map(|i| cloudevent(&format!("mb-{i}"), "a.b").to_string())
+        .collect();
+    h.ingest("/v1/events", "application/x-ndjson", lines.join("\n"))
+        .await;
+    let total = (SUBS * EVENTS) as f64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut most_held: f64 = 0.0;
+    loop {
+        most_held = most_held.max(h.metric("herald_deliveries_in_memory").await);
+        let done = h
+            .metric("herald_deliveries_total{outcome=\"delivered\"}")
+            .await;
+        if done >= total {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{done} of {total} delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The budget, plus each endpoint's share past it (and an admission or two in a race).
+    assert!(
+        most_held <= 2.0 * BUDGET + 4.0,
+        "{most_held} deliveries held at once"
+    );
+    let mut seen: HashMap<(String, String), usize> = HashMap::new();
+    for c in cap.captured().iter().skip(300) {
+        let id = c.json()["id"].as_str().unwrap().to_string();
+        *seen.entry((c.path.clone(), id)).or_default() += 1;
+    }
+    assert_eq!(seen.len(), SUBS * EVENTS, "every delivery arrived");
+    assert!(seen.values().all(|&n| n == 1), "none arrived twice");
+    // What did not fit was read back from the store.
+    let rows = h.metric("herald_delivery_refill_rows_total").await;
+    assert!(rows >= total - 2.0 * BUDGET, "{rows} queue rows read back");
+    eventually(
+        Duration::from_secs(10),
+        "memory and queues empty",
+        || async {
+            let pending = h.metric("herald_pending_deliveries").await;
+            let held = h.metric("herald_deliveries_in_memory").await;
+            (pending == 0.0 && held == 0.0).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Past the budget, an endpoint that holds its share waits for room before it reads more
+/// back from disk. When another endpoint's delivery leaves memory it is woken at once, not when
+/// its own next retry comes due (an hour here).
+#[tokio::test]
+async fn room_in_the_memory_budget_wakes_an_endpoint_waiting_for_it() {
+    const WAIT: Duration = Duration::from_secs(20);
+    let h = Herald::start_with(Options {
+        storage: "memory_budget = 4\n".into(),
+        delivery: "max_in_flight_per_endpoint = 1\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let a = Capture::with_default(Reply::status(503)).await;
+    let c = Capture::with_default(Reply::status(503)).await;
+    let hour = json!({"schedule": ["1h"], "jitter": 0});
+    h.subscribe(
+        json!({"name": "a", "url": a.url("/"), "filters": [{"types": ["t.a"]}], "retry": hour}),
+    )
+    .await;
+    let c_id = h
+        .subscribe(
+            json!({"name": "c", "url": c.url("/"), "filters": [{"types": ["t.c"]}], "retry": hour}),
+        )
+        .await;
+    let event = |id: &str, ty: &str| cloudevent(id, ty).to_string();
+    // Two each, failed once: four deliveries wait an hour in memory, and the budget is spent.
+    let first = [
+        event("a-0", "t.a"),
+        event("a-1", "t.a"),
+        event("c-0", "t.c"),
+        event("c-1", "t.c"),
+    ];
+    h.ingest("/v1/events", "application/x-ndjson", first.join("\n"))
+        .await;
+    a.wait_for(2, WAIT).await;
+    c.wait_for(2, WAIT).await;
+    h.wait_metric("herald_retry_queue_depth", 4.0, WAIT).await;
+    h.wait_metric("herald_deliveries_in_memory", 4.0, WAIT)
+        .await;
+    // a holds its share (4 / 2): its next event stays on disk, and a waits for room.
+    h.ingest("/v1/events", "application/json", event("a-2", "t.a"))
+        .await;
+    h.wait_metric("herald_endpoints_awaiting_memory", 1.0, WAIT)
+        .await;
+    assert_eq!(h.metric("herald_deliveries_in_memory").await, 4.0);
+    assert_eq!(a.count(), 2);
+    // One of c's deliveries, run now against a receiver that is back, leaves memory.
+    c.set_default(Reply::status(200));
+    let listed = h
+        .api(
+            "GET",
+            &format!("/v1/deliveries?subscription={c_id}&status=retrying"),
+            None,
+        )
+        .await;
+    let id = listed.json()["data"][0]["id"].as_str().unwrap().to_string();
+    let retried = h
+        .api("POST", &format!("/v1/deliveries/{id}/retry"), None)
+        .await;
+    assert_eq!(retried.status, 202, "{}", retried.text());
+    c.wait_for(3, WAIT).await;
+    // The room goes to a, which reads a-2 back and attempts it.
+    let got = a.wait_for(3, WAIT).await;
+    assert_eq!(got[2].json()["id"], "a-2");
+}

@@ -217,7 +217,6 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use crossbeam_channel::{Sender, bounded};
 use fjall::config::CompressionPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, Readable};
@@ -1349,8 +1348,9 @@ impl Journal for EmbeddedJournal {
     fn event(&self, seq: u64) -> Result<Option<Event>, JournalError> {
         match self.shared.ks.events.get(codec::u64_key(seq)).map_err(io)? {
             // Copied out: a value read from the store pins its whole block, and the
-            // dispatcher may hold an event for as long as its deliveries retry.
-            Some(v) => codec::decode_event(seq, Bytes::copy_from_slice(&v)).map(Some),
+            // dispatcher may hold an event for as long as its deliveries retry. Only the
+            // event's own bytes, not the list of its implicit deliveries.
+            Some(v) => codec::decode_event_copied(seq, &v).map(Some),
             None => Ok(None),
         }
     }
@@ -1379,7 +1379,7 @@ impl Journal for EmbeddedJournal {
             if after_seq.is_some_and(|a| seq <= a) {
                 continue;
             }
-            let e = codec::decode_event(seq, Bytes::copy_from_slice(&v))?;
+            let e = codec::decode_event_copied(seq, &v)?;
             if e.received_at_ms >= since_ms && e.received_at_ms < until_ms {
                 out.push(e);
                 if out.len() >= limit {
@@ -1597,6 +1597,7 @@ mod tests {
     use crate::config::{Config, FsyncMode};
     use crate::journal::{DeadOp, QueuePos};
     use crate::model::{AttemptClass, InputKind, now_ms};
+    use bytes::Bytes;
     use std::path::Path;
 
     const HOUR: Duration = Duration::from_secs(3600);
