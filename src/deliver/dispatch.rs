@@ -355,10 +355,10 @@ struct Inner {
 
 impl Inner {
     /// Whether a spilled endpoint holding `held` reads more back now ([`refill_due`]). When the
-    /// budget, not its window, keeps it from that,
-    /// it is queued to be woken as deliveries leave memory: before the driver waits (its
-    /// `notified` is already enabled, so a release after this wakes it), then looked at again,
-    /// in case room was made just before. Meanwhile the driver still sleeps until its next retry.
+    /// budget, not its window, keeps it from that, it is queued to be woken as deliveries leave
+    /// memory: before the driver waits (its `notified` is already enabled, so a release after
+    /// this wakes it), then looked at again, in case room was made just before. Meanwhile the
+    /// driver still sleeps until its next retry.
     fn refill_due(&self, ep: &Arc<Endpoint>, held: usize) -> bool {
         let window = self.cfg.memory_window;
         if refill_due(held, window, self.room(held)) {

@@ -290,6 +290,11 @@ impl Pool {
     /// lock: dropping it ends its connection task, which gives its permit back.
     fn close_coldest(&self) -> Option<Sender> {
         let mut origins = self.lock();
+        // Closed ones gave their permits back already; closing them frees nothing.
+        for o in origins.values_mut() {
+            o.h1.retain(|(tx, _)| !tx.is_closed());
+            o.h2.retain(|(tx, _)| !tx.is_closed());
+        }
         let coldest_h1 = origins
             .iter()
             .filter_map(|(k, o)| o.h1.first().map(|(_, since)| (*since, k.clone())))
