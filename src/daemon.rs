@@ -58,22 +58,24 @@ fn fit_descriptors(config: &mut Config) -> anyhow::Result<()> {
         config.server.max_connections,
         config.delivery.max_connections,
     );
-    let plan = fds::plan(limit, server, delivery)?;
+    let plan = fds::plan(limit, server, delivery, config.storage.cached_files)?;
     if plan.shrunk {
         tracing::warn!(
             open_file_limit = limit,
             server_max_connections = plan.server,
             delivery_max_connections = plan.delivery,
+            store_cached_files = plan.store_files,
             configured_server = server,
             configured_delivery = delivery,
             "the open-file limit cannot hold the configured connection limits and the store's \
-             files; using lower connection limits (raise LimitNOFILE to keep them)"
+             files; using lower limits (raise LimitNOFILE to keep them)"
         );
     } else {
         tracing::debug!(open_file_limit = limit, "file descriptors fit");
     }
     config.server.max_connections = plan.server;
     config.delivery.max_connections = plan.delivery;
+    config.storage.cached_files = plan.store_files;
     Ok(())
 }
 

@@ -13,35 +13,38 @@
 //! `[delivery] max_connections` connections open (attempts beyond wait for one), and the store
 //! caches at most [`STORE_CACHED_FILES`] open tables. At start Herald raises its soft limit to
 //! the hard one (a process may; a shell's default soft limit is often 1,024 while the hard one
-//! is far higher) and, if the two connection limits and the store's share still do not fit,
-//! lowers both connection limits in proportion and says so. A limit too small for even the
-//! store is an error: better not to start than to poison the journal later.
+//! is far higher) and, if the three still do not fit, lowers all three in proportion, each
+//! above a floor, and says so. A limit too small for even the floors is an error: better not to
+//! start than to poison the journal later.
 
 use std::fmt;
 
-/// Open table files fjall keeps cached (its own default on Linux, set explicitly so the budget
-/// names it). A table not in the cache is reopened when read.
+/// Open table files the store keeps cached (fjall's own default on Linux), unless the limit is
+/// too small for it. A table not in the cache is reopened when read.
 pub const STORE_CACHED_FILES: usize = 900;
 
 /// Descriptors for everything else: the store's journal, version and directory handles, the
 /// listeners, the runtime's epoll and event descriptors, stdio, `/proc` and mount reads.
 pub const OTHER_FILES: usize = 124;
 
-/// Each connection limit is kept at least this high when they are shrunk to fit.
+/// The floors when the limits are lowered to fit: the store's cache, and each connection limit.
+pub const MIN_STORE_FILES: usize = 64;
 pub const MIN_CONNECTIONS: usize = 16;
 
-/// The connection limits that fit the descriptor limit.
+/// The limits that fit the descriptor limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Plan {
     /// `[server] max_connections` to use.
     pub server: usize,
     /// `[delivery] max_connections` to use.
     pub delivery: usize,
-    /// The configured limits did not fit and were lowered.
+    /// Open table files the store may cache.
+    pub store_files: usize,
+    /// The wanted limits did not fit and were lowered.
     pub shrunk: bool,
 }
 
-/// The descriptor limit is too small for the store and the smallest connection limits.
+/// The descriptor limit is too small even for the floors.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TooFew {
     pub limit: u64,
@@ -61,34 +64,51 @@ impl fmt::Display for TooFew {
 
 impl std::error::Error for TooFew {}
 
-/// Fits the configured connection limits into `limit` descriptors, leaving the store's and the
-/// rest's share. Pure: the policy, tested on its own.
-pub fn plan(limit: u64, server: usize, delivery: usize) -> Result<Plan, TooFew> {
-    let reserved = (STORE_CACHED_FILES + OTHER_FILES) as u64;
-    let needed = reserved + 2 * MIN_CONNECTIONS as u64;
+/// Fits the two connection limits and the store's cache into `limit` descriptors, leaving
+/// [`OTHER_FILES`]. What does not fit is lowered: each keeps its floor (or what was asked, if
+/// less), and the room above the floors is shared in proportion to what each asked above
+/// its floor. Pure: the policy, tested on its own.
+pub fn plan(
+    limit: u64,
+    server: usize,
+    delivery: usize,
+    store_files: usize,
+) -> Result<Plan, TooFew> {
+    let needed = (OTHER_FILES + MIN_STORE_FILES + 2 * MIN_CONNECTIONS) as u64;
     if limit < needed {
         return Err(TooFew { limit, needed });
     }
-    let room = usize::try_from(limit - reserved).unwrap_or(usize::MAX);
-    if server.saturating_add(delivery) <= room {
+    let room = usize::try_from(limit - OTHER_FILES as u64).unwrap_or(usize::MAX);
+    let wanted = [server, delivery, store_files];
+    if wanted.iter().fold(0usize, |a, &n| a.saturating_add(n)) <= room {
         return Ok(Plan {
             server,
             delivery,
+            store_files,
             shrunk: false,
         });
     }
-    // In proportion, neither below the minimum (unless configured below it); the room holds
-    // both minimums.
-    let total = server as u128 + delivery as u128;
-    let share = ((room as u128 * server as u128) / total) as usize;
-    let server_fit = share
-        .max(MIN_CONNECTIONS)
-        .min(room - MIN_CONNECTIONS)
-        .min(server);
-    let delivery_fit = (room - server_fit).min(delivery);
+    let floors = [
+        server.min(MIN_CONNECTIONS),
+        delivery.min(MIN_CONNECTIONS),
+        store_files.min(MIN_STORE_FILES),
+    ];
+    let above: Vec<u128> = wanted
+        .iter()
+        .zip(floors)
+        .map(|(&w, f)| (w - f) as u128)
+        .collect();
+    let spare = (room - floors.iter().sum::<usize>()) as u128;
+    let total_above: u128 = above.iter().sum();
+    let fit: Vec<usize> = floors
+        .iter()
+        .zip(&above)
+        .map(|(&f, &a)| f + (spare * a / total_above.max(1)) as usize)
+        .collect();
     Ok(Plan {
-        server: server_fit,
-        delivery: delivery_fit,
+        server: fit[0],
+        delivery: fit[1],
+        store_files: fit[2],
         shrunk: true,
     })
 }
@@ -122,50 +142,61 @@ pub fn raise_limit() -> u64 {
 mod tests {
     use super::*;
 
-    const RESERVED: u64 = (STORE_CACHED_FILES + OTHER_FILES) as u64;
+    fn fits(p: &Plan, limit: u64) -> bool {
+        (p.server + p.delivery + p.store_files + OTHER_FILES) as u64 <= limit
+    }
 
     #[test]
     fn limits_that_fit_are_kept() {
-        let p = plan(65_536, 1024, 2048).unwrap();
+        let p = plan(65_536, 1024, 2048, 900).unwrap();
         assert_eq!(
             p,
             Plan {
                 server: 1024,
                 delivery: 2048,
+                store_files: 900,
                 shrunk: false
             }
         );
         // Exactly at the edge.
-        let p = plan(RESERVED + 3072, 1024, 2048).unwrap();
+        let p = plan((OTHER_FILES + 1024 + 2048 + 900) as u64, 1024, 2048, 900).unwrap();
         assert!(!p.shrunk);
     }
 
     #[test]
-    fn limits_that_do_not_fit_shrink_in_proportion() {
-        // Room for 2,048 connections of the 3,072 asked.
-        let p = plan(RESERVED + 2048, 1024, 2048).unwrap();
-        assert!(p.shrunk);
-        assert_eq!(p.server + p.delivery, 2048);
-        assert_eq!(p.server, 682);
-        assert_eq!(p.delivery, 1366);
+    fn limits_that_do_not_fit_shrink_in_proportion_above_their_floors() {
+        // A shell's usual 1,024: room for 900 of the 3,972 asked.
+        let p = plan(1024, 1024, 2048, 900).unwrap();
+        assert!(p.shrunk && fits(&p, 1024), "{p:?}");
+        assert_eq!((p.server, p.delivery, p.store_files), (225, 437, 237));
+        let p = plan(1500, 1024, 2048, 900).unwrap();
+        assert!(p.shrunk && fits(&p, 1500), "{p:?}");
+        assert_eq!((p.server, p.delivery, p.store_files), (348, 687, 340));
     }
 
     #[test]
-    fn a_shrunk_limit_keeps_the_minimum() {
-        let p = plan(RESERVED + 2 * MIN_CONNECTIONS as u64, 10_000, 10).unwrap();
-        assert!(p.shrunk);
-        assert_eq!(p.server, MIN_CONNECTIONS);
-        // Configured below the minimum: kept as it is.
-        assert_eq!(p.delivery, 10);
-        let p = plan(RESERVED + 2 * MIN_CONNECTIONS as u64, 10, 10_000).unwrap();
-        assert_eq!((p.server, p.delivery), (10, 2 * MIN_CONNECTIONS - 10));
+    fn a_shrunk_limit_keeps_its_floor() {
+        let least = (OTHER_FILES + MIN_STORE_FILES + 2 * MIN_CONNECTIONS) as u64;
+        let p = plan(least, 10_000, 10_000, 900).unwrap();
+        assert_eq!(
+            (p.server, p.delivery, p.store_files),
+            (MIN_CONNECTIONS, MIN_CONNECTIONS, MIN_STORE_FILES)
+        );
+        // Asked below the floor: kept as asked; the rest goes to the others.
+        let p = plan(least + 100, 10, 10_000, 900).unwrap();
+        assert!(fits(&p, least + 100), "{p:?}");
+        assert_eq!(p.server, 10);
+        assert!(p.delivery > MIN_CONNECTIONS && p.store_files > MIN_STORE_FILES);
     }
 
     #[test]
-    fn a_limit_below_the_store_share_is_an_error() {
-        let e = plan(1024, 1024, 2048).unwrap_err();
-        assert_eq!(e.limit, 1024);
-        assert_eq!(e.needed, RESERVED + 2 * MIN_CONNECTIONS as u64);
+    fn a_limit_below_the_floors_is_an_error() {
+        let e = plan(200, 1024, 2048, 900).unwrap_err();
+        assert_eq!(e.limit, 200);
+        assert_eq!(
+            e.needed,
+            (OTHER_FILES + MIN_STORE_FILES + 2 * MIN_CONNECTIONS) as u64
+        );
         assert!(e.to_string().contains("LimitNOFILE"), "{e}");
     }
 

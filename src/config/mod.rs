@@ -95,6 +95,9 @@ pub struct StorageConfig {
     pub memory_budget: usize,
     /// Block cache of the embedded store.
     pub cache_bytes: u64,
+    /// Open table files the store keeps cached. Not a key of the file: `crate::fds` fits it
+    /// into the open-file limit at start.
+    pub cached_files: usize,
     /// Appends are refused (`503`) while free space under `path` is below this, so the disk
     /// never fills mid-write; delivering what is stored goes on. 0 disables the check.
     pub min_free_bytes: u64,

@@ -304,6 +304,7 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             1,
             1 << 32,
         ),
+        cached_files: crate::fds::STORE_CACHED_FILES,
         cache_bytes: errs.count(
             "storage.cache_bytes",
             st.cache_bytes,

@@ -133,8 +133,8 @@ async fn the_server_keeps_to_its_connection_limit() {
 }
 
 /// Under an open-file limit of 1,500 the default limits (1,024 clients, 2,048 delivery
-/// connections) do not fit beside the store's 1,024: Herald lowers both in proportion, says so,
-/// and delivers.
+/// connections, 900 store files) do not fit: Herald lowers them in proportion, says so, and
+/// delivers.
 #[tokio::test]
 async fn a_low_open_file_limit_lowers_the_connection_limits() {
     let h = Herald::start_with(Options {
@@ -144,9 +144,10 @@ async fn a_low_open_file_limit_lowers_the_connection_limits() {
     .await;
     let log = h.log();
     assert!(
-        log.contains("using lower connection limits")
-            && log.contains("server_max_connections=158")
-            && log.contains("delivery_max_connections=318"),
+        log.contains("using lower limits")
+            && log.contains("server_max_connections=348")
+            && log.contains("delivery_max_connections=687")
+            && log.contains("store_cached_files=340"),
         "{log}"
     );
     let cap = Capture::start().await;
@@ -160,8 +161,8 @@ async fn a_low_open_file_limit_lowers_the_connection_limits() {
     cap.wait_for(1, WAIT).await;
 }
 
-/// An open-file limit that cannot even hold the store's files is refused at start, with the
-/// way out in the message.
+/// An open-file limit that cannot even hold the floors is refused at start, with the way out in
+/// the message.
 #[tokio::test]
 async fn too_low_an_open_file_limit_is_refused_at_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +177,7 @@ async fn too_low_an_open_file_limit_is_refused_at_start() {
     .unwrap();
     let mut child = std::process::Command::new("sh")
         .arg("-c")
-        .arg("ulimit -n 1000 && exec \"$0\" serve --config \"$1\"")
+        .arg("ulimit -n 200 && exec \"$0\" serve --config \"$1\"")
         .arg(env!("CARGO_BIN_EXE_herald"))
         .arg(&cfg)
         .stdout(std::process::Stdio::null())
@@ -192,7 +193,7 @@ async fn too_low_an_open_file_limit_is_refused_at_start() {
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
     assert!(!status.success(), "{stderr}");
     assert!(
-        stderr.contains("the open-file limit is 1000") && stderr.contains("LimitNOFILE"),
+        stderr.contains("the open-file limit is 200") && stderr.contains("LimitNOFILE"),
         "{stderr}"
     );
 }

@@ -681,7 +681,7 @@ impl EmbeddedJournal {
             .cache_size(cfg.cache_bytes)
             .max_journaling_size(MAX_JOURNAL_BYTES)
             .worker_threads(STORE_WORKERS)
-            .max_cached_files(Some(crate::fds::STORE_CACHED_FILES))
+            .max_cached_files(Some(cfg.cached_files.max(1)))
             .open()
             .map_err(|e| JournalError::Io(format!("opening {}: {e}", cfg.path.display())))?;
         let ks = Keyspaces::open(&db)?;
