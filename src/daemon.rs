@@ -224,7 +224,21 @@ pub async fn run(
     ]);
     tracing::info!(listen = %where_, version = env!("CARGO_PKG_VERSION"), "herald is ready");
 
-    shutdown.await;
+    // Runs until asked to stop, or until the journal is lost for good: then Herald drains as
+    // on SIGTERM and exits with an error, so that its supervisor (systemd's
+    // `Restart=on-failure`) restarts it and it recovers from what is on disk, which is fjall's
+    // documented way out of a poisoned store. Staying up would answer `503` to every event.
+    let lost = tokio::select! {
+        () = shutdown => None,
+        why = journal_lost(journal.clone()) => {
+            tracing::error!(
+                reason = %why,
+                "the journal cannot write any more: draining, then exiting so that the \
+                 supervisor restarts Herald"
+            );
+            Some(why)
+        }
+    };
 
     // Drain: stop accepting, let requests finish, give attempts their deadline, sync.
     notify(&[
@@ -254,6 +268,25 @@ pub async fn run(
     if let Some(w) = watchdog {
         w.abort();
     }
+    if let Some(why) = lost {
+        anyhow::bail!("the journal cannot write any more: {why}");
+    }
     tracing::info!("herald stopped");
     Ok(())
 }
+
+/// Resolves with the reason once the journal is lost ([`Journal::lost`]), looking every
+/// [`LOST_CHECK_EVERY`].
+async fn journal_lost(journal: Arc<dyn Journal>) -> String {
+    let mut tick = tokio::time::interval(LOST_CHECK_EVERY);
+    loop {
+        tick.tick().await;
+        if let Some(why) = journal.lost() {
+            return why;
+        }
+    }
+}
+
+/// How often the daemon asks whether the journal is lost: a second of `503`s at most before
+/// the drain starts.
+const LOST_CHECK_EVERY: Duration = Duration::from_secs(1);

@@ -234,6 +234,13 @@ pub trait Journal: Send + Sync + 'static {
 
     fn health(&self) -> Health;
 
+    /// Why the journal cannot write again until Herald is restarted (the store poisoned itself
+    /// after a failed write, or an fsync failed), if that happened. The daemon then drains and
+    /// exits with an error, so that its supervisor restarts it and it recovers from the disk.
+    fn lost(&self) -> Option<String> {
+        None
+    }
+
     /// Stops the writer after everything queued is written.
     fn close(&self);
 }

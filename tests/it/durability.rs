@@ -697,3 +697,67 @@ async fn room_in_the_memory_budget_wakes_an_endpoint_waiting_for_it() {
     let got = a.wait_for(3, WAIT).await;
     assert_eq!(got[2].json()["id"], "a-2");
 }
+
+/// When the store poisons itself, no write can succeed again until a restart (fjall's word).
+/// Here the events keyspace's tables directory (empty until its first flush) disappears, so
+/// that flush fails: Herald drains and exits with an error, for its supervisor to restart it,
+/// and the restart, with the directory back, has every event it acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_journal_makes_herald_exit_and_a_restart_recovers() {
+    let mut h = Herald::start().await;
+    h.ingest(
+        "/v1/events",
+        "application/json",
+        cloudevent("kept", "keep").to_string(),
+    )
+    .await;
+    // Keyspace 1 is `events`, the first one the journal creates.
+    let tables = h.dir.path().join("data/keyspaces/1/tables");
+    assert_eq!(std::fs::read_dir(&tables).unwrap().count(), 0);
+    std::fs::remove_dir(&tables).unwrap();
+    // 1 MiB events, 8 a request, until the events memtable passes Herald's rotation (60 MiB)
+    // and the flush fails.
+    let big = "x".repeat(1 << 20);
+    let mut refused = false;
+    for b in 0..16 {
+        let lines: Vec<String> = (0..8)
+            .map(|i| {
+                json!({"specversion": "1.0", "id": format!("big-{b}-{i}"), "source": "/cms/test",
+                       "type": "big", "data": {"x": big}})
+                .to_string()
+            })
+            .collect();
+        let a = h
+            .request(
+                "POST",
+                "/v1/events",
+                Some("application/x-ndjson"),
+                lines.join("\n"),
+                None,
+            )
+            .await;
+        if a.status != 202 {
+            assert_eq!(a.status, 503, "{}", a.text());
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the store never failed; log:\n{}", h.log());
+    let status = h.wait_exit(Duration::from_secs(30)).await;
+    assert!(!status.success(), "{status:?}");
+    assert!(
+        h.log().contains("the journal cannot write any more"),
+        "{}",
+        h.log()
+    );
+    std::fs::create_dir(&tables).unwrap();
+    let h = h.restart().await;
+    let again = h
+        .ingest(
+            "/v1/events",
+            "application/json",
+            cloudevent("kept", "keep").to_string(),
+        )
+        .await;
+    assert_eq!(again["duplicates"], json!(["kept"]), "{again}");
+}

@@ -201,8 +201,11 @@
 //! `herald_journal_healthy` gauge drops to 0, `herald_journal_errors_total{kind}` counts the
 //! refusal and one log line says why; the state clears (with one more log line) when space is
 //! back or a later commit succeeds. Note that fjall poisons the database after a failed
-//! journal write or fsync: from then on every write fails until Herald is restarted, which is
-//! fjall's documented recovery path for I/O errors. Reads keep working.
+//! journal write, fsync, flush or compaction: from then on every write fails until Herald is
+//! restarted, which is fjall's documented recovery path for I/O errors. A commit that fails
+//! so, or a failed fsync of Herald's own syncer, marks the journal *lost* ([`Journal::lost`]);
+//! the daemon then drains and exits with an error, for its supervisor to restart it. Reads keep
+//! working meanwhile.
 
 pub mod mount;
 mod reaper;
@@ -287,6 +290,10 @@ pub const SPACE_CHECK_EVERY: Duration = Duration::from_millis(100);
 const TIME_SLACK_MS: i64 = 60_000;
 
 fn io(e: fjall::Error) -> JournalError {
+    io_ref(&e)
+}
+
+fn io_ref(e: &fjall::Error) -> JournalError {
     JournalError::Io(e.to_string())
 }
 
@@ -512,6 +519,8 @@ pub(crate) struct Shared {
     /// An fsync failed: what is on disk is no longer known, so appends are refused until a
     /// restart (the syncer's own failures; fjall poisons itself on its own).
     sync_failed: Mutex<Option<JournalError>>,
+    /// Set once no write can succeed until a restart ([`Journal::lost`]).
+    lost: Mutex<Option<String>>,
     /// A [`Command::Nudge`] is on its way for the transitions waiting: set by the first one
     /// sent after the writer last took them, cleared by the writer before it takes them.
     records_nudged: AtomicBool,
@@ -567,7 +576,12 @@ impl Shared {
 
     /// A commit succeeded: an I/O failure is over (not a failed fsync: that one is final).
     pub(crate) fn mark_write_ok(&self) {
-        if self.sync_failure().is_none() {
+        let lost = self
+            .lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        if self.sync_failure().is_none() && !lost {
             self.health.clear(FailureKind::Io);
         }
     }
@@ -584,6 +598,29 @@ impl Shared {
     pub(crate) fn mark_sync_failed(&self, err: &JournalError) {
         *self.sync_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.clone());
         self.mark_failing(err);
+        self.mark_lost(format!("an fsync failed: {err}"));
+    }
+
+    /// A write failed in a way only a restart recovers from.
+    pub(crate) fn mark_lost(&self, why: String) {
+        let mut lost = self.lost.lock().unwrap_or_else(|p| p.into_inner());
+        if lost.is_none() {
+            tracing::error!(reason = %why, "journal: no further write can succeed until Herald is restarted");
+            *lost = Some(why);
+        }
+    }
+
+    /// A failed commit: when fjall says it poisoned itself (a write or a flush failed before),
+    /// the journal is lost.
+    pub(crate) fn commit_failed(&self, e: &fjall::Error) -> JournalError {
+        let err = io_ref(e);
+        self.mark_failing(&err);
+        if matches!(e, fjall::Error::Poisoned) {
+            self.mark_lost(format!(
+                "the store refuses writes after an earlier failure: {e}"
+            ));
+        }
+        err
     }
 
     /// A write failed: counts it and enters the failing state.
@@ -711,6 +748,7 @@ impl EmbeddedJournal {
             dead_letters: AtomicI64::new(0),
             stopping: AtomicBool::new(false),
             sync_failed: Mutex::new(None),
+            lost: Mutex::new(None),
             records_nudged: AtomicBool::new(false),
             implicit_floor: AtomicU64::new(0),
         });
@@ -1569,6 +1607,14 @@ impl Journal for EmbeddedJournal {
         self.shared.health.get()
     }
 
+    fn lost(&self) -> Option<String> {
+        self.shared
+            .lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn close(&self) {
         let mut t = self.threads.lock().unwrap_or_else(|p| p.into_inner());
         self.shared.stopping.store(true, Ordering::Release);
@@ -1580,7 +1626,8 @@ impl Journal for EmbeddedJournal {
         if let Some(h) = t.writer.take() {
             let _ = self.tx.send(Command::Close);
             let _ = h.join();
-            if self.flush_on_close {
+            // A lost store flushes nothing (its worker may be gone): leave it to the replay.
+            if self.flush_on_close && self.lost().is_none() {
                 self.flush_memtables();
             }
         }

@@ -86,7 +86,8 @@ pub(super) fn latest_journal(dir: &Path) -> std::io::Result<Option<u64>> {
 /// A failed fsync is final, as fjall makes its own: after one, the kernel may have dropped
 /// the dirty pages it could not write, so a later fsync that succeeds proves nothing about
 /// them. The journal is marked sync-failed: every later append is refused (ingest answers
-/// `503`, `/readyz` fails) until Herald is restarted and recovers from what is on disk.
+/// `503`, `/readyz` fails) until Herald is restarted and recovers from what is on disk, which
+/// the daemon sees to: a lost journal makes it drain and exit with an error.
 pub(super) fn run(rx: Receiver<Group>, shared: Arc<Shared>, dir: PathBuf) {
     let seconds = metrics::histogram!(m::JOURNAL_SYNC_SECONDS);
     let mut journal = ActiveJournal { dir, open: None };

@@ -880,11 +880,7 @@ impl<'a> Commit<'a> {
                 shared.dead_changed(self.dead_delta);
                 Ok(sync)
             }
-            Err(e) => {
-                let err = JournalError::Io(e.to_string());
-                shared.mark_failing(&err);
-                Err(err)
-            }
+            Err(e) => Err(shared.commit_failed(&e)),
         }
     }
 }
@@ -1000,11 +996,7 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
             shared.dead_removed(stats.dead_letters);
             Ok(stats)
         }
-        Err(e) => {
-            let err = io(e);
-            shared.mark_failing(&err);
-            Err(err)
-        }
+        Err(e) => Err(shared.commit_failed(&e)),
     }
 }
 

@@ -248,15 +248,31 @@ impl Herald {
         std::fs::read_to_string(self.dir.path().join("herald.log")).unwrap_or_default()
     }
 
-    /// `kill -9`.
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
+    /// `kill -9`.
     pub fn kill9(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
+    }
+
+    /// Waits (bounded) for the daemon to exit on its own; its exit status.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald did not exit within {within:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// `SIGTERM`, then waits (bounded) for the exit status.
