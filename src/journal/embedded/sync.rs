@@ -43,25 +43,48 @@ pub(super) type Group = Vec<Durable>;
 /// The active journal file, opened for syncing.
 struct ActiveJournal {
     dir: PathBuf,
-    open: Option<(u64, File)>,
+    open: Option<Open>,
+}
+
+/// Journal `id`, open, and the path its successor gets when fjall rotates.
+struct Open {
+    id: u64,
+    file: File,
+    next: PathBuf,
 }
 
 impl ActiveJournal {
     /// Syncs everything committed before the call. Errors are the storage's.
+    ///
+    /// fjall seals journal `n` (syncing it whole) before it creates `n + 1`, and a commit sent
+    /// here was written before it was sent. So while `n + 1` does not exist, `n` holds every
+    /// commit to sync: one `statx` per sync instead of listing the directory (open, read it
+    /// twice, close), and the list is read again only after a rotation.
     fn sync(&mut self, shared: &Shared) -> Result<(), String> {
-        let Some(id) = latest_journal(&self.dir).map_err(|e| e.to_string())? else {
-            return shared
+        match self.current()? {
+            Some(file) => file.sync_data().map_err(|e| e.to_string()),
+            None => shared
                 .db
                 .persist(PersistMode::SyncAll)
-                .map_err(|e| e.to_string());
-        };
-        if self.open.as_ref().is_none_or(|(open, _)| *open != id) {
-            let path = self.dir.join(format!("{id}.jnl"));
-            let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            self.open = Some((id, file));
+                .map_err(|e| e.to_string()),
         }
-        let (_, file) = self.open.as_ref().expect("opened above");
-        file.sync_data().map_err(|e| e.to_string())
+    }
+
+    /// The active journal file, opened; `None` if the directory holds no journal file.
+    fn current(&mut self) -> Result<Option<&File>, String> {
+        if self.open.as_ref().is_none_or(|o| o.next.exists()) {
+            let Some(id) = latest_journal(&self.dir).map_err(|e| e.to_string())? else {
+                self.open = None;
+                return Ok(None);
+            };
+            if self.open.as_ref().is_none_or(|o| o.id != id) {
+                let path = self.dir.join(format!("{id}.jnl"));
+                let file = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                let next = self.dir.join(format!("{}.jnl", id + 1));
+                self.open = Some(Open { id, file, next });
+            }
+        }
+        Ok(self.open.as_ref().map(|o| &o.file))
     }
 }
 
@@ -139,6 +162,33 @@ mod tests {
             std::fs::write(dir.path().join(name), b"").unwrap();
         }
         assert_eq!(latest_journal(dir.path()).unwrap(), Some(12));
+    }
+
+    /// A sync follows fjall's rotations: it keeps the open journal while no successor exists,
+    /// and moves to the newest once one does (here two rotations at once).
+    #[test]
+    fn the_open_journal_is_kept_until_a_successor_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = ActiveJournal {
+            dir: dir.path().to_path_buf(),
+            open: None,
+        };
+        assert!(j.current().unwrap().is_none(), "no journal file yet");
+        std::fs::write(dir.path().join("4.jnl"), b"").unwrap();
+        let id = |j: &ActiveJournal| j.open.as_ref().map(|o| o.id);
+        assert!(j.current().unwrap().is_some());
+        assert_eq!(id(&j), Some(4));
+        // Only the successor's name is looked at, not the directory: a later number that
+        // fjall would never skip to goes unseen.
+        std::fs::write(dir.path().join("6.jnl"), b"").unwrap();
+        j.current().unwrap();
+        assert_eq!(id(&j), Some(4));
+        // Once the successor exists the directory is read again, and the newest is taken
+        // (two rotations between syncs).
+        std::fs::write(dir.path().join("5.jnl"), b"").unwrap();
+        j.current().unwrap();
+        assert_eq!(id(&j), Some(6));
+        assert_eq!(j.open.as_ref().unwrap().next, dir.path().join("7.jnl"));
     }
 
     /// What this thread relies on: fjall keeps its journals as `<n>.jnl` in the data
