@@ -6,6 +6,8 @@
 //! Herald knows what it owes. Shutdown is the reverse: stop accepting (STOPPING, `/readyz` fails),
 //! let open requests finish, give in-flight attempts up to `[server] drain_timeout`, then make
 //! the journal durable and exit. Anything not finished stays queued on disk for the next start.
+//! A journal that can no longer write (`Journal::lost`) starts the same shutdown, and `run`
+//! then returns an error, so that the process exits 1 and its supervisor restarts it.
 //!
 //! Listeners and the shutdown signal are parameters (mini-redis's `server::run`), so tests and
 //! `main` drive the same code.
@@ -51,7 +53,8 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Raises the open-file limit and fits the connection limits into it (`crate::fds`).
+/// Raises the open-file limit and fits the connection limits and the store's cached files into
+/// it (`crate::fds`).
 fn fit_descriptors(config: &mut Config) -> anyhow::Result<()> {
     let limit = fds::raise_limit();
     let (server, delivery) = (
