@@ -261,18 +261,7 @@ impl Herald {
 
     /// Waits (bounded) for the daemon to exit on its own; its exit status.
     pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "herald did not exit within {within:?}; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        self.exit_within(within, "").await
     }
 
     /// `SIGTERM`, then waits (bounded) for the exit status.
@@ -281,14 +270,19 @@ impl Herald {
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
+        self.exit_within(within, " of SIGTERM").await
+    }
+
+    /// The exit status, once there is one; panics with the log after `within`.
+    async fn exit_within(&mut self, within: Duration, after: &str) -> ExitStatus {
         let deadline = Instant::now() + within;
         loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "herald did not exit within {within:?} of SIGTERM; log:\n{}",
+                "herald did not exit within {within:?}{after}; log:\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
