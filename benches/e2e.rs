@@ -530,8 +530,9 @@ fn paced(ctx: &Ctx, h: &Herald, rate: f64, fanout: usize) -> FeedPlan {
     }
 }
 
-/// How many journal commits and fsyncs of the whole scenario took over 16 ms and over 64 ms
-/// (from Herald's histograms): where ingest-to-arrival outliers come from, if it is the store.
+/// How many journal commits and fsyncs of the whole scenario took over 16 ms and over 64 ms,
+/// and the waits for room on the writer's channels (from Herald's histograms): where
+/// ingest-to-arrival outliers come from, if it is the store.
 async fn journal_stalls(s: &mut Scenario, h: &Herald) {
     for (metric, key) in [
         ("herald_journal_commit_seconds", "journal_commits"),
@@ -552,6 +553,18 @@ async fn journal_stalls(s: &mut Scenario, h: &Herald) {
             s.set(&format!("{key}_measured"), all);
             s.set(&format!("{key}_over_16ms"), all - b16);
             s.set(&format!("{key}_over_64ms"), all - b64);
+        }
+    }
+    // How often, and how long in all, ingest (`commands`) and the dispatcher (`transitions`)
+    // waited for the writer: the journal setting the pace.
+    for (part, key) in [("count", "waits"), ("sum", "wait_s")] {
+        let metric = format!("herald_journal_backpressure_seconds_{part}");
+        for (labels, v) in h.series(&metric).await.unwrap_or_default() {
+            for channel in ["commands", "transitions"] {
+                if labels == format!("channel=\"{channel}\"") {
+                    s.set(&format!("journal_backpressure_{channel}_{key}"), v);
+                }
+            }
         }
     }
 }

@@ -177,7 +177,7 @@ pub trait Journal: Send + Sync + 'static {
     /// Records a delivery's state change. Not awaited: if Herald dies before it is on disk, the
     /// delivery is simply attempted again (at-least-once). Applied even while appends are
     /// refused for lack of space (delivering frees space). Blocks briefly only when the
-    /// writer is a full channel behind (backpressure).
+    /// writer is a full channel behind (backpressure, `herald_journal_backpressure_seconds`).
     fn record(&self, transition: Transition);
 
     /// Stores (creates or replaces) a subscription.

@@ -48,6 +48,10 @@ pub const JOURNAL_BATCH_EVENTS: &str = "herald_journal_batch_events";
 /// (histograms, seconds): the two halves of an ingest acknowledgement's wait.
 pub const JOURNAL_COMMIT_SECONDS: &str = "herald_journal_commit_seconds";
 pub const JOURNAL_SYNC_SECONDS: &str = "herald_journal_sync_seconds";
+/// How long a caller waited for room on the writer's full channel (histogram, seconds), by
+/// `channel` (`commands`: appends and other requests; `transitions`: delivery outcomes): the
+/// journal's backpressure, observed only when it happens.
+pub const JOURNAL_BACKPRESSURE_SECONDS: &str = "herald_journal_backpressure_seconds";
 /// Journal write failures, by `kind` (`io`, `full`).
 pub const JOURNAL_ERRORS: &str = "herald_journal_errors_total";
 /// 1 when the journal accepts writes, 0 when it is failing (disk full, I/O error).
@@ -105,6 +109,12 @@ pub fn install() -> Result<metrics_exporter_prometheus::PrometheusHandle, String
         .and_then(|b| {
             b.set_buckets_for_metric(
                 Matcher::Full(JOURNAL_SYNC_SECONDS.to_string()),
+                JOURNAL_SECONDS_BUCKETS,
+            )
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(JOURNAL_BACKPRESSURE_SECONDS.to_string()),
                 JOURNAL_SECONDS_BUCKETS,
             )
         })
@@ -200,6 +210,11 @@ fn describe() {
         JOURNAL_SYNC_SECONDS,
         Unit::Seconds,
         "Time of one journal fsync."
+    );
+    describe_histogram!(
+        JOURNAL_BACKPRESSURE_SECONDS,
+        Unit::Seconds,
+        "Time a caller waited for room on the journal writer's full channel, by channel."
     );
     describe_counter!(JOURNAL_ERRORS, "Journal write failures, by kind.");
     describe_gauge!(

@@ -656,6 +656,45 @@ pub(crate) fn count_error(err: &JournalError) {
     metrics::counter!(m::JOURNAL_ERRORS, "kind" => err.kind()).increment(1);
 }
 
+/// The backpressure histograms, one per channel into the writer.
+struct Waited {
+    commands: metrics::Histogram,
+    transitions: metrics::Histogram,
+}
+
+impl Waited {
+    fn new() -> Self {
+        let of = |channel: &'static str| metrics::histogram!(m::JOURNAL_BACKPRESSURE_SECONDS, "channel" => channel);
+        Waited {
+            commands: of("commands"),
+            transitions: of("transitions"),
+        }
+    }
+}
+
+/// Sends `item` to the writer, waiting while the channel is full (the journal's backpressure,
+/// see [`CHANNEL_CAPACITY`]); a wait is recorded in `waited`. The sender is a caller's thread,
+/// often one of the runtime's workers, which a wait holds up with everything queued on it:
+/// the histogram is how an operator sees that the store, not the network, sets the pace.
+fn send_waiting<T>(
+    tx: &Sender<T>,
+    item: T,
+    waited: &metrics::Histogram,
+) -> Result<(), crossbeam_channel::SendError<T>> {
+    match tx.try_send(item) {
+        Ok(()) => Ok(()),
+        Err(crossbeam_channel::TrySendError::Disconnected(item)) => {
+            Err(crossbeam_channel::SendError(item))
+        }
+        Err(crossbeam_channel::TrySendError::Full(item)) => {
+            let started = Instant::now();
+            let sent = tx.send(item);
+            waited.record(started.elapsed().as_secs_f64());
+            sent
+        }
+    }
+}
+
 /// Threads owned by the journal, taken (and joined) by `close`.
 struct Threads {
     writer: Option<JoinHandle<()>>,
@@ -674,6 +713,8 @@ pub struct EmbeddedJournal {
     /// Transitions: their own channel, so that they do not wake the writer one by one.
     records: Sender<Box<Transition>>,
     threads: Mutex<Threads>,
+    /// How long senders waited on a full channel (`herald_journal_backpressure_seconds`).
+    waited: Waited,
     /// Whether closing flushes the memtables: always, but for a test journal that never
     /// rotates them (`rotate_at` of `u64::MAX`, to leave a store for start-up to replay).
     flush_on_close: bool,
@@ -814,6 +855,7 @@ impl EmbeddedJournal {
                 reaper,
                 reaper_stop: Some(reaper_stop),
             }),
+            waited: Waited::new(),
             flush_on_close: rotate_at != u64::MAX,
         })
     }
@@ -835,7 +877,9 @@ impl EmbeddedJournal {
         make: impl FnOnce(oneshot::Sender<Result<T, JournalError>>) -> Command,
     ) -> Ack<T> {
         let (tx, rx) = oneshot::channel();
-        if let Err(crossbeam_channel::SendError(cmd)) = self.tx.send(make(tx)) {
+        if let Err(crossbeam_channel::SendError(cmd)) =
+            send_waiting(&self.tx, make(tx), &self.waited.commands)
+        {
             cmd.fail(JournalError::Closed);
         }
         rx
@@ -1249,7 +1293,13 @@ impl Journal for EmbeddedJournal {
     fn record(&self, transition: Transition) {
         // A closed journal drops the transition: the delivery is attempted again after a
         // restart, which at-least-once allows.
-        if self.records.send(Box::new(transition)).is_err() {
+        if send_waiting(
+            &self.records,
+            Box::new(transition),
+            &self.waited.transitions,
+        )
+        .is_err()
+        {
             return;
         }
         // Only the first transition since the writer last took them wakes it.
@@ -2179,6 +2229,91 @@ mod tests {
             enqueue: None,
             dead: DeadOp::None,
         }
+    }
+
+    /// Blocks the writer until the returned receiver is read from: it answers an empty sweep
+    /// on a rendezvous channel. Returns once the writer has taken the sweep (so it takes
+    /// nothing else until released).
+    fn hold_writer(
+        j: &EmbeddedJournal,
+    ) -> crossbeam_channel::Receiver<Result<SweepStats, JournalError>> {
+        let (ack, held) = crossbeam_channel::bounded(0);
+        j.tx.send(Command::Sweep(
+            retention::SweepChunk::Delivered(Vec::new()),
+            ack,
+        ))
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !j.tx.is_empty() {
+            assert!(Instant::now() < deadline, "the writer never took the sweep");
+            std::thread::yield_now();
+        }
+        held
+    }
+
+    /// A caller that finds the writer's channel full waits, and the wait is recorded per
+    /// channel; sends that find room record nothing.
+    #[test]
+    fn a_wait_on_a_full_channel_is_recorded() {
+        use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let dir = tempfile::tempdir().unwrap();
+        let j = Arc::new(metrics::with_local_recorder(&recorder, || open(dir.path())));
+        // Waits per channel since the last look (a snapshot takes the histograms' values).
+        let waits = || {
+            let mut n = [0; 2];
+            for (k, .., v) in snapshotter.snapshot().into_vec() {
+                let channel = k.key().labels().find(|l| l.key() == "channel");
+                if k.key().name() != m::JOURNAL_BACKPRESSURE_SECONDS || channel.is_none() {
+                    continue;
+                }
+                let i = usize::from(channel.unwrap().value() == "transitions");
+                n[i] += match v {
+                    DebugValue::Histogram(h) => h.len(),
+                    _ => panic!("not a histogram"),
+                };
+            }
+            n
+        };
+        let sub = SubscriptionId::generate();
+        // One more than the channel holds, sent by another thread while the writer is held.
+        let flood = |send: fn(&EmbeddedJournal, SubscriptionId, u64)| {
+            let held = hold_writer(&j);
+            let tid = Arc::new(AtomicU64::new(0));
+            let sender = std::thread::spawn({
+                let (j, tid) = (Arc::clone(&j), Arc::clone(&tid));
+                move || {
+                    let me = rustix::thread::gettid().as_raw_nonzero().get() as u64;
+                    tid.store(me, Ordering::SeqCst);
+                    for i in 0..=CHANNEL_CAPACITY as u64 {
+                        send(&j, sub, i);
+                    }
+                }
+            });
+            // The sender only sleeps once the channel is full (its last send waits): then the
+            // writer is released.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let me = tid.load(Ordering::SeqCst);
+                let state = std::fs::read_to_string(format!("/proc/self/task/{me}/stat"))
+                    .ok()
+                    .and_then(|st| {
+                        Some(st.rsplit_once(')')?.1.split_whitespace().next()?.to_owned())
+                    });
+                if me != 0 && state.as_deref() == Some("S") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the sender never waited");
+                std::thread::yield_now();
+            }
+            held.recv().unwrap().unwrap();
+            sender.join().unwrap();
+        };
+        flood(|j, sub, i| j.record(delivered(&delivery(1_000_000 + i, sub, 1_000_000, 5))));
+        assert_eq!(waits(), [0, 1], "[commands, transitions]");
+        flood(|j, sub, _| drop(j.save_subscription(&subscription(sub))));
+        assert_eq!(waits(), [1, 0], "[commands, transitions]");
     }
 
     /// The reaper frees flushed memtables at a lower priority than the threads events wait on.
