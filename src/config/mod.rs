@@ -138,6 +138,9 @@ pub struct DeliveryConfig {
     pub connect_timeout: Duration,
     /// Concurrent attempts per endpoint (subscription).
     pub max_in_flight_per_endpoint: usize,
+    /// Concurrent attempts per origin (scheme, host, port) across every subscription
+    /// (`deliver/origin.rs`).
+    pub max_in_flight_per_origin: usize,
     /// How long an endpoint's idle lane waits for more work before it ends (zero: it ends at
     /// once).
     pub lane_linger: Duration,
@@ -188,6 +191,7 @@ pub mod defaults {
     pub const TIMEOUT: &str = "30s";
     pub const CONNECT_TIMEOUT: &str = "10s";
     pub const MAX_IN_FLIGHT_PER_ENDPOINT: u64 = 16;
+    pub const MAX_IN_FLIGHT_PER_ORIGIN: u64 = 256;
     pub const LANE_LINGER: &str = "25ms";
     pub const RETRY_SCHEDULE: [&str; 7] = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
     pub const RETRY_JITTER: f64 = 0.2;

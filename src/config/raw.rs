@@ -77,6 +77,7 @@ pub struct RawDelivery {
     pub timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub max_in_flight_per_endpoint: Option<u64>,
+    pub max_in_flight_per_origin: Option<u64>,
     pub lane_linger: Option<String>,
     pub retry_schedule: Option<Vec<String>>,
     pub retry_jitter: Option<f64>,

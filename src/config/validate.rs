@@ -48,6 +48,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "delivery.timeout",
     "delivery.connect_timeout",
     "delivery.max_in_flight_per_endpoint",
+    "delivery.max_in_flight_per_origin",
     "delivery.lane_linger",
     "delivery.retry_schedule",
     "delivery.retry_jitter",
@@ -491,6 +492,13 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             defaults::MAX_IN_FLIGHT_PER_ENDPOINT,
             1,
             10_000,
+        ),
+        max_in_flight_per_origin: errs.count(
+            "delivery.max_in_flight_per_origin",
+            d.max_in_flight_per_origin,
+            defaults::MAX_IN_FLIGHT_PER_ORIGIN,
+            1,
+            1_000_000,
         ),
         lane_linger: errs.duration(
             "delivery.lane_linger",

@@ -3,7 +3,9 @@
 //! Every subscription with work is an *endpoint* with its own queue, its own driver task and
 //! at most `[delivery] max_in_flight_per_endpoint` *lanes*, so a slow or dead target only ever
 //! holds its own deliveries (DESIGN §4 isolation). Endpoints exist only while they have work; an
-//! idle one is dropped, so a million quiet subscriptions cost nothing here.
+//! idle one is dropped, so a million quiet subscriptions cost nothing here. Across endpoints,
+//! an attempt also takes a turn of its receiver's origin (`[delivery] max_in_flight_per_origin`,
+//! `origin.rs`), so many subscriptions to one host do not flood it.
 //!
 //! A lane is a task that runs attempts one after another while the endpoint has ready work;
 //! with none it parks for `[delivery] lane_linger` (25 ms), and work arriving meanwhile is
@@ -43,6 +45,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use tokio::sync::Notify;
 
+use super::origin::{Origins, Recent, Turn as OriginTurn};
 use super::{Attempt, Client, SendLimits};
 use crate::config::DeliveryConfig;
 use crate::journal::{Journal, JournalError, QueuePos};
@@ -347,6 +350,8 @@ struct Inner {
     /// while it runs attempts, so attempts in flight never want more connections than the pool
     /// may open, and an attempt that has to wait does so before its timeout starts.
     slots: tokio::sync::Semaphore,
+    /// Attempts in flight per origin (`[delivery] max_in_flight_per_origin`, `origin.rs`).
+    origins: Origins,
     budget: Budget,
     loaded: LoadedEvents,
     metrics: DeliveryMetrics,
@@ -411,6 +416,7 @@ impl Dispatcher {
         subs: Arc<Subscriptions>,
     ) -> Dispatcher {
         let slots = tokio::sync::Semaphore::new(cfg.delivery.max_connections.max(1));
+        let origins = Origins::new(cfg.delivery.max_in_flight_per_origin);
         let budget = cfg.memory_budget;
         Dispatcher {
             inner: Arc::new(Inner {
@@ -422,6 +428,7 @@ impl Dispatcher {
                 stopping: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
                 slots,
+                origins,
                 budget: Budget {
                     limit: budget.max(1),
                     held: AtomicUsize::new(0),
@@ -841,6 +848,8 @@ async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
     // The lane's connection slot: taken before its first attempt, kept while it runs attempts
     // one after another (no semaphore traffic per attempt), given back when it parks or ends.
     let mut slot: Option<tokio::sync::SemaphorePermit<'_>> = None;
+    // The origin of its last attempt (`origin::Recent`).
+    let mut recent = Recent::default();
     loop {
         // The wait lives in this inner loop only, so the lane's future does not carry it
         // through the attempt.
@@ -905,7 +914,7 @@ async fn lane(inner: Arc<Inner>, ep: Arc<Endpoint>) {
         };
         linger_until = None;
         inner.inflight.fetch_add(1, Ordering::SeqCst);
-        attempt(&inner, &ep, item).await;
+        attempt(&inner, &ep, item, &mut slot, &mut recent).await;
     }
 }
 
@@ -1076,9 +1085,17 @@ fn body_excerpt(body: &Option<Bytes>) -> Option<String> {
 }
 
 /// One attempt of one delivery, then its outcome.
-async fn attempt(inner: &Arc<Inner>, ep: &Endpoint, item: Item) {
+/// Runs one attempt of a lane that holds `slot` (its connection slot, given back while the
+/// attempt waits for its origin), and puts what became of the delivery in place.
+async fn attempt<'a>(
+    inner: &'a Arc<Inner>,
+    ep: &Endpoint,
+    item: Item,
+    slot: &mut Option<tokio::sync::SemaphorePermit<'a>>,
+    recent: &mut Recent,
+) {
     let d = item.delivery;
-    let next = run_attempt(inner, &item).await;
+    let next = run_attempt(inner, &item, slot, recent).await;
     // Only the last attempt out wakes a drain (which waits for none in flight): Notify's
     // `notify_waiters` takes its lock even with nobody waiting, one lock both workers took
     // for every attempt.
@@ -1115,9 +1132,34 @@ async fn attempt(inner: &Arc<Inner>, ep: &Endpoint, item: Item) {
     }
 }
 
+/// Waits for a turn of a busy origin, then for a connection slot again, and sends: waiting on
+/// one receiver, the lane holds no slot, so the lanes of other receivers find slots meanwhile
+/// (`origin.rs`).
+async fn send_after_turn<'a>(
+    inner: &'a Inner,
+    turns: &tokio::sync::Semaphore,
+    slot: &mut Option<tokio::sync::SemaphorePermit<'a>>,
+    req: crate::render::Request,
+    limits: SendLimits,
+) -> Attempt {
+    *slot = None;
+    let _turn = turns.acquire().await;
+    // Closed only by `drain`, which lets an attempt begun finish.
+    *slot = inner.slots.acquire().await.ok();
+    inner.metrics.inflight.increment(1.0);
+    let a = inner.client.send(req, &limits).await;
+    inner.metrics.inflight.decrement(1.0);
+    a
+}
+
 /// Renders, sends and records one attempt; returns what became of the delivery (`None` when the
 /// journal could not be read and the delivery stays queued as it was).
-async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
+async fn run_attempt<'a>(
+    inner: &'a Arc<Inner>,
+    item: &Item,
+    slot: &mut Option<tokio::sync::SemaphorePermit<'a>>,
+    recent: &mut Recent,
+) -> Option<Next> {
     let d = item.delivery;
     let event = match load_event(inner, item).await {
         Ok(e) => e,
@@ -1161,17 +1203,35 @@ async fn run_attempt(inner: &Arc<Inner>, item: &Item) -> Option<Next> {
         .and_then(|plan| plan.render(&event, &ctx))
     {
         Ok(req) => {
-            inner.metrics.inflight.increment(1.0);
             let limits = SendLimits {
                 timeout: sub.timeout.get().unwrap_or(cfg.timeout),
                 connect_timeout: sub.connect_timeout.get().unwrap_or(cfg.connect_timeout),
                 max_response_body: cfg.max_response_body_bytes,
             };
-            // Not boxed: the exchange lives in its lane's state, which is spawned once for a
-            // run of attempts, not once per attempt.
-            let a = inner.client.send(req, &limits).await;
-            inner.metrics.inflight.decrement(1.0);
-            a
+            // The origin's turn, held for the exchange; taken before the timeout starts. The
+            // request is borrowed only in this block: a local borrowed anywhere keeps its own
+            // room in the future (rustc does not see the borrow end), and this one would then
+            // sit beside the exchange that takes it (+240 bytes of lane).
+            let (turn, req) = {
+                let req = req;
+                (inner.origins.try_take(&req.uri, recent), req)
+            };
+            match turn {
+                OriginTurn::Go(_turn) => {
+                    inner.metrics.inflight.increment(1.0);
+                    // Not boxed: the exchange lives in its lane's state, which is spawned once
+                    // for a run of attempts, not once per attempt.
+                    let a = inner.client.send(req, &limits).await;
+                    inner.metrics.inflight.decrement(1.0);
+                    a
+                }
+                OriginTurn::Wait(turns) => {
+                    inner.metrics.origin_waits.increment(1);
+                    // Boxed, the request with it: waits are rare, and the lane's future would
+                    // otherwise keep room for the request beside the exchange's.
+                    Box::pin(send_after_turn(inner, turns, slot, req, limits)).await
+                }
+            }
         }
         Err(e) => Attempt {
             class: AttemptClass::Refused,

@@ -6,12 +6,14 @@
 //! applies the SSRF [`guard`] to every resolved address and dials only what passed, and
 //! `retry_after` reads the wait a `429`/`503` asks for.
 //! Per-endpoint concurrency is not enforced by the client: `dispatch` (the per-endpoint queues,
-//! lanes and retry timers) bounds it (PERF-NOTES).
+//! lanes and retry timers) bounds it (PERF-NOTES), and with `origin` the requests in flight to
+//! one receiver across subscriptions.
 
 mod client;
 mod connect;
 pub mod dispatch;
 pub mod guard;
+mod origin;
 mod pool;
 mod retry_after;
 

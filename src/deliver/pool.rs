@@ -58,6 +58,25 @@ pub(super) struct OriginKey {
     pub authority: Authority,
 }
 
+impl OriginKey {
+    /// The origin of an absolute `http` or `https` URL; `None` for anything else, which the
+    /// client refuses before it looks for a connection.
+    pub(super) fn of(uri: &Uri) -> Option<OriginKey> {
+        Some(OriginKey {
+            https: connect::is_https(uri).ok()?,
+            authority: uri.authority()?.clone(),
+        })
+    }
+
+    /// Whether `uri` has this origin ([`OriginKey::of`] without building one).
+    pub(super) fn is_of(&self, uri: &Uri) -> bool {
+        connect::is_https(uri).is_ok_and(|https| https == self.https)
+            && uri
+                .authority()
+                .is_some_and(|a| a.as_str() == self.authority.as_str())
+    }
+}
+
 impl PartialEq for OriginKey {
     fn eq(&self, other: &Self) -> bool {
         self.https == other.https && self.authority.as_str() == other.authority.as_str()

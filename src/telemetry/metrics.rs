@@ -22,6 +22,9 @@ pub const DELIVERY_REFILL_ROWS: &str = "herald_delivery_refill_rows_total";
 /// wait for one because `[delivery] max_connections` were open (`crate::fds`).
 pub const DELIVERY_CONNECTIONS: &str = "herald_delivery_connections";
 pub const DELIVERY_CONNECTION_WAITS: &str = "herald_delivery_connection_waits_total";
+/// How often an attempt waited because its origin had `[delivery] max_in_flight_per_origin`
+/// attempts in flight.
+pub const DELIVERY_ORIGIN_WAITS: &str = "herald_delivery_origin_waits_total";
 /// How often the server waited to accept because `[server] max_connections` were open.
 pub const SERVER_CONNECTION_WAITS: &str = "herald_server_connection_waits_total";
 /// Deliveries held in memory by the dispatcher (gauge; at most about `[storage]
@@ -181,6 +184,10 @@ fn describe() {
         "Delivery attempts that waited for a connection because [delivery] max_connections were open."
     );
     describe_counter!(
+        DELIVERY_ORIGIN_WAITS,
+        "Delivery attempts that waited because their origin had [delivery] max_in_flight_per_origin attempts in flight."
+    );
+    describe_counter!(
         SERVER_CONNECTION_WAITS,
         "Times the server waited to accept because [server] max_connections were open."
     );
@@ -277,6 +284,7 @@ pub struct DeliveryMetrics {
     pub refills: metrics::Counter,
     pub refill_rows: metrics::Counter,
     pub connection_waits: metrics::Counter,
+    pub origin_waits: metrics::Counter,
 }
 
 impl DeliveryMetrics {
@@ -298,6 +306,7 @@ impl DeliveryMetrics {
             refills: metrics::counter!(DELIVERY_REFILLS),
             refill_rows: metrics::counter!(DELIVERY_REFILL_ROWS),
             connection_waits: metrics::counter!(DELIVERY_CONNECTION_WAITS),
+            origin_waits: metrics::counter!(DELIVERY_ORIGIN_WAITS),
         }
     }
 

@@ -48,6 +48,59 @@ async fn delivery_keeps_to_its_connection_limit() {
     assert!(open <= 4.0, "{open} delivery connections open");
 }
 
+/// Four subscriptions to one receiver, three lanes each, with `max_in_flight_per_origin = 2`:
+/// the receiver never holds more than two requests at once. Meanwhile a subscription to
+/// another receiver is delivered at once: the lanes waiting for the busy origin hold none of
+/// the four connection slots, so they cannot keep it out (a slot per waiting lane would, until
+/// the busy receiver's whole backlog was through).
+#[tokio::test]
+async fn an_origin_keeps_to_its_limit_without_holding_up_the_others() {
+    let h = Herald::start_with(Options {
+        delivery:
+            "max_connections = 4\nmax_in_flight_per_endpoint = 3\nmax_in_flight_per_origin = 2\n"
+                .into(),
+        ..Default::default()
+    })
+    .await;
+    let busy = Capture::with_default(Reply::status(200).delay(Duration::from_millis(250))).await;
+    let other = Capture::start().await;
+    for i in 0..4 {
+        h.subscribe(json!({"name": format!("s{i}"), "url": busy.url(&format!("/s{i}")), "filters": [{"types": ["t.busy"]}]}))
+            .await;
+    }
+    h.subscribe(
+        json!({"name": "other", "url": other.url("/"), "filters": [{"types": ["t.other"]}]}),
+    )
+    .await;
+    // 24 deliveries at two at a time and 250 ms each: three seconds of backlog.
+    h.ingest(
+        "/v1/events",
+        "application/x-ndjson",
+        events("b", "t.busy", 6),
+    )
+    .await;
+    busy.wait_for(2, WAIT).await;
+    h.ingest(
+        "/v1/events",
+        "application/x-ndjson",
+        events("o", "t.other", 2),
+    )
+    .await;
+    other.wait_for(2, WAIT).await;
+    assert!(
+        busy.count() < 24,
+        "the other receiver waited for the busy one's backlog ({} of 24 were through)",
+        busy.count()
+    );
+    busy.wait_for(24, WAIT).await;
+    assert_eq!(
+        busy.most_concurrent(),
+        2,
+        "requests held at once by the busy receiver"
+    );
+    assert!(h.metric("herald_delivery_origin_waits_total").await > 0.0);
+}
+
 /// With the limit taken by idle connections to one receiver, a delivery to another closes one
 /// of them to make room instead of waiting for it to expire (`pool_idle_timeout`, 90 s).
 #[tokio::test]
