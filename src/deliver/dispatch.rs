@@ -1084,9 +1084,8 @@ fn body_excerpt(body: &Option<Bytes>) -> Option<String> {
         .map(|b| String::from_utf8_lossy(&b[..b.len().min(4096)]).into_owned())
 }
 
-/// One attempt of one delivery, then its outcome.
-/// Runs one attempt of a lane that holds `slot` (its connection slot, given back while the
-/// attempt waits for its origin), and puts what became of the delivery in place.
+/// One attempt of one delivery, then its outcome, by a lane that holds `slot` (its connection
+/// slot, given back while the attempt waits for its origin).
 async fn attempt<'a>(
     inner: &'a Arc<Inner>,
     ep: &Endpoint,
