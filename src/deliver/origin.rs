@@ -31,7 +31,7 @@ const PRUNE_FROM: usize = 1024;
 /// The turns of every origin.
 pub(super) struct Origins {
     per_origin: usize,
-    turns: DashMap<OriginKey, Arc<Semaphore>, foldhash::fast::RandomState>,
+    turns: DashMap<OriginKey, Arc<OriginTurns>, foldhash::fast::RandomState>,
     /// Origins left after the last pruning: the map is pruned again at twice as many.
     pruned_to: AtomicUsize,
 }
@@ -40,10 +40,16 @@ pub(super) struct Origins {
 /// nearly always, so on all but its first attempt it compares the URL with this instead of
 /// hashing the origin and locking a shard of the map (callgrind, fan-out 10: the map alone
 /// cost ~190 instructions per delivery, ~0.6 %). The reference also keeps the origin from
-/// being pruned while the lane runs. Boxed: a lane's future is copied when it is spawned, and
-/// this is one pointer there.
+/// being pruned while the lane runs. One pointer: a lane's future is copied when it is
+/// spawned.
 #[derive(Default)]
-pub(super) struct Recent(Option<Box<(OriginKey, Arc<Semaphore>)>>);
+pub(super) struct Recent(Option<Arc<OriginTurns>>);
+
+/// One origin and its turns.
+pub(super) struct OriginTurns {
+    key: OriginKey,
+    turns: Semaphore,
+}
 
 /// Whether an attempt may go now. Both borrow the semaphore from the caller's [`Recent`],
 /// which holds it: no reference count is touched per attempt.
@@ -66,45 +72,45 @@ impl Origins {
 
     /// Takes a turn of `uri`'s origin if one is free. `recent` is the caller's last origin.
     pub(super) fn try_take<'r>(&self, uri: &Uri, recent: &'r mut Recent) -> Turn<'r> {
-        if recent.0.as_deref().is_none_or(|(key, _)| !key.is_of(uri)) {
+        if recent.0.as_deref().is_none_or(|o| !o.key.is_of(uri)) {
             let Some(key) = OriginKey::of(uri) else {
                 return Turn::Go(None);
             };
             // A read lock on the map's shard for a known origin; the entry is made once.
-            let turns = match self.turns.get(&key) {
-                Some(t) => Arc::clone(&t),
-                None => self.insert(key.clone()),
+            let origin = match self.turns.get(&key) {
+                Some(o) => Arc::clone(&o),
+                None => self.insert(key),
             };
-            recent.0 = Some(Box::new((key, turns)));
+            recent.0 = Some(origin);
         }
         match recent.0.as_deref() {
-            Some((_, turns)) => match turns.try_acquire() {
+            Some(o) => match o.turns.try_acquire() {
                 Ok(permit) => Turn::Go(Some(permit)),
-                Err(_) => Turn::Wait(turns),
+                Err(_) => Turn::Wait(&o.turns),
             },
             None => Turn::Go(None),
         }
     }
 
-    fn insert(&self, key: OriginKey) -> Arc<Semaphore> {
-        let turns = Arc::clone(
-            &self
-                .turns
-                .entry(key)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_origin))),
-        );
+    fn insert(&self, key: OriginKey) -> Arc<OriginTurns> {
+        let origin = Arc::clone(&self.turns.entry(key.clone()).or_insert_with(|| {
+            Arc::new(OriginTurns {
+                key,
+                turns: Semaphore::new(self.per_origin),
+            })
+        }));
         let len = self.turns.len();
         if len >= PRUNE_FROM && len >= 2 * self.pruned_to.load(Ordering::Relaxed) {
             self.prune();
         }
-        turns
+        origin
     }
 
-    /// Forgets the origins nobody holds a turn of or waits for. Each entry is looked at under
-    /// its shard's lock, which a taker also holds while it clones the semaphore: a semaphore
-    /// held only by the map has no permit out and no waiter.
+    /// Forgets the origins no lane holds (a turn borrows its lane's reference). Each entry is
+    /// looked at under its shard's lock, which a taker also holds while it clones the
+    /// reference: an origin held only by the map has no turn out and no waiter.
     fn prune(&self) {
-        self.turns.retain(|_, turns| Arc::strong_count(turns) > 1);
+        self.turns.retain(|_, origin| Arc::strong_count(origin) > 1);
         self.pruned_to.store(self.turns.len(), Ordering::Relaxed);
     }
 
