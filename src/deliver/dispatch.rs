@@ -416,7 +416,10 @@ impl Dispatcher {
         subs: Arc<Subscriptions>,
     ) -> Dispatcher {
         let slots = tokio::sync::Semaphore::new(cfg.delivery.max_connections.max(1));
-        let origins = Origins::new(cfg.delivery.max_in_flight_per_origin);
+        let origins = Origins::new(
+            cfg.delivery.max_in_flight_per_origin,
+            cfg.delivery.max_connections,
+        );
         let budget = cfg.memory_budget;
         Dispatcher {
             inner: Arc::new(Inner {

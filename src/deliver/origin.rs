@@ -31,6 +31,8 @@ const PRUNE_FROM: usize = 1024;
 /// The turns of every origin.
 pub(super) struct Origins {
     per_origin: usize,
+    /// Whether the limit can bind at all (see [`Origins::new`]).
+    binds: bool,
     turns: DashMap<OriginKey, Arc<OriginTurns>, foldhash::fast::RandomState>,
     /// Origins left after the last pruning: the map is pruned again at twice as many.
     pruned_to: AtomicUsize,
@@ -62,9 +64,12 @@ pub(super) enum Turn<'r> {
 }
 
 impl Origins {
-    pub(super) fn new(per_origin: usize) -> Self {
+    /// Turns of `per_origin` each. With `connections` attempts in flight at most in all
+    /// (`[delivery] max_connections`), a limit of that or more never binds, and is not kept.
+    pub(super) fn new(per_origin: usize, connections: usize) -> Self {
         Origins {
             per_origin: per_origin.max(1),
+            binds: per_origin < connections,
             turns: DashMap::default(),
             pruned_to: AtomicUsize::new(0),
         }
@@ -72,6 +77,9 @@ impl Origins {
 
     /// Takes a turn of `uri`'s origin if one is free. `recent` is the caller's last origin.
     pub(super) fn try_take<'r>(&self, uri: &Uri, recent: &'r mut Recent) -> Turn<'r> {
+        if !self.binds {
+            return Turn::Go(None);
+        }
         if recent.0.as_deref().is_none_or(|o| !o.key.is_of(uri)) {
             let Some(key) = OriginKey::of(uri) else {
                 return Turn::Go(None);
@@ -145,7 +153,7 @@ mod tests {
     /// scheme does not.
     #[test]
     fn an_origin_has_its_own_turns() {
-        let o = Origins::new(2);
+        let o = Origins::new(2, 100);
         let mut lanes: Vec<Recent> = (0..6).map(|_| Recent::default()).collect();
         let [l0, l1, l2, l3, l4, l5] = &mut lanes[..] else {
             unreachable!()
@@ -165,7 +173,7 @@ mod tests {
     /// receivers (a templated host) takes each one's turns.
     #[test]
     fn the_recent_origin_is_only_used_for_its_own_urls() {
-        let o = Origins::new(1);
+        let o = Origins::new(1, 100);
         let (mut holder_a, mut holder_b, mut lane) =
             (Recent::default(), Recent::default(), Recent::default());
         let a = go(o.try_take(&uri("http://a.example/1"), &mut holder_a));
@@ -179,10 +187,23 @@ mod tests {
         drop(b);
     }
 
+    /// A limit of `max_connections` or more cannot bind: nothing is kept, nobody waits.
+    #[test]
+    fn a_limit_that_cannot_bind_is_not_kept() {
+        let o = Origins::new(4, 4);
+        let mut lanes: Vec<Recent> = (0..8).map(|_| Recent::default()).collect();
+        let turns: Vec<_> = lanes
+            .iter_mut()
+            .map(|l| go(o.try_take(&uri("http://a.example/"), l)))
+            .collect();
+        assert!(turns.iter().all(Option::is_none), "no turn is taken");
+        assert_eq!(o.len(), 0);
+    }
+
     /// A URL without an origin goes without a turn (the client refuses it).
     #[test]
     fn a_url_without_an_origin_takes_no_turn() {
-        let o = Origins::new(1);
+        let o = Origins::new(1, 100);
         assert!(go(o.try_take(&uri("/relative"), &mut Recent::default())).is_none());
         assert_eq!(o.len(), 0);
     }
@@ -191,7 +212,7 @@ mod tests {
     /// holds stays.
     #[test]
     fn unused_origins_are_pruned() {
-        let o = Origins::new(1);
+        let o = Origins::new(1, 100);
         let mut holder = Recent::default();
         let held = go(o.try_take(&uri("http://held.example/"), &mut holder));
         for i in 0..PRUNE_FROM - 2 {
