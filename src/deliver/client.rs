@@ -157,15 +157,12 @@ impl Client {
         };
         // The scheme decides the pool; the host is checked when a connection is dialed (and
         // parsing it and its port here, per attempt, showed in profiles).
-        let key = match connect::is_https(&req.uri) {
-            Ok(https) => match req.uri.authority() {
-                Some(authority) => OriginKey {
-                    https,
-                    authority: authority.clone(),
-                },
-                None => return Attempt::failed(AttemptClass::Refused, "bad target URL".into()),
-            },
-            Err(e) => return Attempt::failed(AttemptClass::Refused, e.to_string()),
+        let Some(key) = OriginKey::of(&req.uri) else {
+            let why = match connect::is_https(&req.uri) {
+                Err(e) => e.to_string(),
+                Ok(_) => "bad target URL".into(),
+            };
+            return Attempt::failed(AttemptClass::Refused, why);
         };
         let uri = req.uri;
         let mut http_req = http::Request::new(Full::new(req.body));
