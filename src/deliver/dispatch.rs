@@ -48,7 +48,7 @@ use tokio::sync::Notify;
 use super::origin::{Origins, Recent, Turn as OriginTurn};
 use super::{Attempt, Client, SendLimits};
 use crate::config::DeliveryConfig;
-use crate::journal::{Journal, JournalError, QueuePos};
+use crate::journal::{Gate, Journal, JournalError, QueuePos, Transition};
 use crate::model::{
     AttemptClass, AttemptRecord, Delivery, DeliveryId, DeliveryRecord, DeliveryStatus, Event,
     SeqGen, SubscriptionId, now_ms,
@@ -177,6 +177,19 @@ struct Item {
     run_at_ms: i64,
     /// The event, when it is still in memory from ingest; loaded from the journal otherwise.
     event: Option<Arc<Event>>,
+    /// Where its transitions go while the writer has not taken its event's append (ingest
+    /// started it early; see [`Journal::append_staged`]).
+    gate: Option<Arc<Gate>>,
+}
+
+impl Item {
+    /// Records a transition of this item's delivery: through its gate while that is shut.
+    fn record(&self, journal: &dyn Journal, t: Transition) {
+        match self.gate.as_deref() {
+            Some(g) => g.record(journal, t),
+            None => journal.record(t),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -447,8 +460,9 @@ impl Dispatcher {
         }
     }
 
-    /// Hands over deliveries that the journal has just made durable.
-    pub fn enqueue(&self, event: &Arc<Event>, deliveries: &[Delivery]) {
+    /// Hands over deliveries that the journal has written, or that it is sure to write
+    /// (`gate`: where their transitions wait until it has; see [`Journal::append_staged`]).
+    pub fn enqueue(&self, event: &Arc<Event>, deliveries: &[Delivery], gate: Option<&Arc<Gate>>) {
         self.inner
             .metrics
             .pending
@@ -460,6 +474,7 @@ impl Dispatcher {
                     delivery: *d,
                     run_at_ms: d.due_at_ms,
                     event: Some(event.clone()),
+                    gate: gate.cloned(),
                 },
             );
         }
@@ -552,6 +567,7 @@ impl Dispatcher {
                 delivery: next,
                 run_at_ms: now,
                 event: None,
+                gate: None,
             },
         );
         Ok(RetryNow::Queued)
@@ -595,7 +611,7 @@ impl Dispatcher {
             .await
             .map_err(|_| JournalError::Closed)??;
         for (event, d) in &created {
-            self.enqueue(event, std::slice::from_ref(d));
+            self.enqueue(event, std::slice::from_ref(d), None);
         }
         self.inner.metrics.created.increment(created.len() as u64);
         Ok(created.len())
@@ -1012,6 +1028,7 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
                 delivery: d,
                 run_at_ms: d.due_at_ms,
                 event,
+                gate: None,
             },
             now,
         );
@@ -1120,6 +1137,8 @@ async fn attempt<'a>(
                         delivery: *retry,
                         run_at_ms: retry.due_at_ms,
                         event: item.event.clone(),
+                        // Open by now, unless the writer is slower than the retry: kept while not.
+                        gate: item.gate.clone().filter(|g| !g.is_open()),
                     },
                     now_ms(),
                 );
@@ -1182,7 +1201,7 @@ async fn run_attempt<'a>(
                 event_type: ev.map_or("", |e| &e.event_type),
             },
         );
-        inner.journal.record(t);
+        item.record(&*inner.journal, t);
         finished(&inner.metrics, &d, &Next::Dead(DeadReason::Exhausted));
         return Some(Next::Dead(DeadReason::Exhausted));
     };
@@ -1277,7 +1296,7 @@ async fn run_attempt<'a>(
         fastrand::f64(),
         ended_at_ms,
     );
-    inner.journal.record(t);
+    item.record(&*inner.journal, t);
     match &next {
         Next::Delivered => {
             tracing::debug!(delivery = %d.id, subscription = %d.subscription, attempt = number, "delivered");
@@ -1485,6 +1504,7 @@ mod tests {
             },
             run_at_ms: 0,
             event: None,
+            gate: None,
         }
     }
 

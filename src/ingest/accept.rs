@@ -2,9 +2,11 @@
 //!
 //! The order is the delivery promise (DESIGN §4): an event is routed *before* it is journaled,
 //! so the journal stores the event together with the exact set of deliveries it created, in one
-//! atomic write; the producer gets its `202` only when that write is durable; only then are the
-//! deliveries handed to the dispatcher. A bad request is refused before anything is written, so
-//! it cannot disturb what was accepted earlier, and a batch is all or nothing.
+//! atomic write; the producer gets its `202` only when that write is durable. The deliveries
+//! do not wait for that: those of an event the journal is sure to accept (not a duplicate)
+//! start as soon as the append is sent, the others once the writer has decided
+//! (`Journal::append_staged`). A bad request is refused before anything is written, so it
+//! cannot disturb what was accepted earlier, and a batch is all or nothing.
 
 use std::sync::Arc;
 
@@ -164,28 +166,43 @@ impl Ingest {
         }
         let handoff = batch.clone();
         let staged = self.journal.append_staged(batch);
+        // The events the journal is sure to accept start now, before the writer has taken
+        // them (their transitions wait in the gate until it has); the others once it has
+        // answered. Either way the `202` below waits for the sync (at-least-once).
+        let mut started = false;
+        for (ne, &sure) in handoff.iter().zip(&staged.sure) {
+            if sure && !ne.deliveries.is_empty() {
+                self.dispatcher
+                    .enqueue(&ne.event, &ne.deliveries, staged.gate.as_ref());
+                started = true;
+            }
+        }
         let statuses = match staged.written.await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return rejected(reject::UNAVAILABLE, unavailable(&e)),
-            Err(_) => return rejected(reject::UNAVAILABLE, unavailable(&JournalError::Closed)),
+            Ok(Err(e)) => return rejected(reject::UNAVAILABLE, unavailable(&e, started)),
+            Err(_) => {
+                let e = JournalError::Closed;
+                return rejected(reject::UNAVAILABLE, unavailable(&e, started));
+            }
         };
-        // Written: the deliveries start now, while the journal syncs (at-least-once; the
-        // `202` below still waits for the sync).
         let mut ids = Vec::with_capacity(handoff.len());
         let mut duplicates = Vec::new();
         let mut accepted = 0u64;
         let mut created = 0u64;
-        for (ne, status) in handoff.iter().zip(&statuses) {
+        for ((ne, status), &sure) in handoff.iter().zip(&statuses).zip(&staged.sure) {
             ids.push(&*ne.event.id);
             match status {
                 AppendStatus::Accepted => {
                     accepted += 1;
                     created += ne.deliveries.len() as u64;
-                    if !ne.deliveries.is_empty() {
-                        self.dispatcher.enqueue(&ne.event, &ne.deliveries);
+                    if !sure && !ne.deliveries.is_empty() {
+                        self.dispatcher.enqueue(&ne.event, &ne.deliveries, None);
                     }
                 }
-                AppendStatus::Duplicate { .. } => duplicates.push(&*ne.event.id),
+                AppendStatus::Duplicate { .. } => {
+                    debug_assert!(!sure, "an event sure to be accepted was a duplicate");
+                    duplicates.push(&*ne.event.id);
+                }
             }
         }
         match staged.durable.await {
@@ -209,8 +226,17 @@ impl Ingest {
     }
 }
 
-fn unavailable(e: &JournalError) -> ApiError {
-    ApiError::unavailable(format!("{e}; nothing was accepted, send it again later"))
+/// The batch could not be written. `started`: deliveries of its events had started (the
+/// journal was sure of them); they may be made again when the batch is sent again.
+fn unavailable(e: &JournalError, started: bool) -> ApiError {
+    if started {
+        ApiError::unavailable(format!(
+            "{e}; nothing was stored, send it again later (some deliveries had started and \
+             may be made twice)"
+        ))
+    } else {
+        ApiError::unavailable(format!("{e}; nothing was accepted, send it again later"))
+    }
 }
 
 /// The batch was written but its sync failed: it may be delivered, but it is not known to be

@@ -332,10 +332,15 @@ pub fn attempt_key(id: DeliveryId, attempt: u32) -> [u8; 12] {
 /// `dedup` key: source, a NUL, id.
 pub fn dedup_key(source: &str, id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(source.len() + 1 + id.len());
+    dedup_key_into(source, id, &mut k);
+    k
+}
+
+/// [`dedup_key`], appended to `k`.
+pub fn dedup_key_into(source: &str, id: &str, k: &mut Vec<u8>) {
     k.extend_from_slice(source.as_bytes());
     k.push(0);
     k.extend_from_slice(id.as_bytes());
-    k
 }
 
 /// `dedup` value: event seq + accepted-at ms.

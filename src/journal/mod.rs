@@ -152,12 +152,64 @@ pub enum Health {
     Failing(String),
 }
 
-/// The two answers of [`Journal::append_staged`].
+/// What [`Journal::append_staged`] knows at once, and its two later answers.
 pub struct Staged {
+    /// One per event, in order: `true` when the journal already knows the event will be
+    /// accepted (its `(source, id)` is neither stored within the dedup window nor in an
+    /// append sent before this one), so its deliveries may start now, through [`gate`].
+    /// `false`: `written` says what became of it.
+    ///
+    /// [`gate`]: Staged::gate
+    pub sure: Vec<bool>,
+    /// Where the transitions of the deliveries started early go until the writer has taken
+    /// the append (`Some` when any event is sure).
+    pub gate: Option<Arc<Gate>>,
     /// The batch is committed: one status per event, in order.
     pub written: Ack<Vec<AppendStatus>>,
     /// The batch is durable per `[storage] fsync` (the same statuses).
     pub durable: Ack<Vec<AppendStatus>>,
+}
+
+/// Keeps the transitions of deliveries that started before the writer took their append.
+///
+/// A transition applied before the append that created its delivery would be undone by it:
+/// the append's queue entry would outlive the delivery's end, and be delivered again after a
+/// restart. So until the writer takes the append, the deliveries' transitions wait here, and
+/// the writer applies them right after the append, in the same commit; from then on they go
+/// to the journal as any other ([`Journal::record`]), and so reach the writer after it too.
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: std::sync::atomic::AtomicBool,
+    parked: std::sync::Mutex<Vec<Transition>>,
+}
+
+impl Gate {
+    /// Records `t` through `journal` if the writer has taken the append, or keeps it for the
+    /// writer to apply after the append.
+    pub fn record(&self, journal: &dyn Journal, t: Transition) {
+        use std::sync::atomic::Ordering;
+        if !self.open.load(Ordering::Acquire) {
+            let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+            // Checked again under the lock: `open` is set under it.
+            if !self.open.load(Ordering::Acquire) {
+                parked.push(t);
+                return;
+            }
+        }
+        journal.record(t);
+    }
+
+    /// The writer has taken the append: what waited, in the order it came; every later
+    /// transition is recorded directly.
+    pub fn open(&self) -> Vec<Transition> {
+        let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
+        self.open.store(true, std::sync::atomic::Ordering::Release);
+        std::mem::take(&mut *parked)
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.open.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// The storage interface.
@@ -166,12 +218,13 @@ pub trait Journal: Send + Sync + 'static {
     /// has one status per event, in order. Nothing is half-stored: on error, none of the batch.
     fn append(&self, events: Vec<NewEvent>) -> Ack<Vec<AppendStatus>>;
 
-    /// [`Journal::append`] in two steps: `written` resolves once the batch is committed
+    /// [`Journal::append`] in steps, so that deliveries need not wait for the store: the
+    /// events [`Staged::sure`] names can start at once (their transitions through
+    /// [`Staged::gate`]), the others once `written` resolves: the batch is committed
     /// (readable, deduplicated; it survives a crash of Herald once synced, which `durable`
-    /// says), so the deliveries can start while the sync runs. Delivering before the sync is
-    /// at-least-once: an event lost to a power loss before its sync was never acknowledged,
-    /// and its sender sends it again. Nothing is half-stored: if `written` fails, none of
-    /// the batch is.
+    /// says). Delivering before the sync, or the commit, is at-least-once: an event lost to
+    /// a power loss, or to a failed write, was never acknowledged, and its sender sends it
+    /// again. Nothing is half-stored: if `written` fails, none of the batch is.
     fn append_staged(&self, events: Vec<NewEvent>) -> Staged;
 
     /// Records a delivery's state change. Not awaited: if Herald dies before it is on disk, the

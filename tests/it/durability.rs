@@ -87,6 +87,43 @@ async fn a_duplicate_event_is_acknowledged_but_not_redelivered() {
     assert_eq!(cap.count(), 2);
 }
 
+/// Copies of one event sent at once: one is accepted and delivered, every other copy is a
+/// duplicate, whichever of them reaches the journal first (deliveries start before the
+/// journal's commit only for an event no copy before it carries).
+#[tokio::test]
+async fn copies_sent_at_once_are_delivered_once() {
+    // A commit waits 200 ms for more appends: every copy is sent before the first is stored.
+    let h = Herald::start_with(Options {
+        storage: "batch_window = \"200ms\"\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let cap = Capture::start().await;
+    h.subscribe(json!({"name": "c", "url": cap.url("/")})).await;
+    let e = cloudevent("twin", "a.b").to_string();
+    let send = || h.ingest("/v1/events", "application/json", e.clone());
+    let (a, b, c, d, f, g) = tokio::join!(send(), send(), send(), send(), send(), send());
+    let all = [a, b, c, d, f, g];
+    let firsts = all.iter().filter(|a| a["duplicates"] == json!([])).count();
+    assert_eq!(firsts, 1, "exactly one copy is new: {all:?}");
+    h.wait_metric("herald_events_duplicate_total", 5.0, WAIT)
+        .await;
+    cap.wait_for(1, WAIT).await;
+    h.wait_metric("herald_deliveries_total{outcome=\"delivered\"}", 1.0, WAIT)
+        .await;
+    assert_eq!(h.metric("herald_deliveries_created_total").await, 1.0);
+    // A later event is delivered after it, and nothing else came.
+    h.ingest(
+        "/v1/events",
+        "application/json",
+        cloudevent("after", "a.b").to_string(),
+    )
+    .await;
+    h.wait_metric("herald_deliveries_total{outcome=\"delivered\"}", 2.0, WAIT)
+        .await;
+    assert_eq!(cap.count(), 2);
+}
+
 #[tokio::test]
 async fn dead_letters_replay_one_or_by_filter() {
     let h = Herald::start().await;

@@ -207,6 +207,7 @@
 //! the daemon then drains and exits with an error, for its supervisor to restart it. Reads keep
 //! working meanwhile.
 
+mod admit;
 pub mod mount;
 mod reaper;
 mod retention;
@@ -227,13 +228,13 @@ use tokio::sync::oneshot;
 
 use super::codec;
 use super::{
-    Ack, AppendStatus, DeliveryQuery, Health, Journal, JournalError, NewEvent, QueuePos, Recovered,
-    Staged, Transition,
+    Ack, AppendStatus, DeliveryQuery, Gate, Health, Journal, JournalError, NewEvent, QueuePos,
+    Recovered, Staged, Transition,
 };
 use crate::config::StorageConfig;
 use crate::model::{
     AttemptRecord, Delivery, DeliveryId, DeliveryRecord, DeliveryStatus, Event, Subscription,
-    SubscriptionId,
+    SubscriptionId, now_ms,
 };
 use crate::telemetry::metrics as m;
 use writer::Command;
@@ -528,6 +529,8 @@ pub(crate) struct Shared {
     /// records"): where listing the whole log stops looking for them. Set by `recover` and
     /// by every retention sweep, from a scan of the queue; 0 until then.
     implicit_floor: AtomicU64,
+    /// Which events of an append are sure to be accepted before the writer takes it.
+    admission: admit::Admission,
 }
 
 /// A lower bound on the ids of the implicit deliveries still queued, from a scan of the queue
@@ -763,6 +766,7 @@ impl EmbeddedJournal {
             .open()
             .map_err(|e| JournalError::Io(format!("opening {}: {e}", cfg.path.display())))?;
         let ks = Keyspaces::open(&db)?;
+        let dedup_window_ms = dedup_window.as_millis().min(i64::MAX as u128) as i64;
         // A memtable replayed from the write-ahead journal that is already full (a store written
         // before Herald rotated memtables itself, or by a stalled fjall) starts flushing now, not
         // at the next write. Smaller ones stay: flushing them here would only move their flush
@@ -792,6 +796,7 @@ impl EmbeddedJournal {
             lost: Mutex::new(None),
             records_nudged: AtomicBool::new(false),
             implicit_floor: AtomicU64::new(0),
+            admission: admit::Admission::new(dedup_window_ms),
         });
         metrics::gauge!(m::JOURNAL_HEALTHY).set(1.0);
 
@@ -801,7 +806,7 @@ impl EmbeddedJournal {
             fsync: cfg.fsync,
             batch_window: cfg.batch_window,
             batch_max_events: cfg.batch_max_events,
-            dedup_window_ms: dedup_window.as_millis().min(i64::MAX as u128) as i64,
+            dedup_window_ms,
             dir: cfg.path.clone(),
             rotate_at,
         };
@@ -883,6 +888,47 @@ impl EmbeddedJournal {
             cmd.fail(JournalError::Closed);
         }
         rx
+    }
+
+    /// Decides which events are sure to be accepted (`admit.rs`) and sends the append, with
+    /// a gate for the transitions of the sure ones' deliveries.
+    #[allow(clippy::type_complexity)]
+    fn admit(
+        &self,
+        events: Vec<NewEvent>,
+        written: Option<oneshot::Sender<Result<Vec<AppendStatus>, JournalError>>>,
+    ) -> (Ack<Vec<AppendStatus>>, Vec<bool>, Option<Arc<Gate>>) {
+        let shared = &self.shared;
+        // What the writer checks before it takes an append (a full disk, a failed sync),
+        // so that no delivery starts for an append it is about to refuse.
+        let healthy =
+            !shared.health.failing.load(Ordering::Acquire) && shared.check_space().is_ok();
+        let stored = |key: &[u8]| match shared.ks.dedup.get(key) {
+            Ok(v) => Ok(v
+                .and_then(|v| codec::parse_dedup_value(&v))
+                .map(|(_, at)| at)),
+            Err(_) => Err(()),
+        };
+        shared
+            .admission
+            .admit(events, healthy, now_ms(), stored, |events, decided| {
+                let n = events.len();
+                let sure = decided.sure.clone();
+                let gate = sure.contains(&true).then(Arc::default);
+                let ack = self.request(|ack| Command::Append {
+                    events,
+                    decided,
+                    gate: gate.clone(),
+                    written,
+                    ack,
+                });
+                let sure = if sure.is_empty() {
+                    vec![false; n]
+                } else {
+                    sure
+                };
+                (ack, sure, gate)
+            })
     }
 
     #[cfg(test)]
@@ -1273,21 +1319,19 @@ impl Written {
 
 impl Journal for EmbeddedJournal {
     fn append(&self, events: Vec<NewEvent>) -> Ack<Vec<AppendStatus>> {
-        self.request(|ack| Command::Append {
-            events,
-            written: None,
-            ack,
-        })
+        // Decided like any other: its claims keep the next appends' decisions exact.
+        self.admit(events, None).0
     }
 
     fn append_staged(&self, events: Vec<NewEvent>) -> Staged {
         let (written_tx, written) = oneshot::channel();
-        let durable = self.request(|ack| Command::Append {
-            events,
-            written: Some(written_tx),
-            ack,
-        });
-        Staged { written, durable }
+        let (durable, sure, gate) = self.admit(events, Some(written_tx));
+        Staged {
+            sure,
+            gate,
+            written,
+            durable,
+        }
     }
 
     fn record(&self, transition: Transition) {
@@ -3252,6 +3296,92 @@ mod tests {
             assert_eq!(all_queued(&j, sub).len(), 4, "{fsync:?}");
             assert!(j.event(13).unwrap().is_some(), "{fsync:?}");
         }
+    }
+
+    /// Deliveries started before the writer took their append: their transitions wait in the
+    /// gate and are applied after the append, so the queue entry it writes is removed, not
+    /// left to be delivered again after a restart.
+    #[tokio::test]
+    async fn early_transitions_are_applied_after_their_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = SubscriptionId::generate();
+        let seq = 5_000_000;
+        let ds: Vec<_> = (1..=3)
+            .map(|k| delivery(seq + k, sub, seq, 5_000))
+            .collect();
+        {
+            let j = open(dir.path());
+            let held = hold_writer(&j);
+            let staged = j.append_staged(vec![new_event(event(seq, "early"), ds.clone())]);
+            assert_eq!(staged.sure, vec![true]);
+            let gate = staged.gate.clone().expect("a gate for the sure event");
+            // Delivered before the writer has seen the append.
+            for d in &ds {
+                gate.record(&j, delivered(d));
+            }
+            assert!(!gate.is_open());
+            held.recv().unwrap().unwrap();
+            assert_eq!(ok(staged.written).await, vec![AppendStatus::Accepted]);
+            assert!(gate.is_open());
+            ok(j.barrier()).await;
+            assert!(all_queued(&j, sub).is_empty());
+            j.close();
+        }
+        let j = open(dir.path());
+        assert!(all_queued(&j, sub).is_empty(), "nothing to deliver again");
+        for d in &ds {
+            let r = j.delivery(d.id).unwrap().unwrap();
+            assert_eq!(r.status, DeliveryStatus::Delivered, "{:?}", d.id);
+        }
+    }
+
+    /// An event is sure to be accepted only when no append before it carries its key and the
+    /// store holds none: a copy sent while the first is still on its way is left to the
+    /// writer, which finds it a duplicate; so is a copy sent after the first is stored.
+    #[tokio::test]
+    async fn only_an_event_without_an_earlier_copy_is_sure() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = open(dir.path());
+        let held = hold_writer(&j);
+        let first = j.append_staged(vec![new_event(event(1_000, "a"), vec![])]);
+        let copy = j.append_staged(vec![
+            new_event(event(2_000, "a"), vec![]),
+            new_event(event(3_000, "b"), vec![]),
+        ]);
+        assert_eq!(
+            (first.sure.clone(), copy.sure.clone()),
+            (vec![true], vec![false, true])
+        );
+        held.recv().unwrap().unwrap();
+        assert_eq!(ok(first.written).await, vec![AppendStatus::Accepted]);
+        assert_eq!(
+            ok(copy.written).await,
+            vec![
+                AppendStatus::Duplicate {
+                    original_seq: 1_000
+                },
+                AppendStatus::Accepted
+            ]
+        );
+        ok(j.barrier()).await;
+        assert_eq!(j.shared.admission.claimed(), 0, "claims given back");
+        let later = j.append_staged(vec![new_event(event(4_000, "b"), vec![])]);
+        assert_eq!(later.sure, vec![false]);
+        assert_eq!(
+            ok(later.written).await,
+            vec![AppendStatus::Duplicate {
+                original_seq: 3_000
+            }]
+        );
+        // A journal refusing appends is sure of nothing.
+        j.set_min_free_bytes(u64::MAX);
+        assert!(matches!(
+            err(j.append(vec![new_event(event(5_000, "c"), vec![])])).await,
+            JournalError::DiskFull { .. }
+        ));
+        let refused = j.append_staged(vec![new_event(event(6_000, "d"), vec![])]);
+        assert_eq!(refused.sure, vec![false]);
+        assert!(refused.gate.is_none());
     }
 
     #[tokio::test]

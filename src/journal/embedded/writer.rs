@@ -33,11 +33,12 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, TryRecvError};
 use fjall::{PersistMode, Readable as _};
 use tokio::sync::oneshot;
 
+use super::admit::{Decided, within_window};
 use super::retention::{SweepChunk, SweepStats};
 use super::{Keyspaces, Shared};
 use crate::config::FsyncMode;
 use crate::journal::codec;
-use crate::journal::{AppendStatus, DeadOp, JournalError, NewEvent, QueuePos, Transition};
+use crate::journal::{AppendStatus, DeadOp, Gate, JournalError, NewEvent, QueuePos, Transition};
 use crate::model::{Delivery, DeliveryId, DeliveryStatus, SubscriptionId, now_ms};
 use crate::telemetry::metrics as m;
 
@@ -58,6 +59,11 @@ type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 pub(super) enum Command {
     Append {
         events: Vec<NewEvent>,
+        /// Which events are sure to be accepted, and the claims to give back (`admit.rs`).
+        decided: Decided,
+        /// The transitions of the sure events' deliveries that started before this append
+        /// was taken: applied right after it.
+        gate: Option<Arc<Gate>>,
         /// Answered once the batch is committed (readable, dedup decided), before it is
         /// synced; `None` when the caller only waits for `ack`.
         written: Option<Reply<Vec<AppendStatus>>>,
@@ -105,7 +111,16 @@ impl Command {
     /// Answers the command's waiter (if any) with `err`.
     pub(super) fn fail(self, err: JournalError) {
         match self {
-            Command::Append { written, ack, .. } => refuse_append(written, ack, err),
+            Command::Append {
+                written, ack, gate, ..
+            } => {
+                // Not written: neither are the transitions that waited for it (the journal is
+                // closed, which is when this happens).
+                if let Some(g) = gate {
+                    g.open();
+                }
+                refuse_append(written, ack, err)
+            }
             Command::SaveSubscription { ack, .. }
             | Command::DeleteSubscription { ack, .. }
             | Command::Flush(ack)
@@ -324,6 +339,8 @@ struct Commit<'a> {
     by_sub: Vec<(SubscriptionId, u64)>,
     /// Change in the number of dead letters, applied if the commit succeeds.
     dead_delta: i64,
+    /// The appends' dedup claims (`admit.rs`), given back once the commit is through.
+    claims: Vec<u64>,
 }
 
 pub(super) fn run(
@@ -473,6 +490,9 @@ fn write(
         batch_hint = next_batch_hint(batch_hint, c.ops());
         let started = Instant::now();
         let committed = c.commit(shared, opts.fsync);
+        // Committed, the appends' keys are readable; failed, they never will be. Either way
+        // the store answers for them now, not the claims.
+        shared.admission.release(&c.claims);
         if wrote {
             commit_seconds.record(started.elapsed().as_secs_f64());
             commits.increment(1);
@@ -559,6 +579,7 @@ impl<'a> Commit<'a> {
             implicit: Vec::new(),
             by_sub: Vec::new(),
             dead_delta: 0,
+            claims: Vec::new(),
         }
     }
 
@@ -586,21 +607,28 @@ impl<'a> Commit<'a> {
         match cmd {
             Command::Append {
                 events,
+                decided,
+                gate,
                 written,
                 ack,
             } => {
+                // Given back once this commit is through, whatever becomes of it.
+                self.claims.extend_from_slice(&decided.claims);
                 // Checked before anything of the request is added: a refused append leaves
-                // no trace.
+                // no trace (but for the transitions of deliveries that started early: they
+                // happened).
                 if let Err(e) = shared
                     .sync_failure()
                     .map_or_else(|| shared.check_space(), Err)
                 {
                     super::count_error(&e);
+                    self.open(gate);
                     refuse_append(written, ack, e);
                     return;
                 }
                 self.appends += 1;
-                let statuses = self.append(events, opts);
+                let statuses = self.append(events, &decided.sure, opts);
+                self.open(gate);
                 if let Some(w) = written {
                     self.written.push((w, statuses.clone()));
                 }
@@ -628,14 +656,33 @@ impl<'a> Commit<'a> {
         }
     }
 
-    fn append(&mut self, events: Vec<NewEvent>, opts: &WriterOptions) -> Vec<AppendStatus> {
+    /// Applies an append's gate: its parked transitions go into this commit, after the
+    /// append; later ones reach the writer on their own.
+    fn open(&mut self, gate: Option<Arc<Gate>>) {
+        if let Some(g) = gate {
+            for t in g.open() {
+                self.record(&t);
+            }
+        }
+    }
+
+    fn append(
+        &mut self,
+        events: Vec<NewEvent>,
+        sure: &[bool],
+        opts: &WriterOptions,
+    ) -> Vec<AppendStatus> {
         let now = now_ms();
         let mut statuses = Vec::with_capacity(events.len());
-        for ne in events {
+        for (i, ne) in events.into_iter().enumerate() {
             let e = &ne.event;
             if opts.dedup_window_ms > 0 {
                 let key = codec::dedup_key(&e.source, &e.id);
-                if let Some(original_seq) = self.duplicate_of(&key, now, opts.dedup_window_ms) {
+                // A sure event was looked up already, with every append before it known.
+                let sure = sure.get(i).copied().unwrap_or(false);
+                if !sure
+                    && let Some(original_seq) = self.duplicate_of(&key, now, opts.dedup_window_ms)
+                {
                     statuses.push(AppendStatus::Duplicate { original_seq });
                     continue;
                 }
@@ -901,11 +948,6 @@ fn sync_here(shared: &Shared) -> Result<(), JournalError> {
             Err(err)
         }
     }
-}
-
-/// Whether a dedup entry accepted at `accepted_at` still holds at `now`.
-fn within_window(now: i64, accepted_at: i64, window_ms: i64) -> bool {
-    now.saturating_sub(accepted_at) <= window_ms
 }
 
 /// Applies one chunk of retention deletes after re-checking each against the current state.
