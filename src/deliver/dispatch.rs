@@ -184,6 +184,7 @@ struct Item {
 
 impl Item {
     /// Records a transition of this item's delivery: through its gate while that is shut.
+    #[inline]
     fn record(&self, journal: &dyn Journal, t: Transition) {
         match self.gate.as_deref() {
             Some(g) => g.record(journal, t),

@@ -180,19 +180,21 @@ pub struct Staged {
 #[derive(Debug, Default)]
 pub struct Gate {
     open: std::sync::atomic::AtomicBool,
-    parked: std::sync::Mutex<Vec<Transition>>,
+    /// Boxed, as the journal's channel takes them: a push moves a pointer, not the record.
+    parked: std::sync::Mutex<Vec<Box<Transition>>>,
 }
 
 impl Gate {
     /// Records `t` through `journal` if the writer has taken the append, or keeps it for the
     /// writer to apply after the append.
+    #[inline]
     pub fn record(&self, journal: &dyn Journal, t: Transition) {
         use std::sync::atomic::Ordering;
         if !self.open.load(Ordering::Acquire) {
             let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
             // Checked again under the lock: `open` is set under it.
             if !self.open.load(Ordering::Acquire) {
-                parked.push(t);
+                parked.push(Box::new(t));
                 return;
             }
         }
@@ -201,7 +203,7 @@ impl Gate {
 
     /// The writer has taken the append: what waited, in the order it came; every later
     /// transition is recorded directly.
-    pub fn open(&self) -> Vec<Transition> {
+    pub fn open(&self) -> Vec<Box<Transition>> {
         let mut parked = self.parked.lock().unwrap_or_else(|p| p.into_inner());
         self.open.store(true, std::sync::atomic::Ordering::Release);
         std::mem::take(&mut *parked)

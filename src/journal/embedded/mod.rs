@@ -3,10 +3,12 @@
 //! Where it sits: this is the default [`Journal`] backend (DESIGN §5). Ingest's appends,
 //! the dispatcher's transitions, subscription changes and the retention sweep's deletes all
 //! become [`writer::Command`]s on one bounded crossbeam channel; the writer thread
-//! group-commits them and answers who waited for the commit (ingest starts the deliveries
-//! then), and with `fsync = "batch"` the `sync` thread fsyncs while the writer applies the
-//! next batch, answering who waited for durability (the `202`): many events, one fsync, and
-//! the fsync off the critical path. Reads
+//! group-commits them and answers who waited for the commit, and with `fsync = "batch"` the
+//! `sync` thread fsyncs while the writer applies the next batch, answering who waited for
+//! durability (the `202`): many events, one fsync, and the fsync off the critical path.
+//! Ingest starts the deliveries of an event the journal is sure to accept (no copy of it
+//! stored or on its way: `admit.rs` decides, as the append is sent) without waiting for the
+//! writer at all, and those of any other once the writer has answered. Reads
 //! (`scan_queue`, the delivery log, `recover`) go straight to the store from the caller's
 //! thread: fjall is internally synchronized and every read sees a consistent snapshot.
 //!

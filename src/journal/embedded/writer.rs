@@ -5,9 +5,16 @@
 //! long for more), applies all of it as one atomic write batch, then syncs once and answers
 //! every waiting request. Under load, everything that arrives during one fsync goes into the
 //! next: many events, one fsync. Dedup is decided here too, because this thread is the one
-//! place where "was `(source, id)` seen before?" cannot race with another writer; so are the
-//! retention sweep's deletes, which are re-checked against the current state right before
-//! they are written (a delivery replayed since the sweep read it is left alone).
+//! place where "was `(source, id)` seen before?" cannot race with another writer, except for
+//! the events an append calls *sure* (`admit.rs` decided them as it was sent, knowing every
+//! append before it): those are accepted without a second look. So are the retention
+//! sweep's deletes decided here, re-checked against the current state right before they
+//! are written (a delivery replayed since the sweep read it is left alone).
+//!
+//! A sure event's deliveries may have started before this thread takes its append. Their
+//! transitions wait in the append's [`Gate`] until then, and are applied right after the
+//! append, in its commit: applied before it, a delivery's end would be undone by the queue
+//! entry the append writes.
 //!
 //! Within one batch a later write of a key wins over an earlier one (fjall applies a batch in
 //! order under one sequence number), so two transitions of one delivery in the same commit
