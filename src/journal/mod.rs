@@ -180,7 +180,9 @@ pub struct Staged {
 #[derive(Debug, Default)]
 pub struct Gate {
     open: std::sync::atomic::AtomicBool,
-    /// Boxed, as the journal's channel takes them: a push moves a pointer, not the record.
+    /// Boxed, as the journal's channel takes them: a push moves a pointer, not the record,
+    /// and growing the list copies pointers.
+    #[allow(clippy::vec_box)]
     parked: std::sync::Mutex<Vec<Box<Transition>>>,
 }
 
