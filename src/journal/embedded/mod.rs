@@ -894,11 +894,10 @@ impl EmbeddedJournal {
 
     /// Decides which events are sure to be accepted (`admit.rs`) and sends the append, with
     /// a gate for the transitions of the sure ones' deliveries.
-    #[allow(clippy::type_complexity)]
     fn admit(
         &self,
         events: Vec<NewEvent>,
-        written: Option<oneshot::Sender<Result<Vec<AppendStatus>, JournalError>>>,
+        written: Option<writer::Reply<Vec<AppendStatus>>>,
     ) -> (Ack<Vec<AppendStatus>>, Vec<bool>, Option<Arc<Gate>>) {
         let shared = &self.shared;
         // What the writer checks before it takes an append (a full disk, a failed sync),

@@ -61,7 +61,7 @@ pub(super) const RECORD_LINGER: Duration = Duration::from_millis(1);
 /// The transition channel's receiving end (its senders' flag is `Shared::records_nudged`).
 pub(super) type Records = Receiver<Box<Transition>>;
 
-type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
+pub(super) type Reply<T> = oneshot::Sender<Result<T, JournalError>>;
 
 pub(super) enum Command {
     Append {
