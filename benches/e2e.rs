@@ -715,6 +715,16 @@ async fn deliveries(
     {
         // Routing check: exactly the matching subscriptions, per event.
         s.set("deliveries_created_per_event", round(created / received, 4));
+        // Fresh deliveries whose queue entry was written after all (still open a second after
+        // their event, or before a refill): each costs an insert and a delete in the store.
+        if let Ok(late) = h.metric("herald_journal_deferred_written_total").await
+            && created > 0.0
+        {
+            s.set(
+                "queue_entries_written_per_delivery",
+                round(late / created, 4),
+            );
+        }
     }
     if let Ok(series) = h.series("herald_delivery_attempts_total").await {
         let by_class: Map<String, Value> = series

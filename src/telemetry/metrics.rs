@@ -55,6 +55,10 @@ pub const JOURNAL_SYNC_SECONDS: &str = "herald_journal_sync_seconds";
 /// `channel` (`commands`: appends and other requests; `transitions`: delivery outcomes): the
 /// journal's backpressure, observed only when it happens.
 pub const JOURNAL_BACKPRESSURE_SECONDS: &str = "herald_journal_backpressure_seconds";
+/// Queue entries of fresh deliveries written after their append, because the delivery was
+/// still open a second after its event arrived or a refill was about to read the queue
+/// (`journal/embedded/deferred.rs`): the rest were never written.
+pub const JOURNAL_DEFERRED_WRITTEN: &str = "herald_journal_deferred_written_total";
 /// Journal write failures, by `kind` (`io`, `full`).
 pub const JOURNAL_ERRORS: &str = "herald_journal_errors_total";
 /// 1 when the journal accepts writes, 0 when it is failing (disk full, I/O error).
@@ -222,6 +226,10 @@ fn describe() {
         JOURNAL_BACKPRESSURE_SECONDS,
         Unit::Seconds,
         "Time a caller waited for room on the journal writer's full channel, by channel."
+    );
+    describe_counter!(
+        JOURNAL_DEFERRED_WRITTEN,
+        "Queue entries of fresh deliveries written after their append (still open after 1 s, or before a refill)."
     );
     describe_counter!(JOURNAL_ERRORS, "Journal write failures, by kind.");
     describe_gauge!(

@@ -171,6 +171,9 @@ pub(super) fn sweep(
     // one commit, and reading them at two moments could miss it in both.
     // The same pass over the queue renews the floor of the implicit deliveries' ids.
     let mut referenced = Vec::new();
+    // Implicit deliveries at or above this may be queued without a queue entry yet: their
+    // events stay.
+    let deferred;
     {
         let scan_started = now_micros();
         let snap = shared.db.snapshot();
@@ -191,7 +194,12 @@ pub(super) fn sweep(
                 }
             }
         }
-        shared.set_implicit_floor(super::implicit_floor(oldest_fresh, scan_started));
+        deferred = super::deferred_floor(&snap, ks)?;
+        let oldest = match oldest_fresh {
+            Some(o) => Some(o.min(deferred)),
+            None => (deferred < u64::MAX).then_some(deferred),
+        };
+        shared.set_implicit_floor(super::implicit_floor(oldest, scan_started));
     }
     referenced.sort_unstable();
     referenced.dedup();
@@ -204,7 +212,9 @@ pub(super) fn sweep(
         let Some(seq) = codec::read_u64(&k) else {
             continue;
         };
-        if referenced.binary_search(&seq).is_ok() {
+        if referenced.binary_search(&seq).is_ok()
+            || codec::event_implicit(&v).is_ok_and(|i| seq.saturating_add(i.len()) >= deferred)
+        {
             continue;
         }
         // An unreadable event is removed too; its dedup key (if any) then ages out with

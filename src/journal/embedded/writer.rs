@@ -29,6 +29,11 @@
 //! barrier) arrives first, which is never delayed. Every commit takes the transitions waiting,
 //! and so does anything that orders after them (a barrier, a flush, a sweep, closing): a
 //! transition sent before a barrier is committed by the time the barrier is answered.
+//!
+//! An append's implicit deliveries get no queue entry with it: the writer keeps those in
+//! [`Deferred`] and writes one only for a delivery still open a second later, or in a commit
+//! that answers a barrier, since the barrier's waiter (a refill) reads the queue next. A
+//! transition that ends a delivery whose entry was never written has nothing to delete.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -41,6 +46,7 @@ use fjall::{PersistMode, Readable as _};
 use tokio::sync::oneshot;
 
 use super::admit::{Decided, within_window};
+use super::deferred::Deferred;
 use super::retention::{SweepChunk, SweepStats};
 use super::{Keyspaces, Shared};
 use crate::config::FsyncMode;
@@ -225,6 +231,10 @@ struct Grouping {
     value: Vec<u8>,
     /// Where the hot keyspaces' keys and values go.
     arenas: Arenas,
+    /// The queue entries of implicit deliveries not written yet (`deferred.rs`).
+    deferred: Deferred,
+    /// The deferred floor the last commit wrote (`None`: none written since the start).
+    floor_written: Option<Option<u64>>,
 }
 
 /// The size of an [`Arena`]'s chunks.
@@ -348,6 +358,8 @@ struct Commit<'a> {
     dead_delta: i64,
     /// The appends' dedup claims (`admit.rs`), given back once the commit is through.
     claims: Vec<u64>,
+    /// The events whose queue entries this commit's appends left to `grouping.deferred`.
+    kept: Vec<u64>,
 }
 
 pub(super) fn run(
@@ -514,6 +526,8 @@ fn write(
         let sync = match committed {
             Ok(sync) => sync,
             Err(e) => {
+                // Its appends are not stored: neither are their deliveries to be queued.
+                c.forget_kept();
                 let err = Err(e);
                 for (tx, _) in c.written {
                     let _ = tx.send(err.clone().map(|()| Vec::new()));
@@ -587,6 +601,7 @@ impl<'a> Commit<'a> {
             by_sub: Vec::new(),
             dead_delta: 0,
             claims: Vec::new(),
+            kept: Vec::new(),
         }
     }
 
@@ -718,17 +733,25 @@ impl<'a> Commit<'a> {
                 a.events.copy(&codec::u64_key(e.seq)),
                 a.events.copy(&a.scratch),
             );
+            if implicit {
+                // Their queue entries are written only if they are still needed later
+                // (`deferred.rs`); the event lists them meanwhile.
+                self.grouping
+                    .deferred
+                    .keep(e.seq, e.received_at_ms, &self.implicit);
+                self.kept.push(e.seq);
+            }
             for d in &ne.deliveries {
+                self.by_sub.push((d.subscription, d.id.0));
+                if implicit {
+                    continue;
+                }
                 let q = &mut self.grouping.arenas.queue;
                 self.batch.insert(
                     &self.ks.queue,
                     q.copy(&codec::queue_key(d.subscription, QueuePos::of(d))),
                     q.copy(&codec::encode_delivery(d)),
                 );
-                self.by_sub.push((d.subscription, d.id.0));
-                if implicit {
-                    continue;
-                }
                 let record = codec::RecordRef {
                     id: d.id,
                     subscription: d.subscription,
@@ -804,7 +827,10 @@ impl<'a> Commit<'a> {
                 codec::encode_attempt(a),
             );
         }
-        if let Some(d) = &t.dequeue {
+        // An entry never written has nothing to delete.
+        if let Some(d) = &t.dequeue
+            && !self.grouping.deferred.take(d)
+        {
             // Weak: see "Queue deletes" in the module docs.
             let q = &mut self.grouping.arenas.queue;
             self.batch.remove_weak(
@@ -891,6 +917,46 @@ impl<'a> Commit<'a> {
         self.by_sub.clear();
     }
 
+    /// Adds the deferred queue entries now due (all of them, with `all`) to the batch, and the
+    /// deferred floor if it changed (`deferred.rs`).
+    fn write_deferred(&mut self, all: bool) {
+        let (batch, ks) = (&mut self.batch, self.ks);
+        let Grouping {
+            deferred,
+            floor_written,
+            arenas,
+            ..
+        } = &mut *self.grouping;
+        let q = &mut arenas.queue;
+        let written = deferred.write_due(now_ms(), all, |d| {
+            batch.insert(
+                &ks.queue,
+                q.copy(&codec::queue_key(d.subscription, QueuePos::of(d))),
+                q.copy(&codec::encode_delivery(d)),
+            );
+        });
+        if written > 0 {
+            metrics::counter!(m::JOURNAL_DEFERRED_WRITTEN).increment(written as u64);
+        }
+        let floor = deferred.floor();
+        if *floor_written != Some(floor) {
+            match floor {
+                Some(f) => batch.insert(&ks.meta, super::DEFERRED_FLOOR_KEY, codec::u64_key(f)),
+                None => batch.remove(&ks.meta, super::DEFERRED_FLOOR_KEY),
+            }
+            *floor_written = Some(floor);
+        }
+    }
+
+    /// After a failed commit: its appends' entries are no one's to write, and the floor stored
+    /// is the one before it.
+    fn forget_kept(&mut self) {
+        for &seq in &self.kept {
+            self.grouping.deferred.forget(seq);
+        }
+        self.grouping.floor_written = None;
+    }
+
     /// Adds the commit's delivered records to the batch, in groups (`codec::delivered_groups`).
     fn write_delivered(&mut self) {
         let (batch, ks) = (&mut self.batch, self.ks);
@@ -917,6 +983,8 @@ impl<'a> Commit<'a> {
     /// Applies the batch (journal write, handed to the OS, and memtables: readable from here
     /// on) and says whether its waiters still wait for an fsync.
     fn commit(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<bool, JournalError> {
+        // A barrier's waiter may read the queue next (a refill): every entry is written for it.
+        self.write_deferred(!self.barriers.is_empty());
         self.write_by_sub();
         self.write_delivered();
         let batch = std::mem::replace(&mut self.batch, shared.db.batch());
