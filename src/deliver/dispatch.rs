@@ -32,9 +32,10 @@
 //!
 //! Re-reading must never resurrect a delivery that just finished but whose journal write is
 //! still in the writer's channel. A refill therefore (1) notes which deliveries are in memory
-//! and starts recording completions, (2) waits for a journal barrier, so every earlier write is
-//! visible, (3) scans, and (4) skips what memory holds or what completed meanwhile; if it had to
-//! skip such a completion it stays spilled and looks again later, so nothing is stranded.
+//! and starts recording completions, (2) waits for a journal queue barrier, so every earlier
+//! write is visible and every delivery queued before it is in the queue, (3) scans, and (4)
+//! skips what memory holds or what completed meanwhile; if it had to skip such a completion it
+//! stays spilled and looks again later, so nothing is stranded.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -967,7 +968,7 @@ async fn refill(inner: &Arc<Inner>, ep: &Arc<Endpoint>) -> Result<(), JournalErr
     let result = async {
         inner
             .journal
-            .barrier()
+            .queue_barrier()
             .await
             .map_err(|_| JournalError::Closed)??;
         let journal = inner.journal.clone();

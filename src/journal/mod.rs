@@ -250,13 +250,20 @@ pub trait Journal: Send + Sync + 'static {
     /// Resolves once every write sent before it has been applied and is visible to reads,
     /// without forcing an fsync. The dispatcher calls it before re-reading a spilled queue
     /// from disk, so that a delivery whose completion is still on its way to the store is
-    /// not read back as queued.
+    /// not read back as queued; the API before reading the delivery log (read-your-writes).
     fn barrier(&self) -> Ack<()>;
+
+    /// A [`barrier`](Self::barrier) after which [`scan_queue`](Self::scan_queue) holds every
+    /// delivery queued before it: the embedded journal writes a fresh delivery's queue entry
+    /// late, only if it is still needed, and this is such a need. The dispatcher's refill.
+    fn queue_barrier(&self) -> Ack<()>;
 
     /// Everything needed to rebuild memory at start-up.
     fn recover(&self) -> Result<Recovered, JournalError>;
 
-    /// Up to `limit` queued deliveries of `sub` after `after` (exclusive), in queue order.
+    /// Up to `limit` queued deliveries of `sub` after `after` (exclusive), in queue order:
+    /// every one appended before the last [`queue_barrier`](Self::queue_barrier) answered; one
+    /// appended since may not be in it yet.
     fn scan_queue(
         &self,
         sub: SubscriptionId,

@@ -12,7 +12,7 @@
 //!
 //! - the delivery is still open [`WRITE_AFTER_MS`] after its event arrived (it waits behind a
 //!   backlog, or retries, or its endpoint is slow), or
-//! - a commit answers a barrier: the dispatcher refills a spilled endpoint from the queue
+//! - a commit answers a queue barrier: the dispatcher refills a spilled endpoint from the queue
 //!   right after one, and a delivery it could not hold in memory lives only there.
 //!
 //! A transition that ends a delivery whose entry is still kept here just drops it: nothing to

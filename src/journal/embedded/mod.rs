@@ -86,7 +86,7 @@
 //! delivery and half of what filled the memtables at fan-out 10. So the queue entries of an
 //! append's implicit deliveries (below) are not written with it: the writer keeps them in
 //! memory (`deferred.rs`) and writes one only if its delivery is still open a second after its
-//! event arrived, or when a commit answers a barrier (a refill reads the queue next). A
+//! event arrived, or when a commit answers a queue barrier (a refill reads the queue next). A
 //! delivery that ends before then was never in `queue`. Every commit writes the lowest id
 //! it still keeps (`meta`'s `deferred_floor`), and opening the journal writes the entries of
 //! those at or above it with neither a record nor an entry (`materialize_deferred`), so
@@ -1477,6 +1477,10 @@ impl Journal for EmbeddedJournal {
 
     fn barrier(&self) -> Ack<()> {
         self.request(Command::Barrier)
+    }
+
+    fn queue_barrier(&self) -> Ack<()> {
+        self.request(Command::QueueBarrier)
     }
 
     fn recover(&self) -> Result<Recovered, JournalError> {
@@ -2957,8 +2961,11 @@ mod tests {
         let r0 = j.delivery(d[0].id).unwrap().unwrap();
         assert_eq!(j.queued(&r0).unwrap(), None);
 
-        // A barrier's waiter may scan the queue next: what is still open is written for it.
+        // A plain barrier (read-your-writes for the API) writes nothing more.
         ok(j.barrier()).await;
+        assert_eq!(queue_rows(&j), []);
+        // A queue barrier's waiter scans the queue next: what is still open is written for it.
+        ok(j.queue_barrier()).await;
         assert_eq!(queue_rows(&j), [(b, seq + 2)]);
         assert_eq!(j.scan_queue(b, None, 10).unwrap(), [d[1]]);
         assert_eq!(stored_floor(&j), None);

@@ -32,7 +32,7 @@
 //!
 //! An append's implicit deliveries get no queue entry with it: the writer keeps those in
 //! [`Deferred`] and writes one only for a delivery still open a second later, or in a commit
-//! that answers a barrier, since the barrier's waiter (a refill) reads the queue next. A
+//! that answers a queue barrier, since its waiter (a refill) reads the queue next. A
 //! transition that ends a delivery whose entry was never written has nothing to delete.
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -98,6 +98,9 @@ pub(super) enum Command {
     Flush(Reply<()>),
     /// Answered once everything before it is committed and readable (never fsyncs by itself).
     Barrier(Reply<()>),
+    /// A [`Command::Barrier`] that also writes every queue entry kept back (`deferred.rs`):
+    /// its waiter reads the queue next.
+    QueueBarrier(Reply<()>),
     /// Retention deletes; committed on their own, after everything sent before them. The
     /// reply is a plain channel: the sweep thread blocks on it, it is not async.
     Sweep(
@@ -137,7 +140,8 @@ impl Command {
             Command::SaveSubscription { ack, .. }
             | Command::DeleteSubscription { ack, .. }
             | Command::Flush(ack)
-            | Command::Barrier(ack) => {
+            | Command::Barrier(ack)
+            | Command::QueueBarrier(ack) => {
                 let _ = ack.send(Err(err));
             }
             Command::Sweep(_, ack) => {
@@ -338,6 +342,8 @@ struct Commit<'a> {
     /// Answered once the batch is committed.
     written: Vec<(Reply<Vec<AppendStatus>>, Vec<AppendStatus>)>,
     barriers: Vec<Reply<()>>,
+    /// One of `barriers` reads the queue next: every deferred entry is written.
+    queue_barrier: bool,
     /// Answered once the batch is synced as far as its [`SyncLevel`] says.
     durable: Vec<Durable>,
     events: usize,
@@ -590,6 +596,7 @@ impl<'a> Commit<'a> {
                 .durability(Some(PersistMode::Buffer)),
             written: Vec::new(),
             barriers: Vec::new(),
+            queue_barrier: false,
             durable: Vec::new(),
             events: 0,
             appends: 0,
@@ -673,6 +680,10 @@ impl<'a> Commit<'a> {
                 self.durable.push(Durable::Unit(ack));
             }
             Command::Barrier(ack) => self.barriers.push(ack),
+            Command::QueueBarrier(ack) => {
+                self.queue_barrier = true;
+                self.barriers.push(ack);
+            }
             // The run loop keeps boundaries out of a commit.
             cmd @ (Command::Sweep(..) | Command::Close) => cmd.fail(JournalError::Closed),
         }
@@ -949,7 +960,9 @@ impl<'a> Commit<'a> {
     }
 
     /// After a failed commit: its appends' entries are no one's to write, and the floor stored
-    /// is the one before it.
+    /// is the one before it. (A failed commit poisons fjall: no later commit succeeds, and the
+    /// restart writes the entries at or above that floor, transitions this commit lost
+    /// included, so those deliveries are made again rather than lost.)
     fn forget_kept(&mut self) {
         for &seq in &self.kept {
             self.grouping.deferred.forget(seq);
@@ -983,8 +996,8 @@ impl<'a> Commit<'a> {
     /// Applies the batch (journal write, handed to the OS, and memtables: readable from here
     /// on) and says whether its waiters still wait for an fsync.
     fn commit(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<bool, JournalError> {
-        // A barrier's waiter may read the queue next (a refill): every entry is written for it.
-        self.write_deferred(!self.barriers.is_empty());
+        // A queue barrier's waiter reads the queue next (a refill): every entry is written.
+        self.write_deferred(self.queue_barrier);
         self.write_by_sub();
         self.write_delivered();
         let batch = std::mem::replace(&mut self.batch, shared.db.batch());
