@@ -261,6 +261,7 @@ fn describe() {
     metrics::counter!(SUBSCRIPTIONS_AUTO_DISABLED).absolute(0);
     metrics::counter!(DELIVERY_REFILLS).absolute(0);
     metrics::counter!(DELIVERY_REFILL_ROWS).absolute(0);
+    metrics::counter!(JOURNAL_DEFERRED_WRITTEN).absolute(0);
     metrics::counter!(DELIVERY_CONNECTION_WAITS).absolute(0);
     metrics::counter!(SERVER_CONNECTION_WAITS).absolute(0);
     for g in [
