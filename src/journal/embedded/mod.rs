@@ -2948,13 +2948,7 @@ mod tests {
         assert_eq!(j.queued(&r).unwrap(), Some(d[1]));
 
         // Delivered: nothing to delete, and listed once, as delivered.
-        j.record(Transition {
-            record: record_of(&d[0], Delivered),
-            attempt: None,
-            dequeue: Some(d[0]),
-            enqueue: None,
-            dead: DeadOp::None,
-        });
+        j.record(delivered(&d[0]));
         ok(j.flush()).await;
         assert_eq!(queue_rows(&j), []);
         assert_eq!(listed(&j), [(seq + 2, Pending), (seq + 1, Delivered)]);
@@ -2971,13 +2965,7 @@ mod tests {
         assert_eq!(stored_floor(&j), None);
         assert_eq!(listed(&j), [(seq + 2, Pending), (seq + 1, Delivered)]);
         // Written, it is deleted by its end as any other.
-        j.record(Transition {
-            record: record_of(&d[1], Delivered),
-            attempt: None,
-            dequeue: Some(d[1]),
-            enqueue: None,
-            dead: DeadOp::None,
-        });
+        j.record(delivered(&d[1]));
         ok(j.flush()).await;
         assert_eq!(queue_rows(&j), []);
         assert_eq!(listed(&j), [(seq + 2, Delivered), (seq + 1, Delivered)]);
@@ -2994,13 +2982,7 @@ mod tests {
             let j = open(dir.path());
             ok(j.append(vec![ne])).await;
             // The second one is delivered, the third retried (its new entry is written).
-            j.record(Transition {
-                record: record_of(&d[1], DeliveryStatus::Delivered),
-                attempt: None,
-                dequeue: Some(d[1]),
-                enqueue: None,
-                dead: DeadOp::None,
-            });
+            j.record(delivered(&d[1]));
             j.record(retried(&d[2], d[2].due_at_ms + 60_000));
             ok(j.flush()).await;
             assert_eq!(queue_rows(&j), [(a, seq + 3)]);
