@@ -94,7 +94,7 @@ impl Deferred {
             sub,
             state: SlotState::Open,
         }));
-        self.blocks.insert(
+        let replaced = self.blocks.insert(
             seq,
             Block {
                 at_ms,
@@ -103,6 +103,11 @@ impl Deferred {
                 open: len,
             },
         );
+        // Sequence numbers are unique; were one kept twice, the first block's slots would
+        // otherwise never be let go.
+        if let Some(old) = replaced {
+            self.let_go((old.first - self.base) as usize, old.len as usize);
+        }
     }
 
     /// Whether `d`'s queue entry is kept here (then it is dropped: the caller has nothing to
@@ -306,6 +311,16 @@ mod tests {
         assert_eq!(d.slots.len(), 3);
         assert!(d.take(&fresh(300, 0, sub(1), 3)));
         assert!(d.slots.is_empty());
+    }
+
+    #[test]
+    fn a_block_kept_again_replaces_the_first() {
+        let mut d = Deferred::default();
+        d.keep(100, 1, &[sub(1)]);
+        d.keep(100, 1, &[sub(2)]);
+        assert!(!d.take(&fresh(100, 0, sub(1), 1)));
+        assert!(d.take(&fresh(100, 0, sub(2), 1)));
+        assert!(d.slots.is_empty(), "the first block's slot is let go too");
     }
 
     #[test]
