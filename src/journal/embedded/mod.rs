@@ -3020,7 +3020,12 @@ mod tests {
         let seq = crate::model::now_micros();
         let ne = implicit_event(seq, "now", &[a]);
         let d = ne.deliveries.clone();
-        ok(j.append(vec![ne])).await;
+        // A later event, delivered at once.
+        let later = implicit_event(seq + 10, "later", &[a]);
+        let d2 = later.deliveries[0];
+        ok(j.append(vec![ne, later])).await;
+        j.record(delivered(&d2));
+        ok(j.flush()).await;
         // Older than a retention of a millisecond, but still pending.
         let past = (seq / 1000) as i64 + 5;
         while now_ms() <= past {
@@ -3032,6 +3037,12 @@ mod tests {
         assert_eq!(
             j.delivery(d[0].id).unwrap().unwrap().status,
             DeliveryStatus::Pending
+        );
+        // The later one's record stays too: without it the log would derive it as pending.
+        assert_eq!(stats.deliveries, 0);
+        assert_eq!(
+            j.delivery(d2.id).unwrap().unwrap().status,
+            DeliveryStatus::Delivered
         );
     }
 

@@ -466,7 +466,8 @@ fn write(
             Some(Command::Close) => break,
             Some(Command::Sweep(chunk, ack)) => {
                 deferred = false;
-                let _ = ack.send(sweep(shared, chunk));
+                let floor = grouping.deferred.floor().unwrap_or(u64::MAX);
+                let _ = ack.send(sweep(shared, chunk, floor));
                 continue;
             }
             other => other,
@@ -1039,7 +1040,11 @@ fn sync_here(shared: &Shared) -> Result<(), JournalError> {
 }
 
 /// Applies one chunk of retention deletes after re-checking each against the current state.
-fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError> {
+///
+/// A record at or above `deferred` (the lowest id whose queue entry the writer still keeps)
+/// stays whatever its age: without it, the log would derive its delivery as pending again.
+/// Only a retention shorter than a delivery in flight gets there.
+fn sweep(shared: &Shared, chunk: SweepChunk, deferred: u64) -> Result<SweepStats, JournalError> {
     let ks = &shared.ks;
     let io = |e: fjall::Error| JournalError::Io(e.to_string());
     let mut batch = shared.db.batch();
@@ -1049,6 +1054,9 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
             let mut gone = HashSet::with_capacity_and_hasher(ids.len(), Default::default());
             let mut indexed = Vec::new();
             for id in ids {
+                if id.0 >= deferred {
+                    continue;
+                }
                 let key = codec::u64_key(id.0);
                 let Some(v) = ks.deliveries.get(key).map_err(io)? else {
                     continue;
@@ -1086,6 +1094,10 @@ fn sweep(shared: &Shared, chunk: SweepChunk) -> Result<SweepStats, JournalError>
             let mut gone = HashSet::with_capacity_and_hasher(keys.len(), Default::default());
             let mut indexed = Vec::new();
             for first in keys {
+                // A group holds ids less than its span above its key.
+                if first.saturating_add(codec::GROUP_SPAN) > deferred {
+                    continue;
+                }
                 let key = codec::u64_key(first);
                 let Some(v) = ks.delivered.get(key).map_err(io)? else {
                     continue;
