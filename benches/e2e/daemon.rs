@@ -21,7 +21,7 @@ use crate::load::{self, Target};
 
 /// What differs between the scenarios' configs.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct Settings<'a> {
     /// `[storage] fsync`: `batch` or `never`.
     pub fsync: &'static str,
     /// `[server] worker_threads`.
@@ -34,10 +34,12 @@ pub struct Settings {
     pub retry_schedule: &'static str,
     /// `[delivery] pool_max_idle_per_origin`; `None` keeps Herald's default.
     pub pool_idle: Option<usize>,
+    /// `[storage] queue_write_after`; `None` keeps Herald's default.
+    pub queue_write_after: Option<&'a str>,
 }
 
 /// The config file for a Herald whose files live in `dir`.
-pub fn config_text(dir: &Path, s: &Settings) -> String {
+pub fn config_text(dir: &Path, s: &Settings<'_>) -> String {
     format!(
         "[server]\n\
          listen = \"127.0.0.1:0\"\n\
@@ -49,6 +51,7 @@ pub fn config_text(dir: &Path, s: &Settings) -> String {
          path = \"{data}\"\n\
          fsync = \"{fsync}\"\n\
          min_free_bytes = 0\n\
+         {write_after}\
          [delivery]\n\
          allow_networks = [\"127.0.0.0/8\"]\n\
          {in_flight}\
@@ -72,6 +75,10 @@ pub fn config_text(dir: &Path, s: &Settings) -> String {
         pool = s
             .pool_idle
             .map(|n| format!("pool_max_idle_per_origin = {n}\n"))
+            .unwrap_or_default(),
+        write_after = s
+            .queue_write_after
+            .map(|d| format!("queue_write_after = \"{d}\"\n"))
             .unwrap_or_default(),
     )
 }

@@ -101,6 +101,11 @@ pub struct StorageConfig {
     /// Appends are refused (`503`) while free space under `path` is below this, so the disk
     /// never fills mid-write; delivering what is stored goes on. 0 disables the check.
     pub min_free_bytes: u64,
+    /// A fresh delivery's queue entry is written only once the delivery has been open this
+    /// long (or a spilled endpoint reads its queue back): most end sooner and never cost one
+    /// (`journal/embedded/deferred.rs`). Start-up after a crash reads back up to this much of
+    /// the latest events.
+    pub queue_write_after: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +192,9 @@ pub mod defaults {
     pub const MEMORY_BUDGET: u64 = 262_144;
     pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
     pub const MIN_FREE_BYTES: u64 = 256 * 1024 * 1024;
+    pub const QUEUE_WRITE_AFTER: &str = "1s";
+    /// What the writer keeps in memory grows with it: a few bytes per delivery made in it.
+    pub const MAX_QUEUE_WRITE_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
     pub const DEDUP_WINDOW: &str = "24h";
     pub const TIMEOUT: &str = "30s";
     pub const CONNECT_TIMEOUT: &str = "10s";
@@ -285,6 +293,28 @@ mod tests {
             "extra",
         ] {
             assert!(keys.contains(&want), "missing {want} in {keys:?}");
+        }
+    }
+
+    #[test]
+    fn queue_write_after_is_bounded() {
+        assert_eq!(
+            Config::defaults().storage.queue_write_after,
+            Duration::from_secs(1)
+        );
+        let c = Config::from_toml("[storage]\nqueue_write_after = \"0s\"\n").unwrap();
+        assert_eq!(c.storage.queue_write_after, Duration::ZERO);
+        let c = Config::from_toml("[storage]\nqueue_write_after = \"10m\"\n").unwrap();
+        assert_eq!(c.storage.queue_write_after, Duration::from_secs(600));
+        for (v, want) in [("11m", "too long"), ("soon", "not a duration")] {
+            let errs = Config::from_toml(&format!("[storage]\nqueue_write_after = \"{v}\"\n"))
+                .unwrap_err();
+            assert!(
+                errs.0
+                    .iter()
+                    .any(|e| e.key == "storage.queue_write_after" && e.message.contains(want)),
+                "{v}: {errs:?}"
+            );
         }
     }
 

@@ -46,6 +46,7 @@ pub struct RawStorage {
     pub memory_budget: Option<u64>,
     pub cache_bytes: Option<u64>,
     pub min_free_bytes: Option<u64>,
+    pub queue_write_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

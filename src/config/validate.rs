@@ -40,6 +40,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "storage.memory_budget",
     "storage.cache_bytes",
     "storage.min_free_bytes",
+    "storage.queue_write_after",
     "ingest.dedup_window",
     "auth.admin_tokens",
     "auth.ingest_tokens",
@@ -114,11 +115,26 @@ impl Errors {
     }
 
     fn duration(&mut self, key: &str, v: Option<&str>, default: &str, min: Duration) -> Duration {
+        self.duration_within(key, v, default, min, Duration::MAX)
+    }
+
+    fn duration_within(
+        &mut self,
+        key: &str,
+        v: Option<&str>,
+        default: &str,
+        min: Duration,
+        max: Duration,
+    ) -> Duration {
         let s = v.unwrap_or(default);
         match humantime::parse_duration(s) {
             Ok(d) if d < min => {
                 self.push(key, format!("`{s}` is too short: at least {min:?}"));
                 humantime::parse_duration(default).unwrap_or(min)
+            }
+            Ok(d) if d > max => {
+                self.push(key, format!("`{s}` is too long: at most {max:?}"));
+                humantime::parse_duration(default).unwrap_or(max)
             }
             Ok(d) => d,
             Err(e) => {
@@ -320,6 +336,13 @@ pub(super) fn validate(raw: RawConfig, unknown: &[String]) -> Result<Config, Con
             0,
             1 << 50,
         ) as u64,
+        queue_write_after: errs.duration_within(
+            "storage.queue_write_after",
+            st.queue_write_after.as_deref(),
+            defaults::QUEUE_WRITE_AFTER,
+            Duration::ZERO,
+            defaults::MAX_QUEUE_WRITE_AFTER,
+        ),
     };
 
     // [ingest]

@@ -10,8 +10,8 @@
 //! So the writer keeps the queue entries of an append's implicit deliveries here (their
 //! subscriptions, a few bytes each) and writes one only when something may need to read it:
 //!
-//! - the delivery is still open [`WRITE_AFTER_MS`] after its event arrived (it waits behind a
-//!   backlog, or retries, or its endpoint is slow), or
+//! - the delivery is still open `[storage] queue_write_after` (1 s by default) after its event
+//!   arrived (it waits behind a backlog, or retries, or its endpoint is slow), or
 //! - a commit answers a queue barrier: the dispatcher refills a spilled endpoint from the queue
 //!   right after one, and a delivery it could not hold in memory lives only there.
 //!
@@ -24,18 +24,15 @@
 //! (`materialize_deferred`), so start-up, `scan_queue` and the dispatcher see the queue as if
 //! they had been written at once; the delivery log derives them as pending the same way.
 //!
-//! Bounded: a block stays at most [`WRITE_AFTER_MS`] (plus the time to the next commit), so at
-//! 20,000 events a second this holds ~20,000 blocks, and start-up after a crash reads back at
-//! most that many events.
+//! Bounded: a block stays at most `queue_write_after` (plus the time to the next commit), so at
+//! 20,000 events a second and the default second this holds ~20,000 blocks, and start-up after
+//! a crash reads back at most that many events. The one-second default is far above how long a
+//! delivery to a healthy endpoint takes (a few ms at the load bench's half rate) and far below
+//! what that read-back costs.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use crate::model::{Delivery, DeliveryId, SubscriptionId};
-
-/// How long a delivery may stay without its queue entry, from its event's arrival. Far above
-/// how long a delivery to a healthy endpoint takes (a few ms at the load bench's half rate),
-/// far below what start-up after a crash would notice reading back.
-pub(super) const WRITE_AFTER_MS: i64 = 1_000;
 
 /// One append's implicit deliveries whose queue entries are kept.
 #[derive(Debug)]
@@ -143,17 +140,18 @@ impl Deferred {
     }
 
     /// Hands over, to be written, the open entries of every block whose event arrived at least
-    /// [`WRITE_AFTER_MS`] before `now_ms` (of every block, with `all`), and forgets them.
-    /// Returns how many were handed over.
+    /// `after_ms` before `now_ms` (of every block, with `all`), and forgets them. Returns how
+    /// many were handed over.
     pub(super) fn write_due(
         &mut self,
         now_ms: i64,
         all: bool,
+        after_ms: i64,
         mut write: impl FnMut(&Delivery),
     ) -> usize {
         let mut n = 0;
         while let Some(entry) = self.blocks.first_entry() {
-            if !all && entry.get().at_ms > now_ms.saturating_sub(WRITE_AFTER_MS) {
+            if !all && entry.get().at_ms > now_ms.saturating_sub(after_ms) {
                 break;
             }
             let (seq, b) = entry.remove_entry();
@@ -270,14 +268,14 @@ mod tests {
         d.keep(300, 2_000, &[sub(5)]);
         assert!(d.take(&fresh(100, 1, sub(2), 1_000)));
         // A look that writes nothing keeps the slots of blocks still kept.
-        assert_eq!(d.write_due(0, false, |_| {}), 0);
+        assert_eq!(d.write_due(0, false, 1_000, |_| {}), 0);
         assert_eq!(d.slots.len(), 5);
 
         let mut written = Vec::new();
         // Nothing is a second old yet.
-        assert_eq!(d.write_due(1_999, false, |x| written.push(*x)), 0);
+        assert_eq!(d.write_due(1_999, false, 1_000, |x| written.push(*x)), 0);
         // The first block is; of it only what is still open.
-        assert_eq!(d.write_due(2_000, false, |x| written.push(*x)), 2);
+        assert_eq!(d.write_due(2_000, false, 1_000, |x| written.push(*x)), 2);
         assert_eq!(
             written,
             vec![fresh(100, 0, sub(1), 1_000), fresh(100, 2, sub(3), 1_000)]
@@ -287,7 +285,7 @@ mod tests {
         assert!(!d.take(&fresh(100, 0, sub(1), 1_000)));
 
         written.clear();
-        assert_eq!(d.write_due(0, true, |x| written.push(*x)), 2);
+        assert_eq!(d.write_due(0, true, 1_000, |x| written.push(*x)), 2);
         assert_eq!(
             written,
             vec![fresh(200, 0, sub(4), 1_500), fresh(300, 0, sub(5), 2_000)]
@@ -333,7 +331,7 @@ mod tests {
         assert_eq!(d.floor(), Some(101));
         assert!(!d.take(&fresh(200, 0, sub(2), 2)));
         let mut written = Vec::new();
-        assert_eq!(d.write_due(0, true, |x| written.push(*x)), 1);
+        assert_eq!(d.write_due(0, true, 1_000, |x| written.push(*x)), 1);
         assert_eq!(written, [fresh(100, 0, sub(1), 1)]);
         assert!(d.slots.is_empty());
     }

@@ -85,12 +85,13 @@
 //! Even cancelled in the memtable, the entry and its delete were two memtable inserts per
 //! delivery and half of what filled the memtables at fan-out 10. So the queue entries of an
 //! append's implicit deliveries (below) are not written with it: the writer keeps them in
-//! memory (`deferred.rs`) and writes one only if its delivery is still open a second after its
-//! event arrived, or when a commit answers a queue barrier (a refill reads the queue next). A
-//! delivery that ends before then was never in `queue`. Every commit writes the lowest id
-//! it still keeps (`meta`'s `deferred_floor`), and opening the journal writes the entries of
-//! those at or above it with neither a record nor an entry (`materialize_deferred`), so
-//! start-up, `scan_queue` and the dispatcher read the queue whole. Measured with the load
+//! memory (`deferred.rs`) and writes one only if its delivery is still open a second
+//! (`[storage] queue_write_after`) after its event arrived, or when a commit answers a queue
+//! barrier (a refill reads the queue next). A delivery that ends before then was never in
+//! `queue`. Every commit writes the lowest id it still keeps (`meta`'s `deferred_floor`), and
+//! opening the journal writes the entries of those at or above it with neither a record nor an
+//! entry (`materialize_deferred`), so start-up, `scan_queue` and the dispatcher read the queue
+//! whole; retention keeps the events, and the log records, at or above it. Measured with the load
 //! bench's fan-out 10 (2 rounds, builds interleaved), no entry was written late and Herald's
 //! CPU per 1,000 deliveries fell from 0.016–0.018 s to 0.013–0.014 s.
 //!
@@ -910,6 +911,7 @@ impl EmbeddedJournal {
             dedup_window_ms,
             dir: cfg.path.clone(),
             rotate_at,
+            queue_write_after_ms: cfg.queue_write_after.as_millis().min(i64::MAX as u128) as i64,
         };
         let writer = {
             let shared = Arc::clone(&shared);

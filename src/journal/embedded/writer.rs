@@ -31,9 +31,10 @@
 //! transition sent before a barrier is committed by the time the barrier is answered.
 //!
 //! An append's implicit deliveries get no queue entry with it: the writer keeps those in
-//! [`Deferred`] and writes one only for a delivery still open a second later, or in a commit
-//! that answers a queue barrier, since its waiter (a refill) reads the queue next. A
-//! transition that ends a delivery whose entry was never written has nothing to delete.
+//! [`Deferred`] and writes one only for a delivery still open `[storage] queue_write_after`
+//! later, or in a commit that answers a queue barrier, since its waiter (a refill) reads the
+//! queue next. A transition that ends a delivery whose entry was never written has nothing to
+//! delete.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -166,6 +167,8 @@ pub(super) struct WriterOptions {
     pub dir: std::path::PathBuf,
     /// Memtable size at which the writer rotates it (see `MEMTABLE_ROTATE_BYTES`).
     pub rotate_at: u64,
+    /// `[storage] queue_write_after`, ms (see `deferred.rs`).
+    pub queue_write_after_ms: i64,
 }
 
 /// Whether the commit being assembled may take another command.
@@ -515,7 +518,7 @@ fn write(
         let wrote = !c.batch.is_empty();
         batch_hint = next_batch_hint(batch_hint, c.ops());
         let started = Instant::now();
-        let committed = c.commit(shared, opts.fsync);
+        let committed = c.commit(shared, opts);
         // Committed, the appends' keys are readable; failed, they never will be. Either way
         // the store answers for them now, not the claims.
         shared.admission.release(&c.claims);
@@ -931,7 +934,7 @@ impl<'a> Commit<'a> {
 
     /// Adds the deferred queue entries now due (all of them, with `all`) to the batch, and the
     /// deferred floor if it changed (`deferred.rs`).
-    fn write_deferred(&mut self, all: bool) {
+    fn write_deferred(&mut self, all: bool, after_ms: i64) {
         let (batch, ks) = (&mut self.batch, self.ks);
         let Grouping {
             deferred,
@@ -940,7 +943,7 @@ impl<'a> Commit<'a> {
             ..
         } = &mut *self.grouping;
         let q = &mut arenas.queue;
-        let written = deferred.write_due(now_ms(), all, |d| {
+        let written = deferred.write_due(now_ms(), all, after_ms, |d| {
             batch.insert(
                 &ks.queue,
                 q.copy(&codec::queue_key(d.subscription, QueuePos::of(d))),
@@ -996,9 +999,10 @@ impl<'a> Commit<'a> {
 
     /// Applies the batch (journal write, handed to the OS, and memtables: readable from here
     /// on) and says whether its waiters still wait for an fsync.
-    fn commit(&mut self, shared: &Shared, fsync: FsyncMode) -> Result<bool, JournalError> {
+    fn commit(&mut self, shared: &Shared, opts: &WriterOptions) -> Result<bool, JournalError> {
+        let fsync = opts.fsync;
         // A queue barrier's waiter reads the queue next (a refill): every entry is written.
-        self.write_deferred(self.queue_barrier);
+        self.write_deferred(self.queue_barrier, opts.queue_write_after_ms);
         self.write_by_sub();
         self.write_delivered();
         let batch = std::mem::replace(&mut self.batch, shared.db.batch());
