@@ -168,7 +168,7 @@ struct Args {
     callgrind_events: u64,
     /// `[storage] queue_write_after` of a `callgrind-*` scenario's Herald (see `callgrind`);
     /// empty leaves the key out (for builds before it existed).
-    #[arg(long, default_value = "10m")]
+    #[arg(long, default_value = "1m")]
     callgrind_queue_write_after: String,
     /// Comma-separated scenarios to run (default: all but the `callgrind-*` ones).
     #[arg(long, value_delimiter = ',')]
@@ -770,8 +770,8 @@ async fn callgrind(ctx: &Ctx, name: &str, k: usize) -> anyhow::Result<Scenario> 
     ];
     // Valgrind runs Herald ~50 times slower, its clock not: with the default second, most
     // deliveries at fan-out 10 would outlast it and have their queue entries written, which at
-    // full speed none does (`queue_entries_written_per_delivery` in the other scenarios). Ten
-    // minutes keeps the work per delivery the one full speed does.
+    // full speed none does (`queue_entries_written_per_delivery` in the other scenarios). A
+    // minute (the most Herald allows) keeps the work per delivery the one full speed does.
     let write_after = &ctx.args.callgrind_queue_write_after;
     let settings = daemon::Settings {
         queue_write_after: (!write_after.is_empty()).then_some(write_after.as_str()),
