@@ -586,15 +586,7 @@ impl Dispatcher {
         let now = now_ms();
         let mut created = Vec::with_capacity(events.len());
         for event in events {
-            let d = Delivery {
-                id: DeliveryId(ids.next()),
-                subscription: sub,
-                event_seq: event.seq,
-                attempts: 0,
-                cycle_start: 0,
-                due_at_ms: now,
-                created_at_ms: now,
-            };
+            let d = Delivery::fresh(DeliveryId(ids.next()), sub, event.seq, now);
             self.inner.journal.record(outcome::created(
                 &d,
                 EventRef {

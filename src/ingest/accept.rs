@@ -149,14 +149,8 @@ impl Ingest {
             let deliveries = matched
                 .iter()
                 .zip(event.seq + 1..)
-                .map(|(t, id)| Delivery {
-                    id: DeliveryId(id),
-                    subscription: t.sub.id,
-                    event_seq: event.seq,
-                    attempts: 0,
-                    cycle_start: 0,
-                    due_at_ms: event.received_at_ms,
-                    created_at_ms: event.received_at_ms,
+                .map(|(t, id)| {
+                    Delivery::fresh(DeliveryId(id), t.sub.id, event.seq, event.received_at_ms)
                 })
                 .collect();
             batch.push(NewEvent {

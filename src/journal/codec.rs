@@ -551,12 +551,7 @@ pub fn implicit_fits(e: &Event, deliveries: &[Delivery]) -> bool {
         return false;
     }
     deliveries.iter().zip(e.seq + 1..).all(|(d, id)| {
-        d.id.0 == id
-            && d.event_seq == e.seq
-            && d.attempts == 0
-            && d.cycle_start == 0
-            && d.due_at_ms == e.received_at_ms
-            && d.created_at_ms == e.received_at_ms
+        *d == Delivery::fresh(DeliveryId(id), d.subscription, e.seq, e.received_at_ms)
     })
 }
 

@@ -25,6 +25,26 @@ pub struct Delivery {
     pub created_at_ms: i64,
 }
 
+impl Delivery {
+    /// A delivery just made: never attempted, in its first cycle, due when it was created.
+    pub fn fresh(
+        id: DeliveryId,
+        subscription: SubscriptionId,
+        event_seq: u64,
+        created_at_ms: i64,
+    ) -> Self {
+        Delivery {
+            id,
+            subscription,
+            event_seq,
+            attempts: 0,
+            cycle_start: 0,
+            due_at_ms: created_at_ms,
+            created_at_ms,
+        }
+    }
+}
+
 /// Where a delivery stands, as the API reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DeliveryStatus {

@@ -116,17 +116,15 @@ impl Deferred {
         let Some(i) = d.id.0.checked_sub(d.event_seq + 1) else {
             return false;
         };
-        if i >= u64::from(b.len)
-            || d.attempts != 0
-            || d.cycle_start != 0
-            || d.due_at_ms != b.at_ms
-            || d.created_at_ms != b.at_ms
-        {
+        if i >= u64::from(b.len) {
             return false;
         }
         let at = (b.first - self.base) as usize;
         let slot = &mut self.slots[at + i as usize];
-        if slot.state != SlotState::Open || slot.sub != d.subscription {
+        // Only the delivery as ingest made it: one attempted or re-queued has its entry on disk.
+        if slot.state != SlotState::Open
+            || *d != Delivery::fresh(d.id, slot.sub, d.event_seq, b.at_ms)
+        {
             return false;
         }
         slot.state = SlotState::Closed;
@@ -160,15 +158,12 @@ impl Deferred {
                 let slot = &mut self.slots[at + i as usize];
                 if slot.state == SlotState::Open {
                     n += 1;
-                    write(&Delivery {
-                        id: DeliveryId(seq + 1 + i),
-                        subscription: slot.sub,
-                        event_seq: seq,
-                        attempts: 0,
-                        cycle_start: 0,
-                        due_at_ms: b.at_ms,
-                        created_at_ms: b.at_ms,
-                    });
+                    write(&Delivery::fresh(
+                        DeliveryId(seq + 1 + i),
+                        slot.sub,
+                        seq,
+                        b.at_ms,
+                    ));
                 }
             }
             self.let_go(at, b.len as usize);
@@ -220,15 +215,7 @@ mod tests {
     }
 
     fn fresh(seq: u64, i: u64, s: SubscriptionId, at: i64) -> Delivery {
-        Delivery {
-            id: DeliveryId(seq + 1 + i),
-            subscription: s,
-            event_seq: seq,
-            attempts: 0,
-            cycle_start: 0,
-            due_at_ms: at,
-            created_at_ms: at,
-        }
+        Delivery::fresh(DeliveryId(seq + 1 + i), s, seq, at)
     }
 
     #[test]

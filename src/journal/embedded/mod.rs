@@ -388,15 +388,7 @@ fn materialize_deferred(db: &Database, ks: &Keyspaces) -> Result<usize, JournalE
             let Some(sub) = imp.subscription_of(seq, id) else {
                 continue;
             };
-            let d = Delivery {
-                id,
-                subscription: sub,
-                event_seq: seq,
-                attempts: 0,
-                cycle_start: 0,
-                due_at_ms: imp.received_at_ms,
-                created_at_ms: imp.received_at_ms,
-            };
+            let d = Delivery::fresh(id, sub, seq, imp.received_at_ms);
             let key = codec::queue_key(sub, QueuePos::of(&d));
             if id.0 < floor
                 || snap.contains_key(&ks.queue, key).map_err(io)?
@@ -1785,15 +1777,12 @@ impl Journal for EmbeddedJournal {
                 && let Some(r) = implicit_record(&snap, ks, record.id)?
                 && r.subscription == record.subscription
             {
-                return Ok(Some(Delivery {
-                    id: r.id,
-                    subscription: r.subscription,
-                    event_seq: r.event_seq,
-                    attempts: 0,
-                    cycle_start: 0,
-                    due_at_ms: r.created_at_ms,
-                    created_at_ms: r.created_at_ms,
-                }));
+                return Ok(Some(Delivery::fresh(
+                    r.id,
+                    r.subscription,
+                    r.event_seq,
+                    r.created_at_ms,
+                )));
             }
         }
         // Fall back to walking the subscription's queue (an operator action, not a hot path).

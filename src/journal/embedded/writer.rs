@@ -318,7 +318,7 @@ impl Grouping {
 /// cycle, due when it was created. A re-queued delivery never has it: `outcome::fresh_due`
 /// gives it a due time other than the one it had.
 fn as_ingest_queued(d: &Delivery) -> bool {
-    d.attempts == 0 && d.cycle_start == 0 && d.due_at_ms == d.created_at_ms
+    *d == Delivery::fresh(d.id, d.subscription, d.event_seq, d.created_at_ms)
 }
 
 /// The queue entry a transition takes away, if the transition is a first attempt that
