@@ -120,25 +120,35 @@ pub type Sender = http1::SendRequest<Full<Bytes>>;
 
 /// Opens one keep-alive HTTP/1.1 connection; its driver runs on the current runtime.
 pub async fn connect(target: &Target) -> anyhow::Result<Sender> {
-    let sender = match target {
+    match target {
         Target::Tcp(addr) => {
             let s = tokio::net::TcpStream::connect(addr)
                 .await
                 .with_context(|| format!("connecting to {addr}"))?;
             s.set_nodelay(true)?;
-            let (sender, conn) = http1::handshake(TokioIo::new(s)).await?;
-            tokio::spawn(conn);
-            sender
+            handshake(s).await
         }
         Target::Unix(path) => {
             let s = tokio::net::UnixStream::connect(path)
                 .await
                 .with_context(|| format!("connecting to {}", path.display()))?;
-            let (sender, conn) = http1::handshake(TokioIo::new(s)).await?;
-            tokio::spawn(conn);
-            sender
+            handshake(s).await
         }
-    };
+    }
+}
+
+/// hyper's HTTP/1.1 client on `io`, writing each request as one buffer, as Herald does: over a
+/// socket hyper's default is a `writev` of head and body, and one `send` of both measured ~20 %
+/// more requests/s for this bare client (the ceiling would otherwise not be the best it does).
+async fn handshake<T>(io: T) -> anyhow::Result<Sender>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(io))
+        .await?;
+    tokio::spawn(conn);
     Ok(sender)
 }
 

@@ -141,11 +141,19 @@ impl Pool {
         let limit = max_connections.max(1);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new());
+        let mut h1 = http1::Builder::new();
+        // One buffer per request: hyper copies the body behind the head and sends both with one
+        // `send`, where its default over a socket is a `writev` of the two. A webhook body is
+        // small next to what that saves: on the load bench this made Herald's deliveries at
+        // fan-out 10 ~7–10 % cheaper and the bare hyper client ~20 % faster (the bench's
+        // clients write the same way, so the ceiling stays the best hyper does). TLS streams
+        // are written flat anyway (hyper's docs recommend it for them).
+        h1.writev(false);
         Pool {
             connector,
             idle_timeout,
             max_idle_per_origin,
-            h1: http1::Builder::new(),
+            h1,
             h2,
             origins: Mutex::new(HashMap::default()),
             sweeper_started: AtomicBool::new(false),
