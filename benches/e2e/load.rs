@@ -3,8 +3,9 @@
 //!
 //! Where it sits: the orchestrator (`e2e.rs`) starts these on the load runtime and reads their
 //! counters; the sink counts what arrives. Everything speaks plain hyper `conn::http1` over its
-//! own keep-alive connection (PERF-NOTES: the cheapest client here), so the ceiling is what the
-//! machine does with HTTP, not what a heavier client library does.
+//! own keep-alive connection (PERF-NOTES: the cheapest client here), each request written as one
+//! buffer ([`handshake`]), so the ceiling is what the machine does with HTTP, not what a heavier
+//! client library does.
 //!
 //! The payload is one CloudEvent of a fixed size with two fixed-width digit fields, its id and
 //! its send time, written into a copy of a template: building an event costs a `memcpy`, and
